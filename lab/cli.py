@@ -1,0 +1,225 @@
+"""The `lab` command. The only place that prints for the user and chooses exit codes.
+
+Exit codes: 0 success, 1 a check failed or the lab is not as asked, 2 bad input (scenario,
+arguments), 3 the system refused (not root, missing program, a command failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import __version__
+from .errors import (ApplyError, CommandError, LabError, LabStateError, MissingProgram, NotRoot,
+                     ScenarioError, ScenarioNotFound)
+
+
+def _progress(msg: str) -> None:
+    print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_list(args) -> int:
+    from .scenario import builtin_scenarios, load_scenario
+    paths = [str(p) for p in builtin_scenarios()] + list(args.paths)
+    for p in paths:
+        try:
+            s = load_scenario(p)
+            first = s.description.split(". ")[0].strip().rstrip(".")
+            print(f"{s.name:<20} {len(s.nodes)} nodes, {len(s.instances)} instances, "
+                  f"{len(s.checks)} checks  {first}")
+        except ScenarioError as exc:
+            print(f"{p:<20} INVALID ({len(exc.problems)} problems; `lab show {p}` lists them)")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .plan import build_plan
+    from .render import describe, render_plan
+    from .scenario import load_scenario
+    scenario = load_scenario(args.scenario)
+    plan = build_plan(scenario, datapath=args.datapath or "netdev")
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=1))
+        return 0
+    print(describe(plan), end="")
+    if args.render:
+        for node, r in render_plan(plan).items():
+            print(f"\n### {node}: ovs-vsctl {' '.join(r.ovsdb)}")
+            for bridge, text in r.flows.items():
+                print(f"\n### {node}: flows of {bridge}\n{text}", end="")
+            print(f"\n### {node}: iptables-restore\n{r.iptables}", end="")
+    if scenario.checks:
+        print("\nchecks")
+        for c in scenario.checks:
+            what = c.proto if c.port is None else f"{c.proto}:{c.port}"
+            print(f"  {c.name}: {c.source} -> {c.destination} {what}, expect {c.expect}")
+            for a in c.path:
+                print(f"      {a.describe()}")
+    return 0
+
+
+def cmd_up(args) -> int:
+    from . import runtime
+    print(f"lab up {args.scenario}", file=sys.stderr)
+    result = runtime.up(args.scenario, datapath=args.datapath, progress=_progress)
+    if result.already_up:
+        print(f"lab {result.lab} is already up and healthy; nothing to do "
+              f"(`lab down {result.lab}` to remove it)")
+        return 0
+    phases = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.phases.items())
+    print(f"lab {result.lab} is up in {result.elapsed:.2f} s ({phases})")
+    if args.check:
+        return _run_checks(result.lab, as_json=False)
+    return 0
+
+
+def cmd_down(args) -> int:
+    from . import runtime
+    elapsed = runtime.down(args.lab, progress=_progress)
+    print(f"lab {args.lab} is down in {elapsed:.2f} s")
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    from . import runtime
+    labs = runtime.cleanup(progress=_progress)
+    print(f"removed leftovers of: {', '.join(labs)}" if labs else "nothing to clean up")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from . import runtime
+    labs = runtime.status(args.lab)
+    if args.json:
+        print(json.dumps(labs[0] if args.lab else {"labs": labs}, indent=1))
+        return 0 if all(not lab["problems"] for lab in labs) else 1
+    if not labs:
+        print("no lab is up")
+        return 0
+    for lab in labs:
+        state = "healthy" if not lab["problems"] else "DAMAGED: " + "; ".join(lab["problems"])
+        print(f"lab {lab['lab']} ({lab['datapath']} datapath): {state}")
+        for n in lab["nodes"]:
+            pids = "/".join(str(p) for p in n["pids"].values())
+            print(f"  node {n['name']:<10} {n['role']:<8} netns {n['netns']}  OVS {n['ovs_rundir']} (pids {pids})")
+        for w in lab["wires"]:
+            print(f"  wire {w['name']:<10} netns {w['netns']}  bridge {w['bridge']}")
+        for i in lab["instances"]:
+            print(f"  instance {i['name']:<8} {i['ip']:<15} {i['mac']}  on {i['node']}, network "
+                  f"{i['network']} (local VLAN {i['local_vlan']})  netns {i['netns']}")
+    return 0 if all(not lab["problems"] for lab in labs) else 1
+
+
+def cmd_exec(args) -> int:
+    from . import gateway, runtime
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise LabStateError("nothing to run: lab exec LAB TARGET -- COMMAND...")
+    runtime.require_root()
+    _, ns, env = runtime.resolve_target(args.lab, args.target)
+    gateway.exec_replace(command, netns=ns, env=env)
+    return 0  # not reached
+
+
+def cmd_check(args) -> int:
+    return _run_checks(args.lab, as_json=args.json)
+
+
+def _run_checks(lab: str, as_json: bool) -> int:
+    from . import checks, runtime
+    runtime.require_root()
+    state = runtime.load_state(lab)
+    scenario = state.scenario()
+    started = time.monotonic()
+    results = checks.run_checks(state.plan, scenario, progress=None if as_json else _progress)
+    if as_json:
+        print(json.dumps({"lab": lab, "passed": all(r.passed for r in results),
+                          "results": [r.to_json() for r in results]}, indent=1))
+    else:
+        print(checks.table(results))
+        failed = [r for r in results if not r.passed]
+        print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
+              f"({time.monotonic() - started:.1f} s)")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab", description="Real Neutron/Open vSwitch dataplanes "
+                                "on one Linux machine, proved with packets.")
+    p.add_argument("--version", action="version", version=f"neutron-lab {__version__}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="scenarios (built-in, and any paths given)")
+    s.add_argument("paths", nargs="*")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("show", help="what `up` would build (no root needed)")
+    s.add_argument("scenario", help="built-in scenario name or path to a YAML file")
+    s.add_argument("--render", action="store_true", help="also print OVSDB transactions, flows and iptables rules")
+    s.add_argument("--json", action="store_true", help="the plan as JSON")
+    s.add_argument("--datapath", choices=("netdev", "system"))
+    s.set_defaults(fn=cmd_show)
+
+    s = sub.add_parser("up", help="build a lab")
+    s.add_argument("scenario", help="built-in scenario name or path to a YAML file")
+    s.add_argument("--datapath", choices=("netdev", "system"),
+                   help="OVS datapath (default: system if the kernel has openvswitch, else netdev)")
+    s.add_argument("--check", action="store_true", help="run the scenario's checks once it is up")
+    s.set_defaults(fn=cmd_up)
+
+    s = sub.add_parser("down", help="remove everything a lab made")
+    s.add_argument("lab")
+    s.set_defaults(fn=cmd_down)
+
+    s = sub.add_parser("status", help="what is up")
+    s.add_argument("lab", nargs="?")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("exec", help="run a command in an instance, node or wire namespace",
+                       usage="lab exec LAB TARGET -- COMMAND...")
+    s.add_argument("lab")
+    s.add_argument("target", help="instance, node or wire (physical network) name")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_exec)
+
+    s = sub.add_parser("check", help="run the scenario's checks against the live lab")
+    s.add_argument("lab")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("cleanup", help="remove whatever any lab left behind, and nothing else")
+    s.set_defaults(fn=cmd_cleanup)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ScenarioError, ScenarioNotFound) as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 2
+    except (NotRoot, MissingProgram, CommandError) as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 3
+    except ApplyError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 3
+    except LabStateError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

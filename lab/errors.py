@@ -1,0 +1,73 @@
+"""Typed errors. Every error says what went wrong and where; only the CLI exits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LabError(Exception):
+    """Base class of every error neutron-lab raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a scenario file, with its location."""
+
+    file: str
+    line: int
+    where: str  # dotted path in the scenario, e.g. "instances.vm1.ip"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.where}: {self.message}"
+
+
+class ScenarioError(LabError):
+    """A scenario file is invalid. Holds every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.where, p.message))
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        n = len(self.problems)
+        head = f"scenario has {n} problem{'s' if n != 1 else ''}:"
+        return "\n".join([head] + [f"  {p}" for p in self.problems])
+
+
+class ScenarioNotFound(LabError):
+    pass
+
+
+class CommandError(LabError):
+    """An external program failed. Carries the command line, exit code and output."""
+
+    def __init__(self, argv: list[str], returncode: int | None, stdout: str, stderr: str,
+                 netns: str | None = None, reason: str = ""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.netns = netns
+        where = f" in netns {netns}" if netns else ""
+        why = reason or f"exited with {returncode}"
+        detail = (stderr or stdout).strip()
+        if len(detail) > 2000:
+            detail = detail[:2000] + " ..."
+        super().__init__(f"command{where} {why}: {' '.join(argv)}" + (f"\n{detail}" if detail else ""))
+
+
+class MissingProgram(LabError):
+    pass
+
+
+class NotRoot(LabError):
+    pass
+
+
+class LabStateError(LabError):
+    """The lab is not in the state a command needs (not up, already up, unknown target...)."""
+
+
+class ApplyError(LabError):
+    """Bring-up failed at a named step on a named object; the partial lab was removed."""

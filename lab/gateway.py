@@ -1,0 +1,77 @@
+"""The one place that runs external programs.
+
+Every call takes an argv list (never a shell string), has a timeout, and raises CommandError
+with the command line, exit code and output when it fails. A command meant for a lab
+namespace runs through ``ip netns exec``, which also gives it that namespace's /sys.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Mapping, Sequence
+
+from .errors import CommandError, MissingProgram
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def in_netns(argv: Sequence[str], netns: str | None) -> list[str]:
+    return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str] | None:
+    if not extra:
+        return None
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def run(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT, check: bool = True, input: str | None = None
+        ) -> subprocess.CompletedProcess:
+    full = in_netns(argv, netns)
+    try:
+        proc = subprocess.run(full, input=input, capture_output=True, text=True,
+                              timeout=timeout, env=_env(env))
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(full, None, _text(exc.stdout), _text(exc.stderr), netns,
+                           reason=f"timed out after {timeout:g}s") from None
+    except FileNotFoundError:
+        raise MissingProgram(f"program not found: {full[0]} (needed for: {' '.join(full)})") from None
+    if check and proc.returncode != 0:
+        raise CommandError(full, proc.returncode, proc.stdout, proc.stderr, netns)
+    return proc
+
+
+def spawn(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str] | None = None,
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """Start a program in the background (captures, probe servers). The caller ends it."""
+    full = in_netns(argv, netns)
+    try:
+        return subprocess.Popen(full, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                text=True, env=_env(env))
+    except FileNotFoundError:
+        raise MissingProgram(f"program not found: {full[0]} (needed for: {' '.join(full)})") from None
+
+
+def exec_replace(argv: Sequence[str], *, netns: str | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+    """Replace this process with the command (lab exec): the user's terminal goes to it."""
+    full = in_netns(argv, netns)
+    os.execvpe(full[0], full, _env(env) or dict(os.environ))
+
+
+def require(*programs: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        raise MissingProgram("missing programs: " + ", ".join(missing)
+                             + " (install them with the README's set-up command)")
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

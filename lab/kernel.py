@@ -1,0 +1,115 @@
+"""Kernel objects through netlink (pyroute2), in the namespace the calling thread is in.
+
+Use inside ``netns.entered(name)``: ``Links()`` opens a pyroute2 socket there. Nothing here
+spawns a process; the one ioctl (checksum offload) goes through a socket of that namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import socket
+import struct
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .errors import LabError
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x00000017
+
+
+class KernelError(LabError):
+    pass
+
+
+class Links:
+    """Links, addresses and routes of one namespace."""
+
+    def __init__(self, where: str):
+        self.where = where  # for error messages: the namespace name
+        self.ipr = IPRoute()
+
+    def close(self) -> None:
+        self.ipr.close()
+
+    def __enter__(self) -> "Links":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _do(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NetlinkError as exc:
+            raise KernelError(f"{what} in netns {self.where}: {exc.args[-1] if exc.args else exc} "
+                              f"(errno {exc.code})") from None
+
+    def index(self, ifname: str) -> int:
+        found = self.ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise KernelError(f"no interface {ifname} in netns {self.where}")
+        return found[0]
+
+    def has(self, ifname: str) -> bool:
+        return bool(self.ipr.link_lookup(ifname=ifname))
+
+    def names(self) -> list[str]:
+        return [link.get("ifname") for link in self.ipr.get_links()]
+
+    def veth(self, ifname: str, peer: str, *, peer_netns: str | None = None,
+             peer_mac: str | None = None, mtu: int | None = None) -> None:
+        """A veth pair: IFNAME here, PEER here or in PEER_NETNS (created straight there)."""
+        peer_spec: dict = {"ifname": peer}
+        if peer_netns:
+            peer_spec["net_ns_fd"] = peer_netns
+        if peer_mac:
+            peer_spec["address"] = peer_mac
+        if mtu:
+            peer_spec["mtu"] = mtu
+        spec: dict = {"ifname": ifname, "kind": "veth", "peer": peer_spec}
+        if mtu:
+            spec["mtu"] = mtu
+        self._do(f"creating veth {ifname} <-> {peer}", self.ipr.link, "add", **spec)
+
+    def bridge(self, ifname: str, mtu: int | None = None) -> None:
+        """A Linux bridge without STP or forwarding delay (qbr..., the wires)."""
+        spec: dict = {"ifname": ifname, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
+        if mtu:
+            spec["mtu"] = mtu
+        self._do(f"creating bridge {ifname}", self.ipr.link, "add", **spec)
+
+    def set_master(self, ifname: str, bridge: str) -> None:
+        self._do(f"adding {ifname} to {bridge}", self.ipr.link, "set", index=self.index(ifname),
+                 master=self.index(bridge))
+
+    def up(self, *ifnames: str) -> None:
+        for ifname in ifnames:
+            self._do(f"setting {ifname} up", self.ipr.link, "set", index=self.index(ifname), state="up")
+
+    def set_mac(self, ifname: str, mac: str) -> None:
+        self._do(f"setting MAC of {ifname}", self.ipr.link, "set", index=self.index(ifname), address=mac)
+
+    def add_address(self, ifname: str, ip: str, prefixlen: int) -> None:
+        self._do(f"adding {ip}/{prefixlen} to {ifname}", self.ipr.addr, "add",
+                 index=self.index(ifname), address=ip, prefixlen=prefixlen)
+
+    def default_route(self, gateway: str, ifname: str) -> None:
+        # on-link: the gateway may not answer yet (routers come later), the route still stands
+        self._do(f"adding default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0",
+                 gateway=gateway, oif=self.index(ifname))
+
+    def tx_checksum_off(self, *ifnames: str) -> None:
+        """ethtool -K IF tx off: OVS's userspace datapath reads veths through AF_PACKET and
+        never fills in a checksum the sender left to 'hardware', so TCP would be dropped."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for ifname in ifnames:
+                value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+                ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(40, b"\0")
+                try:
+                    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+                except OSError as exc:
+                    raise KernelError(f"turning off tx checksum offload on {ifname} in netns "
+                                      f"{self.where}: {exc.strerror}") from None

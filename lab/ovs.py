@@ -1,0 +1,135 @@
+"""One Open vSwitch per emulated node: its own ovsdb-server and ovs-vswitchd, started inside
+the node's namespace with their own run directory, so bridge names repeat per node as in
+Neutron and nothing touches a system Open vSwitch.
+
+OVSDB changes go in one ovs-vsctl transaction per node per phase; flows go in one
+``ovs-ofctl --bundle replace-flows`` per bridge (atomic, and a re-run replaces, so ``up``
+can reconcile).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from . import gateway
+from .errors import LabError
+
+SCHEMA_PATHS = ("/usr/share/openvswitch/vswitch.ovsschema",
+                "/usr/local/share/openvswitch/vswitch.ovsschema")
+DAEMONS = ("ovsdb-server", "ovs-vswitchd")
+
+
+class OvsError(LabError):
+    pass
+
+
+def detect_datapath() -> str:
+    """'system' when the kernel has the openvswitch module loaded, else 'netdev' (userspace)."""
+    return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
+
+
+def schema_path() -> str:
+    for p in SCHEMA_PATHS:
+        if os.path.exists(p):
+            return p
+    raise OvsError("cannot find vswitch.ovsschema; is openvswitch-switch installed?")
+
+
+def env(rundir: str) -> dict[str, str]:
+    """What makes ovs-vsctl/ovs-ofctl/ovs-appctl talk to this node's OVS without flags."""
+    return {"OVS_RUNDIR": rundir, "OVS_DBDIR": rundir, "OVS_LOGDIR": rundir}
+
+
+def pidfile(rundir: str, daemon: str) -> Path:
+    return Path(rundir) / f"{daemon}.pid"
+
+
+def read_pid(rundir: str, daemon: str) -> int | None:
+    try:
+        return int(pidfile(rundir, daemon).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_ours(pid: int, rundir: str) -> bool:
+    """True when PID is alive and is a daemon started with RUNDIR (never trust a stale pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return rundir in cmdline
+
+
+def start(netns: str, rundir: str, datapath: str) -> list[int]:
+    """Start ovsdb-server and ovs-vswitchd for one node; return their pids."""
+    run = Path(rundir)
+    run.mkdir(parents=True, exist_ok=True)
+    db = run / "conf.db"
+    e = env(rundir)
+    if not db.exists():
+        gateway.run(["ovsdb-tool", "create", str(db), schema_path()], env=e)
+    sock = f"unix:{run / 'db.sock'}"
+    gateway.run(["ovsdb-server", str(db), f"--remote=p{sock}", f"--pidfile={pidfile(rundir, 'ovsdb-server')}",
+                 f"--log-file={run / 'ovsdb-server.log'}", "--detach", "--no-chdir"],
+                netns=netns, env=e)
+    vswitchd = ["ovs-vswitchd", sock, f"--pidfile={pidfile(rundir, 'ovs-vswitchd')}",
+                f"--log-file={run / 'ovs-vswitchd.log'}", "--detach", "--no-chdir"]
+    if datapath == "netdev":
+        vswitchd.append("--disable-system")
+    gateway.run(vswitchd, netns=netns, env=e)
+    pids = [read_pid(rundir, d) for d in DAEMONS]
+    if None in pids:
+        raise OvsError(f"OVS daemons in {rundir} did not write their pid files")
+    return [p for p in pids if p is not None]
+
+
+def vsctl(rundir: str, args: list[str] | tuple[str, ...], timeout: float = 20) -> str:
+    sock = f"unix:{Path(rundir) / 'db.sock'}"
+    out = gateway.run(["ovs-vsctl", f"--db={sock}", f"--timeout={int(timeout)}", *args],
+                      env=env(rundir), timeout=timeout + 5)
+    return out.stdout
+
+
+def replace_flows(rundir: str, bridge: str, flow_file: str) -> None:
+    gateway.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "replace-flows", bridge, flow_file],
+                env=env(rundir))
+
+
+def dump_flows(rundir: str, bridge: str) -> str:
+    return gateway.run(["ovs-ofctl", "dump-flows", bridge], env=env(rundir)).stdout
+
+
+def stop_pid(pid: int, timeout: float = 5.0) -> None:
+    """End one process we started: SIGTERM, then SIGKILL if it lingers."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not wait_gone(pid, timeout):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        wait_gone(pid, timeout)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a daemon whose parent is gone is reaped by init; a zombie counts as gone
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return False

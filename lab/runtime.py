@@ -1,0 +1,378 @@
+"""Bring a plan to life and take it away again.
+
+``up`` applies a Plan in phases (namespaces, wires, then every node in parallel: links, OVS,
+flows, iptables) and records each object it makes in a ledger under the lab's state
+directory, before it moves on. If anything fails half-way, the ledger is replayed backwards
+and nothing is left. ``down`` replays the ledger of a lab that is up; ``cleanup`` removes what
+any lab left behind, even without a ledger, by our marks only (namespace prefix, state dir).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import gateway, naming, netns, ovs, processes
+from .errors import ApplyError, LabError, LabStateError, NotRoot
+from .kernel import Links
+from .paths import STATE_ROOT, lab_dir
+from .plan import NodePlan, Plan, build_plan
+from .render import NodeRender, render_plan
+from .scenario import Scenario, load_scenario
+
+Progress = Callable[[str], None]
+REQUIRED_PROGRAMS = ("ip", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl",
+                     "iptables-restore")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise NotRoot("this command builds kernel objects and needs root: run it with sudo")
+
+
+# --------------------------------------------------------------------------- state on disk
+
+class Ledger:
+    """Append-only record of what `up` made, one JSON object a line, written before moving on."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / "ledger.jsonl"
+        self._lock = threading.Lock()
+
+    def record(self, kind: str, **data) -> None:
+        line = json.dumps({"kind": kind, **data}, sort_keys=True)
+        with self._lock, open(self.path, "a") as f:
+            f.write(line + "\n")
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash: the sweep in down() still covers it
+        return out
+
+
+@dataclass
+class LabState:
+    lab: str
+    directory: Path
+    plan: Plan
+    ledger: Ledger
+
+    @property
+    def scenario_copy(self) -> Path:
+        return self.directory / "scenario.yaml"
+
+    def scenario(self) -> Scenario:
+        from .scenario import parse_scenario
+        return parse_scenario(self.scenario_copy.read_text(), self.plan.scenario_file,
+                              default_name=self.lab)
+
+
+def load_state(lab: str) -> LabState:
+    d = lab_dir(lab)
+    plan_file = d / "plan.json"
+    if not plan_file.exists():
+        up_labs = ", ".join(list_labs()) or "none"
+        raise LabStateError(f"lab {lab} is not up (labs up: {up_labs})")
+    plan = Plan.from_json(json.loads(plan_file.read_text()))
+    return LabState(lab, d, plan, Ledger(d))
+
+
+def list_labs() -> list[str]:
+    if not STATE_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in STATE_ROOT.iterdir() if (p / "plan.json").exists())
+
+
+# --------------------------------------------------------------------------- up
+
+@dataclass
+class UpResult:
+    lab: str
+    elapsed: float
+    already_up: bool = False
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def up(name_or_path: str, datapath: str | None = None, progress: Progress = _quiet) -> UpResult:
+    scenario = load_scenario(name_or_path)          # every scenario error before anything else
+    require_root()
+    gateway.require(*REQUIRED_PROGRAMS)
+    chosen = datapath or os.environ.get("LAB_DATAPATH") or ovs.detect_datapath()
+    plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
+    renders = render_plan(plan)
+
+    if (lab_dir(plan.lab) / "plan.json").exists():
+        state = load_state(plan.lab)
+        if state.plan == plan:
+            problems = health(state)
+            if not problems:
+                return UpResult(plan.lab, 0.0, already_up=True)
+            raise LabStateError(f"lab {plan.lab} is up but damaged ({'; '.join(problems)}); "
+                                f"run `lab down {plan.lab}` and `lab up` again")
+        raise LabStateError(f"lab {plan.lab} is already up with a different plan; "
+                            f"run `lab down {plan.lab}` first")
+    leftovers = [ns for ns in netns.list_ours() if ns.startswith(naming.netns_name(plan.lab, ""))]
+    if leftovers or lab_dir(plan.lab).exists():
+        raise LabStateError(f"lab {plan.lab} left objects behind ({', '.join(leftovers[:3]) or lab_dir(plan.lab)}"
+                            f"{' ...' if len(leftovers) > 3 else ''}); run `lab cleanup` first")
+
+    directory = lab_dir(plan.lab)
+    directory.mkdir(parents=True)
+    ledger = Ledger(directory)
+    ledger.record("statedir", path=str(directory))
+    started = time.monotonic()
+    phases: dict[str, float] = {}
+    step = "preparing"
+    try:
+        (directory / "scenario.yaml").write_text(Path(scenario.source).read_text())
+        step = "creating namespaces"
+        t = time.monotonic()
+        progress(f"{step} ({len(plan.namespaces())})")
+        _create_namespaces(plan, ledger)
+        phases["namespaces"] = time.monotonic() - t
+
+        step = "wiring physical networks"
+        t = time.monotonic()
+        progress(f"{step} ({', '.join(w.name for w in plan.wires)})")
+        for wire in plan.wires:
+            _wire_up(plan, wire)
+        phases["wires"] = time.monotonic() - t
+
+        step = "bringing up nodes"
+        t = time.monotonic()
+        progress(f"{step} ({', '.join(n.name for n in plan.nodes)}) in parallel")
+        with ThreadPoolExecutor(max_workers=max(1, len(plan.nodes))) as pool:
+            futures = [pool.submit(_node_up, plan, node, renders[node.name], ledger, progress)
+                       for node in plan.nodes]
+            errors = []
+            for f in futures:
+                try:
+                    f.result()
+                except BaseException as exc:  # collect every node's failure, keep the first
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        phases["nodes"] = time.monotonic() - t
+        # written last: a lab with plan.json is a lab that came up completely
+        (directory / "plan.json").write_text(json.dumps(plan.to_json(), indent=1))
+    except BaseException as exc:
+        progress(f"failed while {step}: removing what was made")
+        _teardown(plan.lab, ledger.entries(), progress=_quiet)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        if isinstance(exc, LabError):
+            raise ApplyError(f"lab up {plan.lab} failed while {step}: {exc}\n"
+                             "everything it had made has been removed") from exc
+        raise
+    return UpResult(plan.lab, time.monotonic() - started, phases=phases)
+
+
+def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
+    nodes = {n.netns for n in plan.nodes}
+    for name in plan.namespaces():
+        netns.create(name)
+        ledger.record("netns", name=name)
+        with netns.entered(name):
+            # IPv4 lab: no IPv6 autoconfiguration chatter in the captures
+            netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+            netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+            if name in nodes:
+                # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
+                netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
+                netns.write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
+            with Links(name) as links:
+                links.up("lo")
+
+
+def _wire_up(plan: Plan, wire) -> None:
+    with netns.entered(wire.netns), Links(wire.netns) as links:
+        links.bridge(wire.bridge)
+        for m in wire.members:
+            links.veth(m.wire_ifname, m.node_ifname, peer_netns=plan.node(m.node).netns)
+            links.set_master(m.wire_ifname, wire.bridge)
+            links.tx_checksum_off(m.wire_ifname)
+            links.up(m.wire_ifname)
+        links.up(wire.bridge)
+
+
+def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, progress: Progress) -> None:
+    # 1. kernel plumbing: NICs up, and each instance plugged the hybrid way
+    with netns.entered(node.netns), Links(node.netns) as links:
+        nics = [b.nic for b in node.physical_bridges]
+        if nics:
+            links.tx_checksum_off(*nics)
+            links.up(*nics)
+        for p in node.ports:
+            links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu)
+            links.bridge(p.qbr, mtu=p.mtu)
+            links.veth(p.qvb, p.qvo, mtu=p.mtu)
+            links.set_master(p.tap, p.qbr)
+            links.set_master(p.qvb, p.qbr)
+            links.tx_checksum_off(p.tap, p.qvb, p.qvo)
+            links.up(p.qbr, p.tap, p.qvb, p.qvo)
+    for p in node.ports:
+        with netns.entered(p.netns), Links(p.netns) as links:
+            links.tx_checksum_off("eth0")
+            links.add_address("eth0", p.ip, p.prefixlen)
+            links.up("eth0")
+            links.default_route(p.gateway, "eth0")
+    # 2. the node's own Open vSwitch
+    rundir = Path(node.rundir)
+    rundir.mkdir(parents=True, exist_ok=True)
+    for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath)):
+        ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
+    # 3. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
+    ovs.vsctl(node.rundir, render.ovsdb)
+    for bridge, text in render.flows.items():
+        flow_file = rundir / f"{bridge}.flows"
+        flow_file.write_text(text)
+        ovs.replace_flows(node.rundir, bridge, str(flow_file))
+    rules = rundir / "iptables.rules"
+    rules.write_text(render.iptables)
+    gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
+    progress(f"  {node.name}: {len(node.ports)} instance port(s), "
+             f"{sum(t.count(chr(10)) for t in render.flows.values())} flow lines, OVS pids "
+             f"{ovs.read_pid(node.rundir, 'ovsdb-server')}/{ovs.read_pid(node.rundir, 'ovs-vswitchd')}")
+
+
+# --------------------------------------------------------------------------- down / cleanup
+
+def down(lab: str, progress: Progress = _quiet) -> float:
+    require_root()
+    started = time.monotonic()
+    directory = lab_dir(lab)
+    if not directory.exists() and not _lab_namespaces(lab):
+        raise LabStateError(f"lab {lab} is not up (labs up: {', '.join(list_labs()) or 'none'})")
+    _teardown(lab, Ledger(directory).entries(), progress)
+    return time.monotonic() - started
+
+
+def _lab_namespaces(lab: str) -> list[str]:
+    prefix = naming.netns_name(lab, "")
+    return [ns for ns in netns.list_ours() if ns.startswith(prefix)]
+
+
+def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
+    """Replay the ledger backwards, then sweep by our marks whatever the ledger missed."""
+    directory = lab_dir(lab)
+    # processes first (they hold sockets and devices), the ledger's, then any in our namespaces
+    victims: list[int] = []
+    for e in reversed(entries):
+        if e["kind"] == "process" and ovs.is_ours(e["pid"], e["rundir"]):
+            victims.append(e["pid"])
+    names = [e["name"] for e in reversed(entries) if e["kind"] == "netns"]
+    names += [ns for ns in _lab_namespaces(lab) if ns not in names]
+    inodes = {i for i in (netns.inode(n) for n in names) if i}
+    victims += [p for p in processes.in_namespaces(inodes) if p not in victims]
+    victims += [p for p in processes.with_cmdline_containing(f"{directory}/") if p not in victims]
+    for pid in victims:
+        ovs.stop_pid(pid)
+    if victims:
+        progress(f"stopped {len(victims)} process(es)")
+    for name in names:
+        netns.delete(name)
+    if names:
+        progress(f"deleted {len(names)} namespace(s)")
+    if directory.exists():
+        shutil.rmtree(directory)
+
+
+def cleanup(progress: Progress = _quiet) -> list[str]:
+    """Remove every lab's leftovers: state dirs, namespaces with our prefix, their processes."""
+    require_root()
+    labs = set()
+    if STATE_ROOT.is_dir():
+        labs |= {p.name for p in STATE_ROOT.iterdir() if p.is_dir()}
+    for ns in netns.list_ours():
+        parts = naming.split_netns(ns)
+        if parts:
+            labs.add(parts[0])
+    for lab in sorted(labs):
+        progress(f"removing lab {lab}")
+        _teardown(lab, Ledger(lab_dir(lab)).entries(), progress)
+    # namespaces with our prefix but no recognisable lab name
+    stray = netns.list_ours()
+    if stray:
+        inodes = {i for i in (netns.inode(n) for n in stray) if i}
+        for pid in processes.in_namespaces(inodes):
+            ovs.stop_pid(pid)
+        for ns in stray:
+            netns.delete(ns)
+    if STATE_ROOT.is_dir() and not any(STATE_ROOT.iterdir()):
+        STATE_ROOT.rmdir()
+    return sorted(labs)
+
+
+# --------------------------------------------------------------------------- status
+
+def health(state: LabState) -> list[str]:
+    """What is missing from a lab that is up: namespaces gone, daemons dead."""
+    problems = []
+    for ns in state.plan.namespaces():
+        if not netns.exists(ns):
+            problems.append(f"namespace {ns} is missing")
+    for node in state.plan.nodes:
+        for daemon in ovs.DAEMONS:
+            pid = ovs.read_pid(node.rundir, daemon)
+            if pid is None or not ovs.is_ours(pid, node.rundir):
+                problems.append(f"{daemon} of {node.name} is not running")
+    return problems
+
+
+def status(lab: str | None = None) -> list[dict]:
+    labs = [lab] if lab else list_labs()
+    out = []
+    for name in labs:
+        state = load_state(name)
+        plan = state.plan
+        out.append({
+            "lab": name,
+            "scenario": plan.scenario_file,
+            "datapath": plan.datapath,
+            "problems": health(state),
+            "nodes": [{"name": n.name, "netns": n.netns, "role": n.role, "ovs_rundir": n.rundir,
+                       "up": netns.exists(n.netns),
+                       "pids": {d: ovs.read_pid(n.rundir, d) for d in ovs.DAEMONS},
+                       "bridges": ["br-int"] + [b.bridge for b in n.physical_bridges],
+                       "local_vlans": dict(n.local_vlans)} for n in plan.nodes],
+            "instances": [{"name": p.instance, "netns": p.netns, "node": p.node, "network": p.network,
+                           "ip": p.ip, "mac": p.mac, "port_id": p.port_id, "local_vlan": p.local_vlan,
+                           "devices": {"tap": p.tap, "qbr": p.qbr, "qvb": p.qvb, "qvo": p.qvo},
+                           "up": netns.exists(p.netns)} for p in plan.ports],
+            "wires": [{"name": w.name, "netns": w.netns, "bridge": w.bridge,
+                       "members": [{"node": m.node, "port": m.wire_ifname, "nic": m.node_ifname}
+                                   for m in w.members], "up": netns.exists(w.netns)}
+                      for w in plan.wires],
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- exec
+
+def resolve_target(lab: str, target: str) -> tuple[str, str, dict[str, str]]:
+    """(kind, netns, environment) of an exec/capture target."""
+    state = load_state(lab)
+    targets = state.plan.targets()
+    if target not in targets:
+        raise LabStateError(f"lab {lab} has no target {target!r} (nodes, instances and wires: "
+                            f"{', '.join(sorted(targets))})")
+    kind, ns = targets[target]
+    env = ovs.env(state.plan.node(target).rundir) if kind == "node" else {}
+    return kind, ns, env

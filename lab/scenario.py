@@ -1,0 +1,673 @@
+"""Scenario files: load, validate, resolve. Pure: reads one file, imports nothing that touches
+the system.
+
+A scenario describes what Neutron would have been asked for (nodes, physical networks,
+projects, networks, instances) and the checks that prove the dataplane. ``load_scenario``
+returns an immutable, fully resolved ``Scenario`` (every instance has its IP and MAC) or raises
+``ScenarioError`` listing every problem with its file:line.
+
+The format is documented in docs/scenario-format.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import naming
+from .errors import Problem, ScenarioError, ScenarioNotFound
+from .yamlsource import LineDict, LineList, load_yaml
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+ROLES = ("network", "compute")
+NETWORK_TYPES_NOW = ("vlan", "flat")
+NETWORK_TYPES_LATER = ("vxlan", "gre", "geneve", "local")
+RESERVED_BRIDGES = ("br-int", "br-tun")
+PROTOS = ("icmp", "tcp")
+EXPECTS = ("reach", "blocked")
+PACKET_KINDS = ("ip", "arp")
+DEFAULT_TCP_PORT = 5001
+DEFAULT_MTU = {"vlan": 1500, "flat": 1500}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str
+    line: int
+
+
+@dataclass(frozen=True)
+class PhysicalNetwork:
+    name: str
+    bridge: str
+    vlan_ranges: tuple[tuple[int, int], ...]
+    nodes: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    project: str
+    type: str
+    physical_network: str
+    segmentation_id: int | None
+    cidr: str
+    gateway: str
+    mtu: int
+    line: int
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.cidr).prefixlen
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    node: str
+    network: str
+    ip: str
+    mac: str
+    port_id: str
+    security_groups: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class PathAssertion:
+    kind: str              # crosses | never_on | never_reaches
+    target: str            # physical network (crosses/never_on) or instance/node/physnet
+    vlan: int | None       # crosses only: the 802.1Q id seen on the wire
+    packets: str           # ip (the probe's own packets) | arp (ARP for the destination)
+    line: int
+
+    def describe(self) -> str:
+        what = "ARP for the destination" if self.packets == "arp" else "probe packets"
+        if self.kind == "crosses":
+            tag = f" tagged VLAN {self.vlan}" if self.vlan is not None else ""
+            return f"{what} cross {self.target}{tag}"
+        if self.kind == "never_on":
+            return f"{what} never appear on {self.target}"
+        return f"{what} never reach {self.target}"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    source: str            # instance name
+    destination: str       # instance name or IPv4 address
+    proto: str             # icmp | tcp
+    port: int | None
+    expect: str            # reach | blocked
+    path: tuple[PathAssertion, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    source: str
+    nodes: tuple[Node, ...]
+    physical_networks: tuple[PhysicalNetwork, ...]
+    projects: tuple[str, ...]
+    networks: tuple[Network, ...]
+    instances: tuple[Instance, ...]
+    checks: tuple[Check, ...]
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def network(self, name: str) -> Network:
+        return next(n for n in self.networks if n.name == name)
+
+    def physical_network(self, name: str) -> PhysicalNetwork:
+        return next(p for p in self.physical_networks if p.name == name)
+
+    def instance(self, name: str) -> Instance:
+        return next(i for i in self.instances if i.name == name)
+
+    def instance_by_ip(self, ip: str, network_names: set[str] | None = None) -> Instance | None:
+        for inst in self.instances:
+            if inst.ip == ip and (network_names is None or inst.network in network_names):
+                return inst
+        return None
+
+
+# --------------------------------------------------------------------------- finding files
+
+def scenarios_dir() -> Path:
+    from .paths import data_dir
+    return data_dir("scenarios")
+
+
+def builtin_scenarios() -> list[Path]:
+    return sorted(scenarios_dir().glob("*.yaml"))
+
+
+def find_scenario(name_or_path: str) -> Path:
+    """A built-in scenario name (``classic-vlan``) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if not path.is_file():
+            raise ScenarioNotFound(f"no scenario file at {path}")
+        return path
+    candidate = scenarios_dir() / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(p.stem for p in builtin_scenarios()) or "none"
+    raise ScenarioNotFound(f"no scenario named {name_or_path!r} (built-in: {known}); "
+                           "give a path to a .yaml file to use your own")
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    path = find_scenario(name_or_path)
+    return parse_scenario(path.read_text(), str(path), default_name=path.stem)
+
+
+# --------------------------------------------------------------------------- validation
+
+class _Checker:
+    """Collects problems; every accessor reports with the line of what it looked at."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.problems: list[Problem] = []
+
+    def add(self, line: int, where: str, message: str) -> None:
+        self.problems.append(Problem(self.filename, line, where, message))
+
+    def mapping(self, parent: LineDict, key: str, where: str, required: bool = False) -> LineDict | None:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.add(parent.line_of(key), where, "is required")
+            return None
+        if not isinstance(value, LineDict):
+            self.add(parent.line_of(key), where, f"must be a mapping, not {_kind(value)}")
+            return None
+        return value
+
+    def known_keys(self, d: LineDict, allowed: tuple[str, ...], where: str) -> None:
+        for key in d:
+            if key not in allowed:
+                self.add(d.line_of(key), f"{where}.{key}" if where else key,
+                         f"unknown key (expected one of: {', '.join(allowed)})")
+
+    def name(self, name: str, line: int, where: str, maxlen: int) -> bool:
+        if not NAME_RE.match(name):
+            self.add(line, where, f"name {name!r} must start with a lowercase letter and hold only "
+                                  "lowercase letters, digits and '-'")
+            return False
+        if len(name) > maxlen:
+            self.add(line, where, f"name {name!r} is {len(name)} characters; at most {maxlen} "
+                                  f"(it becomes a Linux interface name, {naming.IFNAMSIZ} max)")
+            return False
+        return True
+
+    def string(self, d: LineDict, key: str, where: str, required: bool = True,
+               choices: tuple[str, ...] | None = None) -> str | None:
+        value = d.get(key)
+        if value is None:
+            if required:
+                self.add(d.line_of(key), where, "is required")
+            return None
+        if not isinstance(value, str):
+            self.add(d.line_of(key), where, f"must be a string, not {_kind(value)}")
+            return None
+        if choices and value not in choices:
+            self.add(d.line_of(key), where, f"{value!r} is not one of: {', '.join(choices)}")
+            return None
+        return value
+
+    def integer(self, d: LineDict, key: str, where: str, required: bool = True) -> int | None:
+        value = d.get(key)
+        if value is None:
+            if required:
+                self.add(d.line_of(key), where, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(d.line_of(key), where, f"must be an integer, not {_kind(value)}")
+            return None
+        return value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _items(c: _Checker, root: LineDict, key: str, required: bool = True):
+    """(name, body, line) for each entry of a top-level mapping section."""
+    section = c.mapping(root, key, key, required=required)
+    if section is None:
+        return []
+    out = []
+    for name, body in section.items():
+        line = section.line_of(name)
+        if body is None:
+            body = LineDict()
+            body.line, body.key_lines = line, {}
+        if not isinstance(body, LineDict):
+            c.add(line, f"{key}.{name}", f"must be a mapping, not {_kind(body)}")
+            continue
+        out.append((str(name), body, line))
+    return out
+
+
+def _vlan_ranges(c: _Checker, body: LineDict, where: str) -> tuple[tuple[int, int], ...]:
+    raw = body.get("vlan_ranges")
+    if raw is None:
+        return ()
+    if not isinstance(raw, LineList):
+        c.add(body.line_of("vlan_ranges"), where, "must be a list like ['101:199']")
+        return ()
+    ranges = []
+    for i, item in enumerate(raw):
+        line = raw.line_of(i)
+        m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(item))
+        if not m:
+            c.add(line, where, f"{item!r} is not a range like '101:199'")
+            continue
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if not (1 <= lo <= hi <= 4094):
+            c.add(line, where, f"range {lo}:{hi} must satisfy 1 <= first <= last <= 4094")
+            continue
+        ranges.append((lo, hi))
+    return tuple(ranges)
+
+
+def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> Scenario:
+    data, problems = load_yaml(text, filename)
+    c = _Checker(filename)
+    c.problems.extend(problems)
+    if data is None and not problems:
+        c.add(1, "(file)", "is empty")
+    if data is not None and not isinstance(data, LineDict):
+        c.add(getattr(data, "line", 1), "(file)", "must be a mapping at the top level")
+        data = None
+    if data is None:
+        raise ScenarioError(c.problems)
+
+    c.known_keys(data, ("name", "description", "nodes", "physical_networks", "projects",
+                        "networks", "instances", "checks"), "")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
+        c.add(data.line_of("name"), "name", f"lab name {name!r} must be lowercase letters, digits "
+                                           "and '-', starting with a letter, at most 40 characters")
+        name = "invalid"
+    description = str(data.get("description", "")).strip()
+
+    targets: dict[str, tuple[str, int]] = {}   # every exec target name -> (kind, line)
+
+    def claim(kind: str, nm: str, line: int, where: str) -> None:
+        if nm in targets:
+            other, oline = targets[nm]
+            c.add(line, where, f"name {nm!r} is already used by {other} at line {oline}; nodes, "
+                               "instances and physical networks share one name space")
+        else:
+            targets[nm] = (kind, line)
+
+    # nodes
+    nodes: list[Node] = []
+    for nm, body, line in _items(c, data, "nodes"):
+        where = f"nodes.{nm}"
+        c.known_keys(body, ("role",), where)
+        if not c.name(nm, line, where, naming.IFNAMSIZ):
+            continue
+        claim("a node", nm, line, where)
+        role = c.string(body, "role", f"{where}.role", choices=ROLES)
+        nodes.append(Node(nm, role or "compute", line))
+    node_names = {n.name for n in nodes}
+
+    # physical networks (the wires)
+    physnets: list[PhysicalNetwork] = []
+    bridges_seen: dict[str, int] = {}
+    for nm, body, line in _items(c, data, "physical_networks"):
+        where = f"physical_networks.{nm}"
+        c.known_keys(body, ("bridge", "vlan_ranges", "nodes"), where)
+        if not c.name(nm, line, where, naming.IFNAMSIZ):
+            continue
+        claim("a physical network", nm, line, where)
+        bridge = c.string(body, "bridge", f"{where}.bridge") or "br-invalid"
+        if bridge in RESERVED_BRIDGES:
+            c.add(body.line_of("bridge"), f"{where}.bridge", f"{bridge} is Neutron's own bridge; "
+                                                            "map the physical network to another one")
+        elif not re.fullmatch(r"[a-z][a-z0-9-]{0,9}", bridge):
+            c.add(body.line_of("bridge"), f"{where}.bridge",
+                  f"bridge name {bridge!r} must be lowercase letters, digits and '-', at most 10 "
+                  f"characters (its patch ports int-{bridge} / phy-{bridge} must fit "
+                  f"{naming.IFNAMSIZ} characters)")
+        elif bridge in bridges_seen:
+            c.add(body.line_of("bridge"), f"{where}.bridge",
+                  f"bridge {bridge} already maps another physical network (line {bridges_seen[bridge]})")
+        else:
+            bridges_seen[bridge] = body.line_of("bridge")
+        ranges = _vlan_ranges(c, body, f"{where}.vlan_ranges")
+        attached = body.get("nodes")
+        if attached is None:
+            attached_names = tuple(n.name for n in nodes)
+        elif not isinstance(attached, LineList) or not all(isinstance(x, str) for x in attached):
+            c.add(body.line_of("nodes"), f"{where}.nodes", "must be a list of node names")
+            attached_names = ()
+        else:
+            for i, n in enumerate(attached):
+                if n not in node_names:
+                    c.add(attached.line_of(i), f"{where}.nodes", f"unknown node {n!r}")
+            if len(set(attached)) != len(attached):
+                c.add(body.line_of("nodes"), f"{where}.nodes", "lists a node twice")
+            attached_names = tuple(n for n in dict.fromkeys(attached) if n in node_names)
+        physnets.append(PhysicalNetwork(nm, bridge, ranges, attached_names, line))
+    physnet_by_name = {p.name: p for p in physnets}
+
+    # projects
+    projects: list[str] = []
+    raw_projects = data.get("projects")
+    if raw_projects is None:
+        c.add(data.line, "projects", "is required (a list of project names)")
+    elif not isinstance(raw_projects, (LineList, LineDict)):
+        c.add(data.line_of("projects"), "projects", "must be a list of project names")
+    else:
+        plist = list(raw_projects)
+        for i, p in enumerate(plist):
+            line = raw_projects.line_of(i) if isinstance(raw_projects, LineList) else raw_projects.line_of(p)
+            if not isinstance(p, str) or not NAME_RE.match(p):
+                c.add(line, "projects", f"project name {p!r} must be lowercase letters, digits and '-'")
+            elif p in projects:
+                c.add(line, "projects", f"project {p!r} is listed twice")
+            else:
+                projects.append(p)
+
+    # networks
+    networks: list[Network] = []
+    segments: dict[tuple[str, int | None], tuple[str, int]] = {}
+    for nm, body, line in _items(c, data, "networks"):
+        where = f"networks.{nm}"
+        c.known_keys(body, ("project", "type", "physical_network", "segmentation_id", "cidr",
+                            "gateway", "mtu"), where)
+        if not c.name(nm, line, where, 32):
+            continue
+        project = c.string(body, "project", f"{where}.project")
+        if project is not None and project not in projects:
+            c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
+        ntype = c.string(body, "type", f"{where}.type")
+        if ntype in NETWORK_TYPES_LATER:
+            c.add(body.line_of("type"), f"{where}.type",
+                  f"network type {ntype!r} is not supported yet (supported: {', '.join(NETWORK_TYPES_NOW)})")
+            continue
+        if ntype is not None and ntype not in NETWORK_TYPES_NOW:
+            c.add(body.line_of("type"), f"{where}.type",
+                  f"unknown network type {ntype!r} (supported: {', '.join(NETWORK_TYPES_NOW)})")
+            continue
+        physnet_name = c.string(body, "physical_network", f"{where}.physical_network")
+        physnet = physnet_by_name.get(physnet_name) if physnet_name else None
+        if physnet_name is not None and physnet is None:
+            c.add(body.line_of("physical_network"), f"{where}.physical_network",
+                  f"unknown physical network {physnet_name!r}")
+        seg = c.integer(body, "segmentation_id", f"{where}.segmentation_id", required=(ntype == "vlan"))
+        if ntype == "flat" and seg is not None:
+            c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
+                  "a flat network has no segmentation id")
+            seg = None
+        if ntype == "vlan" and seg is not None:
+            if not 1 <= seg <= 4094:
+                c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
+                      f"VLAN id {seg} is out of range 1-4094")
+            elif physnet is not None and not any(lo <= seg <= hi for lo, hi in physnet.vlan_ranges):
+                have = ", ".join(f"{lo}:{hi}" for lo, hi in physnet.vlan_ranges) or "no VLAN ranges"
+                c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
+                      f"VLAN id {seg} is outside {physnet.name}'s vlan_ranges ({have})")
+        if physnet is not None and ntype in NETWORK_TYPES_NOW:
+            key = (physnet.name, seg)
+            if key in segments:
+                other, oline = segments[key]
+                what = f"VLAN {seg}" if seg is not None else "the flat segment"
+                c.add(line, where, f"{what} of {physnet.name} is already used by network "
+                                   f"{other} (line {oline})")
+            else:
+                segments[key] = (nm, line)
+        cidr_text = c.string(body, "cidr", f"{where}.cidr")
+        cidr = None
+        if cidr_text is not None:
+            try:
+                cidr = ipaddress.IPv4Network(cidr_text, strict=True)
+                if cidr.prefixlen > 29:
+                    c.add(body.line_of("cidr"), f"{where}.cidr", f"{cidr_text} is too small (at most /29)")
+                    cidr = None
+            except ValueError as exc:
+                c.add(body.line_of("cidr"), f"{where}.cidr", f"{cidr_text!r} is not an IPv4 CIDR: {exc}")
+        gateway_text = body.get("gateway")
+        gateway = None
+        if cidr is not None:
+            if gateway_text is None:
+                gateway = str(next(cidr.hosts()))
+            else:
+                try:
+                    gw = ipaddress.IPv4Address(str(gateway_text))
+                    if gw not in cidr or gw in (cidr.network_address, cidr.broadcast_address):
+                        c.add(body.line_of("gateway"), f"{where}.gateway",
+                              f"{gw} is not a host address of {cidr}")
+                    else:
+                        gateway = str(gw)
+                except ValueError:
+                    c.add(body.line_of("gateway"), f"{where}.gateway", f"{gateway_text!r} is not an IPv4 address")
+        mtu = c.integer(body, "mtu", f"{where}.mtu", required=False)
+        if mtu is not None and not 576 <= mtu <= 9000:
+            c.add(body.line_of("mtu"), f"{where}.mtu", f"MTU {mtu} must be between 576 and 9000")
+        if None in (project, ntype, physnet, cidr, gateway) or (ntype == "vlan" and seg is None):
+            continue
+        networks.append(Network(nm, project, ntype, physnet.name, seg, str(cidr), gateway,
+                                mtu or DEFAULT_MTU[ntype], line))
+    # overlapping subnets inside one project (different projects may overlap, as in Neutron)
+    for i, a in enumerate(networks):
+        for b in networks[i + 1:]:
+            if a.project == b.project and ipaddress.ip_network(a.cidr).overlaps(ipaddress.ip_network(b.cidr)):
+                c.add(b.line, f"networks.{b.name}.cidr",
+                      f"{b.cidr} overlaps {a.cidr} of network {a.name} (line {a.line}) in project {a.project}")
+    net_by_name = {n.name: n for n in networks}
+
+    # instances (first pass: explicit addresses; allocation below)
+    pending = []
+    for nm, body, line in _items(c, data, "instances"):
+        where = f"instances.{nm}"
+        c.known_keys(body, ("node", "network", "ip", "mac", "security_groups"), where)
+        if not c.name(nm, line, where, naming.IFNAMSIZ):
+            continue
+        claim("an instance", nm, line, where)
+        node = c.string(body, "node", f"{where}.node")
+        if node is not None:
+            if node not in node_names:
+                c.add(body.line_of("node"), f"{where}.node", f"unknown node {node!r}")
+                node = None
+            elif next(n for n in nodes if n.name == node).role != "compute":
+                c.add(body.line_of("node"), f"{where}.node",
+                      f"{node} is a {next(n for n in nodes if n.name == node).role} node; "
+                      "instances run on compute nodes")
+                node = None
+        net_name = c.string(body, "network", f"{where}.network")
+        net = net_by_name.get(net_name) if net_name else None
+        if net_name is not None and net is None:
+            c.add(body.line_of("network"), f"{where}.network", f"unknown or invalid network {net_name!r}")
+        if net is not None and node is not None:
+            physnet = physnet_by_name[net.physical_network]
+            if node not in physnet.nodes:
+                c.add(body.line_of("node"), f"{where}.node",
+                      f"{node} is not attached to {physnet.name}, which carries network {net.name}")
+        ip = None
+        if "ip" in body:
+            try:
+                ip = ipaddress.IPv4Address(str(body["ip"]))
+                if net is not None:
+                    cidr = ipaddress.ip_network(net.cidr)
+                    if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
+                        c.add(body.line_of("ip"), f"{where}.ip", f"{ip} is not a host address of "
+                                                                  f"{net.name} ({net.cidr})")
+                        ip = None
+                    elif str(ip) == net.gateway:
+                        c.add(body.line_of("ip"), f"{where}.ip", f"{ip} is the gateway of {net.name}")
+                        ip = None
+            except ValueError:
+                c.add(body.line_of("ip"), f"{where}.ip", f"{body['ip']!r} is not an IPv4 address")
+        mac = None
+        if "mac" in body:
+            mac = str(body["mac"]).lower()
+            if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
+                c.add(body.line_of("mac"), f"{where}.mac", f"{body['mac']!r} is not a MAC address")
+                mac = None
+            elif int(mac[:2], 16) & 1:
+                c.add(body.line_of("mac"), f"{where}.mac", f"{mac} is a multicast address")
+                mac = None
+        groups = body.get("security_groups", ["default"])
+        if not isinstance(groups, list) or any(g != "default" for g in groups):
+            c.add(body.line_of("security_groups"), f"{where}.security_groups",
+                  "must be [default] (the project's default group) or [] (no group: all traffic "
+                  "dropped); custom groups are not supported yet")
+            groups = ["default"]
+        if node is None or net is None:
+            continue
+        pending.append((nm, node, net, ip, mac, tuple(groups), body, line))
+
+    # duplicate addresses within a network, then allocation of the rest
+    used: dict[tuple[str, str], tuple[str, int]] = {}
+    for nm, node, net, ip, mac, groups, body, line in pending:
+        if ip is None:
+            continue
+        key = (net.name, str(ip))
+        if key in used:
+            other, oline = used[key]
+            c.add(body.line_of("ip"), f"instances.{nm}.ip",
+                  f"{ip} is already used by {other} (line {oline}) on network {net.name}")
+        else:
+            used[key] = (nm, line)
+    instances: list[Instance] = []
+    macs: dict[str, tuple[str, int]] = {}
+    for nm, node, net, ip, mac, groups, body, line in pending:
+        if ip is None:
+            ip = _allocate(net, {a for (n, a) in used if n == net.name})
+            if ip is None:
+                c.add(line, f"instances.{nm}", f"network {net.name} ({net.cidr}) has no free address left")
+                continue
+            used[(net.name, str(ip))] = (nm, line)
+        port_id = naming.object_uuid(name, "port", nm)
+        mac = mac or naming.port_mac(port_id)
+        if mac in macs:
+            other, oline = macs[mac]
+            c.add(body.line_of("mac") if "mac" in body else line, f"instances.{nm}.mac",
+                  f"{mac} is already used by {other} (line {oline})")
+            continue
+        macs[mac] = (nm, line)
+        instances.append(Instance(nm, node, net.name, str(ip), mac, port_id, groups, line))
+
+    checks = _parse_checks(c, data, {i.name: i for i in instances}, set(targets), physnet_by_name,
+                           net_by_name, {k for k, (kind, _) in targets.items() if kind == "an instance"})
+
+    if c.problems:
+        raise ScenarioError(c.problems)
+    return Scenario(name, description, filename, tuple(nodes), tuple(physnets), tuple(projects),
+                    tuple(networks), tuple(instances), tuple(checks))
+
+
+def _allocate(net: Network, used: set[str]) -> ipaddress.IPv4Address | None:
+    """Lowest free host address, skipping the gateway: Neutron's default allocation pool."""
+    for host in ipaddress.ip_network(net.cidr).hosts():
+        if str(host) != net.gateway and str(host) not in used:
+            return host
+    return None
+
+
+def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], targets: set[str],
+                  physnets: dict[str, PhysicalNetwork], networks: dict[str, Network],
+                  declared_instances: set[str]) -> list[Check]:
+    raw = data.get("checks")
+    if raw is None:
+        return []
+    if not isinstance(raw, LineList):
+        c.add(data.line_of("checks"), "checks", "must be a list of checks")
+        return []
+    checks: list[Check] = []
+    names: set[str] = set()
+    for i, body in enumerate(raw):
+        line = raw.line_of(i)
+        where = f"checks[{i}]"
+        if not isinstance(body, LineDict):
+            c.add(line, where, f"must be a mapping, not {_kind(body)}")
+            continue
+        c.known_keys(body, ("name", "from", "to", "proto", "expect", "path"), where)
+        src = c.string(body, "from", f"{where}.from")
+        if src is not None and src not in declared_instances:
+            c.add(body.line_of("from"), f"{where}.from", f"unknown instance {src!r}")
+            src = None
+        dst = body.get("to")
+        if dst is None:
+            c.add(line, f"{where}.to", "is required (an instance name or an IPv4 address)")
+        else:
+            dst = str(dst)
+            if dst not in declared_instances:
+                try:
+                    ipaddress.IPv4Address(dst)
+                except ValueError:
+                    c.add(body.line_of("to"), f"{where}.to", f"{dst!r} is neither an instance nor an IPv4 address")
+                    dst = None
+        proto_text = str(body.get("proto", "icmp"))
+        m = re.fullmatch(r"(icmp|tcp)(?::(\d+))?", proto_text)
+        proto, port = "icmp", None
+        if not m or (m.group(1) == "icmp" and m.group(2)):
+            c.add(body.line_of("proto"), f"{where}.proto", f"{proto_text!r} must be icmp, tcp or tcp:PORT")
+        else:
+            proto = m.group(1)
+            if proto == "tcp":
+                port = int(m.group(2) or DEFAULT_TCP_PORT)
+                if not 1 <= port <= 65535:
+                    c.add(body.line_of("proto"), f"{where}.proto", f"port {port} is out of range")
+        expect = c.string(body, "expect", f"{where}.expect", choices=EXPECTS) or "reach"
+        name = str(body.get("name") or f"{src} -> {dst} ({proto_text})")
+        if name in names:
+            c.add(body.line_of("name") if "name" in body else line, f"{where}.name",
+                  f"check name {name!r} is used twice")
+        names.add(name)
+        path: list[PathAssertion] = []
+        raw_path = body.get("path", [])
+        if not isinstance(raw_path, list):
+            c.add(body.line_of("path"), f"{where}.path", "must be a list of path assertions")
+            raw_path = []
+        for j, item in enumerate(raw_path):
+            pline = raw_path.line_of(j)
+            pwhere = f"{where}.path[{j}]"
+            if not isinstance(item, LineDict):
+                c.add(pline, pwhere, "must be a mapping like {crosses: physnet1, vlan: 101}")
+                continue
+            c.known_keys(item, ("crosses", "never_on", "never_reaches", "vlan", "packets"), pwhere)
+            kinds = [k for k in ("crosses", "never_on", "never_reaches") if k in item]
+            if len(kinds) != 1:
+                c.add(pline, pwhere, "needs exactly one of: crosses, never_on, never_reaches")
+                continue
+            kind = kinds[0]
+            target = str(item[kind])
+            if kind in ("crosses", "never_on") and target not in physnets:
+                c.add(item.line_of(kind), f"{pwhere}.{kind}", f"unknown physical network {target!r}")
+                continue
+            if kind == "never_reaches" and target not in targets:
+                c.add(item.line_of(kind), f"{pwhere}.{kind}", f"unknown node, instance or physical network {target!r}")
+                continue
+            vlan = c.integer(item, "vlan", f"{pwhere}.vlan", required=False)
+            if vlan is not None and kind != "crosses":
+                c.add(item.line_of("vlan"), f"{pwhere}.vlan", "vlan only goes with crosses")
+            if vlan is not None and not 1 <= vlan <= 4094:
+                c.add(item.line_of("vlan"), f"{pwhere}.vlan", f"VLAN id {vlan} is out of range 1-4094")
+            packets = c.string(item, "packets", f"{pwhere}.packets", required=False,
+                               choices=PACKET_KINDS) or "ip"
+            path.append(PathAssertion(kind, target, vlan, packets, pline))
+        if src is None or dst is None:
+            continue
+        checks.append(Check(name, src, dst, proto, port, expect, tuple(path), line))
+    return checks

@@ -1,0 +1,77 @@
+"""Load YAML while remembering the line of every mapping key and sequence item.
+
+PyYAML's safe loader forgets where things came from and silently keeps the last of two
+duplicate keys. Scenario errors must say file:line, and duplicate keys are errors, so we
+compose the node graph ourselves and build plain containers that also carry line numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .errors import Problem
+
+
+class LineDict(dict):
+    """A dict that knows the line of each key (1-based) and of itself."""
+
+    line: int = 0
+    key_lines: dict
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list):
+    line: int = 0
+    item_lines: list
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+def load_yaml(text: str, filename: str) -> tuple[Any, list[Problem]]:
+    """Return (data, problems). Syntax errors and duplicate keys become problems."""
+    problems: list[Problem] = []
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problems.append(Problem(filename, line, "(file)", f"not valid YAML: {getattr(exc, 'problem', exc)}"))
+        return None, problems
+    if node is None:
+        return None, problems
+    constructor = yaml.SafeLoader("")
+
+    def build(n: yaml.Node, path: str) -> Any:
+        line = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            d = LineDict()
+            d.line = line
+            d.key_lines = {}
+            for knode, vnode in n.value:
+                key = constructor.construct_object(knode, deep=True)
+                if not isinstance(key, str):
+                    key = str(key)
+                kline = knode.start_mark.line + 1
+                if key in d:
+                    problems.append(Problem(filename, kline, f"{path}{key}",
+                                            f"duplicate key (first at line {d.key_lines[key]})"))
+                    continue
+                d.key_lines[key] = kline
+                d[key] = build(vnode, f"{path}{key}.")
+            return d
+        if isinstance(n, yaml.SequenceNode):
+            lst = LineList()
+            lst.line = line
+            lst.item_lines = []
+            for i, item in enumerate(n.value):
+                lst.item_lines.append(item.start_mark.line + 1)
+                lst.append(build(item, f"{path}{i}."))
+            return lst
+        return constructor.construct_object(n, deep=True)
+
+    return build(node, ""), problems
