@@ -629,6 +629,9 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
                 port = int(m.group(2) or DEFAULT_TCP_PORT)
                 if not 1 <= port <= 65535:
                     c.add(body.line_of("proto"), f"{where}.proto", f"port {port} is out of range")
+        if proto == "tcp" and dst is not None and dst not in declared_instances:
+            c.add(body.line_of("to"), f"{where}.to",
+                  f"a tcp check needs an instance as destination (it runs the server), not {dst!r}")
         expect = c.string(body, "expect", f"{where}.expect", choices=EXPECTS) or "reach"
         name = str(body.get("name") or f"{src} -> {dst} ({proto_text})")
         if name in names:
