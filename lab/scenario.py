@@ -87,7 +87,7 @@ class PathAssertion:
     line: int
 
     def describe(self) -> str:
-        what = "ARP for the destination" if self.packets == "arp" else "probe packets"
+        what = "ARP requests for the destination" if self.packets == "arp" else "probe packets"
         if self.kind == "crosses":
             tag = f" tagged VLAN {self.vlan}" if self.vlan is not None else ""
             return f"{what} cross {self.target}{tag}"

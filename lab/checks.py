@@ -1,0 +1,277 @@
+"""Scenario checks against a live lab: real probes (ping, a TCP transfer) while tcpdump
+watches the places a path assertion names. Every verdict comes with the packets that prove it.
+
+Capture points: a physical network is watched on each node's port of the wire's bridge
+(frames *entering* the wire from that node, so each frame counts once and the sender is
+known); an instance on its eth0; a node on its NICs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import gateway
+from .errors import LabError
+from .plan import Plan
+from .scenario import Check, PathAssertion, Scenario
+
+LISTEN_TIMEOUT = 5.0
+QUIET_AFTER = 0.15      # a capture is done when it has been quiet this long after the probe...
+SETTLE_LIMIT = 1.5      # ...or after this long at most
+
+
+class CaptureError(LabError):
+    pass
+
+
+@dataclass
+class Capture:
+    label: str
+    netns: str
+    iface: str
+    proc: subprocess.Popen | None = None
+    lines: list[str] = field(default_factory=list)
+    last_line_at: float = 0.0
+    reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        argv = ["tcpdump", "-i", self.iface, "-Q", "in", "-e", "-nn", "-l", "--immediate-mode", "-s", "256"]
+        self.proc = gateway.spawn(argv, netns=self.netns)
+        deadline = time.monotonic() + LISTEN_TIMEOUT
+        err = []
+        # tcpdump says "listening on IFACE" on stderr once its socket is bound
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            err.append(line)
+            if "listening on" in line:
+                break
+        else:
+            line = ""
+        if not err or "listening on" not in err[-1]:
+            self.stop()
+            raise CaptureError(f"tcpdump on {self.iface} in netns {self.netns} did not start: "
+                               f"{''.join(err).strip() or 'no output'}")
+        self.last_line_at = time.monotonic()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self.last_line_at = time.monotonic()
+
+    def settle(self) -> None:
+        deadline = time.monotonic() + SETTLE_LIMIT
+        while time.monotonic() < deadline and time.monotonic() - self.last_line_at < QUIET_AFTER:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=2)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+
+
+@dataclass
+class Result:
+    check: Check
+    expected: str
+    seen: str
+    passed: bool
+    evidence: list[str]
+
+    def to_json(self) -> dict:
+        c = self.check
+        return {"name": c.name, "from": c.source, "to": c.destination,
+                "proto": c.proto if c.port is None else f"{c.proto}:{c.port}",
+                "expected": self.expected, "seen": self.seen, "passed": self.passed,
+                "evidence": self.evidence}
+
+
+# --------------------------------------------------------------------------- matching
+
+def packet_matches(line: str, src: str, dst: str, packets: str, proto: str) -> bool:
+    """Is this tcpdump -e -nn line one of the probe's packets (or its ARP)?"""
+    if packets == "arp":
+        return f"who-has {dst} tell {src}" in line or f"Reply {dst} is-at" in line
+    a, b = re.escape(src), re.escape(dst)
+    pair = re.search(rf"(?<![\d.]){a}(?:\.\d+)? > {b}(?:\.\d+)?:", line) or \
+        re.search(rf"(?<![\d.]){b}(?:\.\d+)? > {a}(?:\.\d+)?:", line)
+    if not pair:
+        return False
+    return "ICMP" in line if proto == "icmp" else "Flags [" in line
+
+
+def outer_vlan(line: str) -> int | None:
+    m = re.search(r"\bvlan (\d+)\b", line)
+    return int(m.group(1)) if m else None
+
+
+def _short(line: str, limit: int = 150) -> str:
+    # drop the timestamp; keep the part that says what the packet is
+    text = line.split(" ", 1)[1] if re.match(r"^\d\d:\d\d:\d\d", line) else line
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------- capture points
+
+def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
+    targets = plan.targets()
+    kind, _ = targets.get(a.target, ("wire", ""))
+    if a.kind in ("crosses", "never_on") or kind == "wire":
+        wire = plan.wire(a.target)
+        return [Capture(f"{wire.name} from {m.node}", wire.netns, m.wire_ifname) for m in wire.members]
+    if kind == "instance":
+        port = plan.port(a.target)
+        return [Capture(f"{a.target} eth0", port.netns, "eth0")]
+    node = plan.node(a.target)
+    return [Capture(f"{node.name} {b.nic}", node.netns, b.nic) for b in node.physical_bridges]
+
+
+def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, proto: str) -> tuple[bool, str]:
+    hits = [(c.label, line) for c in captures for line in c.lines
+            if packet_matches(line, src, dst, a.packets, proto)]
+    what = a.describe()
+    if a.kind == "crosses":
+        if a.vlan is None:
+            good, bad = hits, []
+        else:
+            good = [h for h in hits if outer_vlan(h[1]) == a.vlan]
+            bad = [h for h in hits if outer_vlan(h[1]) != a.vlan]
+        if good and not bad:
+            label, line = good[0]
+            return True, f"{what}: {len(good)} seen, e.g. [{label}] {_short(line)}"
+        if bad:
+            label, line = bad[0]
+            tag = outer_vlan(line)
+            return False, (f"{what}: {len(bad)} seen {'untagged' if tag is None else f'with VLAN {tag}'}, "
+                           f"e.g. [{label}] {_short(line)}")
+        return False, f"{what}: none seen on {', '.join(c.label for c in captures)}"
+    if not hits:
+        return True, f"{what}: none of them among the {sum(len(c.lines) for c in captures)} frames " \
+                     f"captured on {', '.join(c.label for c in captures)}"
+    label, line = hits[0]
+    return False, f"{what}: {len(hits)} seen, e.g. [{label}] {_short(line)}"
+
+
+# --------------------------------------------------------------------------- probes
+
+def probe_icmp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
+    count = 3 if c.expect == "reach" else 2
+    src = plan.port(c.source)
+    out = gateway.run(["ping", "-c", str(count), "-i", "0.2", "-W", "1", "-n", dst_ip],
+                      netns=src.netns, check=False, timeout=15)
+    m = re.search(r"(\d+) received", out.stdout)
+    received = int(m.group(1)) if m else 0
+    reached = out.returncode == 0 and received > 0
+    return reached, f"{'reached' if reached else 'no reply'} ({received}/{count} echo replies)"
+
+
+def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
+    src = plan.port(c.source)
+    dst = plan.port(c.destination)
+    timeout = 5.0 if c.expect == "reach" else 2.0
+    server = gateway.spawn([sys.executable, "-m", "lab.tcpprobe", "serve", "--port", str(c.port),
+                            "--timeout", str(timeout + 5)], netns=dst.netns)
+    try:
+        ready = server.stdout.readline()
+        if "listening" not in ready:
+            err = server.stderr.read() if server.poll() is not None else ""
+            raise CaptureError(f"TCP probe server in {dst.netns} did not start: {err.strip() or ready}")
+        out = gateway.run([sys.executable, "-m", "lab.tcpprobe", "send", "--host", dst_ip, "--port",
+                           str(c.port), "--timeout", str(timeout)], netns=src.netns, check=False,
+                          timeout=timeout + 10)
+        try:
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return False, f"probe client failed: {out.stderr.strip()[-300:]}"
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        try:
+            server.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        for stream in (server.stdout, server.stderr):
+            stream.close()
+    if result.get("ok"):
+        return True, (f"reached: {result['bytes']} bytes echoed intact, MSS {result.get('mss')}, "
+                      f"{result.get('seconds')} s")
+    return False, f"no connection ({result.get('error', 'unknown error')})"
+
+
+# --------------------------------------------------------------------------- running
+
+def run_check(plan: Plan, scenario: Scenario, c: Check) -> Result:
+    src = plan.port(c.source)
+    dst_ip = plan.port(c.destination).ip if c.destination in {p.instance for p in plan.ports} else c.destination
+    captures_by_assertion = [(a, capture_points(plan, a)) for a in c.path]
+    started: list[Capture] = []
+    try:
+        for _, caps in captures_by_assertion:
+            for cap in caps:
+                cap.start()
+                started.append(cap)
+        probe = probe_icmp if c.proto == "icmp" else probe_tcp
+        reached, seen = probe(plan, c, dst_ip)
+        for cap in started:
+            cap.settle()
+    finally:
+        for cap in started:
+            cap.stop()
+    expected_reach = c.expect == "reach"
+    evidence = []
+    passed = reached == expected_reach
+    for a, caps in captures_by_assertion:
+        ok, text = judge(a, caps, src.ip, dst_ip, c.proto)
+        evidence.append(("ok   " if ok else "FAIL ") + text)
+        passed = passed and ok
+    what = f"{c.proto}" + (f":{c.port}" if c.port else "")
+    expected = f"{'reach' if expected_reach else 'blocked'} ({what} {c.source} -> {dst_ip})"
+    return Result(c, expected, seen, passed, evidence)
+
+
+def run_checks(plan: Plan, scenario: Scenario, progress: Callable[[str], None] | None = None) -> list[Result]:
+    gateway.require("tcpdump", "ping")
+    results = []
+    for c in scenario.checks:
+        r = run_check(plan, scenario, c)
+        if progress:
+            progress(f"{'PASS' if r.passed else 'FAIL'}  {c.name}")
+        results.append(r)
+    return results
+
+
+def table(results: list[Result]) -> str:
+    """check | expected | seen, with each check's evidence on the lines under it."""
+    rows = [("check", "expected", "seen")]
+    rows += [(f"{'PASS' if r.passed else 'FAIL'} {r.check.name}", r.expected, r.seen) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    out = ["  ".join(rows[0][j].ljust(widths[j]) for j in range(3)).rstrip(),
+           "  ".join("-" * w for w in widths)]
+    for r, row in zip(results, rows[1:]):
+        out.append("  ".join(row[j].ljust(widths[j]) for j in range(3)).rstrip())
+        for line in r.evidence or ["(no path assertion)"]:
+            out.append(f"     evidence: {line}")
+    return "\n".join(out)

@@ -1,0 +1,143 @@
+"""classic-vlan for real: up, checks with capture evidence, TCP across hosts, node OVS reached
+through `lab exec`, a check that must fail does fail, then down leaves the host as before."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from lab import checks, runtime
+from lab.scenario import Check, PathAssertion
+
+from . import hoststate
+from .conftest import lab
+
+LAB = "classic-vlan"
+
+
+@pytest.fixture(scope="module")
+def classic_vlan(host_before):
+    lab("up", LAB)
+    try:
+        yield runtime.load_state(LAB)
+    finally:
+        if runtime.list_labs() and LAB in runtime.list_labs():
+            lab("down", LAB, check=False)
+        lab("cleanup", check=False)
+        hoststate.assert_unchanged(host_before)
+
+
+def test_checks_pass_with_capture_evidence(classic_vlan):
+    out = lab("check", LAB, "--json")
+    report = json.loads(out.stdout)
+    results = {r["name"]: r for r in report["results"]}
+    assert report["passed"], json.dumps(report, indent=1)
+    cross = results["same project, different hosts"]
+    assert any("tagged VLAN 101" in e and "[physnet1 from compute1]" in e and "vlan 101" in e
+               for e in cross["evidence"]), cross
+    same_host = results["same project, same host"]
+    assert all("never appear on physnet1" in e for e in same_host["evidence"])
+    assert results["different projects"]["seen"].startswith("no reply")
+
+
+def test_check_table_and_exit_code(classic_vlan):
+    out = lab("check", LAB)
+    assert "5 passed, 0 failed" in out.stdout
+    assert "evidence:" in out.stdout
+
+
+def test_a_wrong_expectation_fails(classic_vlan):
+    """The checks can fail: vm4 has no security group, so expecting to reach it must fail,
+    and claiming same-host traffic crosses physnet1 must fail too."""
+    state = classic_vlan
+    wrong_sg = Check("wrong: reach vm4", "vm1", "vm4", "icmp", None, "reach", (), 0)
+    r = checks.run_check(state.plan, state.scenario(), wrong_sg)
+    assert not r.passed and r.seen.startswith("no reply")
+    wrong_path = Check("wrong: same host crosses", "vm1", "vm3", "icmp", None, "reach",
+                       (PathAssertion("crosses", "physnet1", 101, "ip", 0),), 0)
+    r = checks.run_check(state.plan, state.scenario(), wrong_path)
+    assert not r.passed and "none seen" in r.evidence[0]
+    wrong_vlan = Check("wrong: VLAN 102", "vm1", "vm2", "icmp", None, "reach",
+                       (PathAssertion("crosses", "physnet1", 102, "ip", 0),), 0)
+    r = checks.run_check(state.plan, state.scenario(), wrong_vlan)
+    assert not r.passed and "with VLAN 101" in r.evidence[0]
+
+
+def test_exec_on_node_reaches_its_own_ovs(classic_vlan):
+    flows = lab("exec", LAB, "compute1", "--", "ovs-ofctl", "dump-flows", "br-vlan").stdout
+    assert "mod_vlan_vid:101" in flows
+    assert classic_vlan.plan.cookie in flows
+    bridges = lab("exec", LAB, "compute2", "--", "ovs-vsctl", "list-br").stdout.split()
+    assert bridges == ["br-int", "br-vlan"]
+    # compute2 binds alt-net first: net1 gets local VLAN 2 there, 1 on compute1
+    c2 = lab("exec", LAB, "compute2", "--", "ovs-ofctl", "dump-flows", "br-int").stdout
+    assert "dl_vlan=101 actions=mod_vlan_vid:2" in c2
+    version = lab("exec", LAB, "network1", "--", "ovs-appctl", "version").stdout
+    assert "ovs-vswitchd" in version
+
+
+def test_exec_in_instance_and_ping(classic_vlan):
+    out = lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W2", "192.168.1.12")
+    assert "1 received" in out.stdout
+
+
+def test_tcp_across_hosts_at_full_segment_size(classic_vlan):
+    """4 MiB from vm3 (compute1) to vm2 (compute2): intact, with 1448-byte segments."""
+    from lab import gateway
+    vm2, vm3 = classic_vlan.plan.port("vm2"), classic_vlan.plan.port("vm3")
+    server = gateway.spawn([sys.executable, "-m", "lab.tcpprobe", "serve", "--port", "6001"], netns=vm2.netns)
+    try:
+        assert "listening" in server.stdout.readline()
+        out = gateway.run([sys.executable, "-m", "lab.tcpprobe", "send", "--host", vm2.ip, "--port", "6001",
+                           "--bytes", str(4 << 20)], netns=vm3.netns, check=False)
+        result = json.loads(out.stdout)
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+        server.stdout.close()
+        server.stderr.close()
+    assert result["ok"], result
+    assert result["mss"] == 1448
+
+
+def test_security_group_chains_read_like_the_agent(classic_vlan):
+    rules = lab("exec", LAB, "compute2", "--", "iptables", "-S").stdout
+    vm2 = classic_vlan.plan.port("vm2")
+    assert "-N neutron-openvswi-sg-chain" in rules
+    assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.tap} --physdev-is-bridged" in rules
+    assert f"-N neutron-openvswi-i{vm2.port_id[:10]}" in rules
+    # ingress from members of the default group only: vm1 is a member, alt-vm1 is not
+    assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -s 192.168.1.11/32 -j RETURN" in rules
+    assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -s 192.168.1.21/32 -j RETURN" not in rules
+
+
+def test_status_json(classic_vlan):
+    status = json.loads(lab("status", LAB, "--json").stdout)
+    assert status["problems"] == []
+    assert {n["name"] for n in status["nodes"]} == {"network1", "compute1", "compute2"}
+    for n in status["nodes"]:
+        assert n["netns"] == f"nlab.{LAB}.{n['name']}" and n["ovs_rundir"] and n["role"]
+    vm1 = next(i for i in status["instances"] if i["name"] == "vm1")
+    assert (vm1["node"], vm1["network"], vm1["ip"]) == ("compute1", "net1", "192.168.1.11")
+    assert vm1["mac"].startswith("fa:16:3e:") and vm1["netns"] == f"nlab.{LAB}.vm1"
+    assert status["wires"] == [{"name": "physnet1", "netns": f"nlab.{LAB}.physnet1", "bridge": "physnet1",
+                                "members": status["wires"][0]["members"], "up": True}]
+
+
+def test_up_again_says_it_is_up(classic_vlan):
+    out = lab("up", LAB)
+    assert "already up" in out.stdout
+
+
+def test_unknown_target_is_a_clear_error(classic_vlan):
+    out = lab("exec", LAB, "vm9", "--", "true", check=False)
+    assert out.returncode == 1 and "no target 'vm9'" in out.stderr and "vm1" in out.stderr
+
+
+def test_zz_down_leaves_host_as_before(classic_vlan, host_before):
+    out = lab("down", LAB)
+    assert "is down" in out.stdout
+    hoststate.assert_unchanged(host_before)
+    assert LAB not in runtime.list_labs()
