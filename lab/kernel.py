@@ -30,6 +30,7 @@ class Links:
     def __init__(self, where: str):
         self.where = where  # for error messages: the namespace name
         self.ipr = IPRoute()
+        self._index: dict[str, int] = {}
 
     def close(self) -> None:
         self.ipr.close()
@@ -48,13 +49,20 @@ class Links:
                               f"(errno {exc.code})") from None
 
     def index(self, ifname: str) -> int:
-        found = self.ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise KernelError(f"no interface {ifname} in netns {self.where}")
-        return found[0]
+        """Interface index by name: one RTM_GETLINK for that name (no dump), then cached."""
+        if ifname not in self._index:
+            try:
+                self._index[ifname] = self.ipr.link("get", ifname=ifname)[0]["index"]
+            except NetlinkError:
+                raise KernelError(f"no interface {ifname} in netns {self.where}") from None
+        return self._index[ifname]
 
     def has(self, ifname: str) -> bool:
-        return bool(self.ipr.link_lookup(ifname=ifname))
+        try:
+            self.index(ifname)
+        except KernelError:
+            return False
+        return True
 
     def names(self) -> list[str]:
         return [link.get("ifname") for link in self.ipr.get_links()]
@@ -81,9 +89,10 @@ class Links:
             spec["mtu"] = mtu
         self._do(f"creating bridge {ifname}", self.ipr.link, "add", **spec)
 
-    def set_master(self, ifname: str, bridge: str) -> None:
+    def set_master(self, ifname: str, bridge: str, up: bool = False) -> None:
+        spec = {"state": "up"} if up else {}
         self._do(f"adding {ifname} to {bridge}", self.ipr.link, "set", index=self.index(ifname),
-                 master=self.index(bridge))
+                 master=self.index(bridge), **spec)
 
     def up(self, *ifnames: str) -> None:
         for ifname in ifnames:

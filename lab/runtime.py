@@ -213,43 +213,67 @@ def _wire_up(plan: Plan, wire) -> None:
 
 
 def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, progress: Progress) -> None:
-    # 1. kernel plumbing: NICs up, and each instance plugged the hybrid way
-    with netns.entered(node.netns), Links(node.netns) as links:
-        nics = [b.nic for b in node.physical_bridges]
-        if nics:
-            links.tx_checksum_off(*nics)
-            links.up(*nics)
-        for p in node.ports:
-            links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu)
-            links.bridge(p.qbr, mtu=p.mtu)
-            links.veth(p.qvb, p.qvo, mtu=p.mtu)
-            links.set_master(p.tap, p.qbr)
-            links.set_master(p.qvb, p.qbr)
-            links.tx_checksum_off(p.tap, p.qvb, p.qvo)
-            links.up(p.qbr, p.tap, p.qvb, p.qvo)
-    for p in node.ports:
-        with netns.entered(p.netns), Links(p.netns) as links:
-            links.tx_checksum_off("eth0")
-            links.add_address("eth0", p.ip, p.prefixlen)
-            links.up("eth0")
-            links.default_route(p.gateway, "eth0")
-    # 2. the node's own Open vSwitch
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
     rundir = Path(node.rundir)
     rundir.mkdir(parents=True, exist_ok=True)
-    for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath)):
-        ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
-    # 3. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
+    # the node's own Open vSwitch starts while the kernel plumbing is made (it waits on I/O)
+    daemons: dict = {}
+
+    def start_ovs() -> None:
+        try:
+            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath)):
+                ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
+            daemons["ok"] = time.monotonic() - t0
+        except BaseException as exc:  # handed to the node's thread below
+            daemons["error"] = exc
+
+    ovs_thread = threading.Thread(target=start_ovs, name=f"ovs-{node.name}")
+    ovs_thread.start()
+    try:
+        # 1. kernel plumbing: NICs up, and each instance plugged the hybrid way
+        with netns.entered(node.netns), Links(node.netns) as links:
+            nics = [b.nic for b in node.physical_bridges]
+            if nics:
+                links.tx_checksum_off(*nics)
+                links.up(*nics)
+            for p in node.ports:
+                links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu)
+                links.bridge(p.qbr, mtu=p.mtu)
+                links.veth(p.qvb, p.qvo, mtu=p.mtu)
+                links.tx_checksum_off(p.tap, p.qvb, p.qvo)
+                links.set_master(p.tap, p.qbr, up=True)
+                links.set_master(p.qvb, p.qbr, up=True)
+                links.up(p.qbr, p.qvo)
+        for p in node.ports:
+            with netns.entered(p.netns), Links(p.netns) as links:
+                links.tx_checksum_off("eth0")
+                links.add_address("eth0", p.ip, p.prefixlen)
+                links.up("eth0")
+                links.default_route(p.gateway, "eth0")
+        timings["links"] = time.monotonic() - t0
+    finally:
+        ovs_thread.join()
+    if "error" in daemons:
+        raise daemons["error"]
+    timings["ovs daemons"] = daemons["ok"]
+    # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
+    t = time.monotonic()
     ovs.vsctl(node.rundir, render.ovsdb)
+    timings["ovsdb"] = time.monotonic() - t
+    t = time.monotonic()
     for bridge, text in render.flows.items():
         flow_file = rundir / f"{bridge}.flows"
         flow_file.write_text(text)
         ovs.replace_flows(node.rundir, bridge, str(flow_file))
+    timings["flows"] = time.monotonic() - t
+    t = time.monotonic()
     rules = rundir / "iptables.rules"
     rules.write_text(render.iptables)
     gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
-    progress(f"  {node.name}: {len(node.ports)} instance port(s), "
-             f"{sum(t.count(chr(10)) for t in render.flows.values())} flow lines, OVS pids "
-             f"{ovs.read_pid(node.rundir, 'ovsdb-server')}/{ovs.read_pid(node.rundir, 'ovs-vswitchd')}")
+    timings["iptables"] = time.monotonic() - t
+    progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
+             f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
 
 
 # --------------------------------------------------------------------------- down / cleanup

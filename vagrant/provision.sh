@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what neutron-lab needs on Debian 12 / Ubuntu 22.04+, as root, and makes `lab`
+# available as /usr/local/bin/lab. Safe to run again. Used by the README, by CI (.ci/run) and
+# by the Vagrantfile beside it.
+#
+#   sudo vagrant/provision.sh            # install
+#   sudo vagrant/provision.sh --demo     # install, then bring up classic-vlan and run its checks
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "$(id -u)" -ne 0 ]; then
+  echo "provision.sh: run as root (sudo $0 $*)" >&2
+  exit 1
+fi
+
+packages=(openvswitch-switch tcpdump iptables iproute2 iputils-ping ethtool python3 python3-venv python3-pip)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The lab runs its own ovsdb-server/ovs-vswitchd per node; it never uses the system one.
+# On a VM with the openvswitch kernel module, load it so the kernel datapath is used.
+if [ ! -d /sys/module/openvswitch ] && [ -d "/lib/modules/$(uname -r)" ]; then
+  modprobe openvswitch 2>/dev/null || true
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x "$repo/.venv/bin/python" ]; then
+  "$python" -m venv "$repo/.venv"
+fi
+"$repo/.venv/bin/pip" install --quiet -e "$repo[test]"
+ln -sf "$repo/.venv/bin/lab" /usr/local/bin/lab
+echo "neutron-lab installed: $(/usr/local/bin/lab --version)"
+
+if [ "${1:-}" = "--demo" ]; then
+  lab up classic-vlan --check
+fi
