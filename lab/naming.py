@@ -1,7 +1,7 @@
 """Names and identifiers, derived the way Neutron derives them. Pure functions.
 
 Neutron names a port's devices with a 3-character prefix and the first 11 characters of the
-port UUID (15 characters in all, the kernel's IFNAMSIZ limit). Our UUIDs are uuid5 of the
+port UUID (15 characters in all, the 14 characters; the kernel allows 15). Our UUIDs are uuid5 of the
 scenario objects, so the same scenario always gives the same names.
 """
 
@@ -11,6 +11,7 @@ import hashlib
 import uuid
 
 IFNAMSIZ = 15
+DEVICE_NAME_LEN = 14   # Neutron/Nova cut port device names to 14 (prefix + 11 of the UUID)
 NETNS_PREFIX = "nlab."          # every namespace the lab makes starts with this
 LAB_UUID_NAMESPACE = uuid.UUID("6f1c3c3e-8a52-5b7e-9a52-6e6575747231")
 EXTERNAL_ID_KEY = "neutron-lab"  # OVS external_ids key that marks our rows
@@ -26,7 +27,7 @@ def object_uuid(scenario: str, kind: str, name: str) -> str:
 def port_device(prefix: str, port_id: str) -> str:
     """tap/qbr/qvb/qvo/qr-/qg-... + first 11 characters of the port UUID."""
     assert len(prefix) == 3, prefix
-    return (prefix + port_id)[:IFNAMSIZ]
+    return (prefix + port_id)[:DEVICE_NAME_LEN]
 
 
 def port_mac(port_id: str) -> str:

@@ -391,6 +391,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
     # networks
     networks: list[Network] = []
     segments: dict[tuple[str, int | None], tuple[str, int]] = {}
+    cidr_lines: dict[str, int] = {}
     for nm, body, line in _items(c, data, "networks"):
         where = f"networks.{nm}"
         c.known_keys(body, ("project", "type", "physical_network", "segmentation_id", "cidr",
@@ -427,7 +428,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                 have = ", ".join(f"{lo}:{hi}" for lo, hi in physnet.vlan_ranges) or "no VLAN ranges"
                 c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
                       f"VLAN id {seg} is outside {physnet.name}'s vlan_ranges ({have})")
-        if physnet is not None and ntype in NETWORK_TYPES_NOW:
+        if physnet is not None and ntype in NETWORK_TYPES_NOW and not (ntype == "vlan" and seg is None):
             key = (physnet.name, seg)
             if key in segments:
                 other, oline = segments[key]
@@ -468,11 +469,12 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
             continue
         networks.append(Network(nm, project, ntype, physnet.name, seg, str(cidr), gateway,
                                 mtu or DEFAULT_MTU[ntype], line))
+        cidr_lines[nm] = body.line_of("cidr")
     # overlapping subnets inside one project (different projects may overlap, as in Neutron)
     for i, a in enumerate(networks):
         for b in networks[i + 1:]:
             if a.project == b.project and ipaddress.ip_network(a.cidr).overlaps(ipaddress.ip_network(b.cidr)):
-                c.add(b.line, f"networks.{b.name}.cidr",
+                c.add(cidr_lines[b.name], f"networks.{b.name}.cidr",
                       f"{b.cidr} overlaps {a.cidr} of network {a.name} (line {a.line}) in project {a.project}")
     net_by_name = {n.name: n for n in networks}
 
@@ -632,7 +634,9 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
         if proto == "tcp" and dst is not None and dst not in declared_instances:
             c.add(body.line_of("to"), f"{where}.to",
                   f"a tcp check needs an instance as destination (it runs the server), not {dst!r}")
-        expect = c.string(body, "expect", f"{where}.expect", choices=EXPECTS) or "reach"
+        expect = c.string(body, "expect", f"{where}.expect", required=False, choices=EXPECTS) or "reach"
+        if src is not None and src == dst:
+            c.add(body.line_of("to"), f"{where}.to", f"a check from {src} to itself proves nothing")
         name = str(body.get("name") or f"{src} -> {dst} ({proto_text})")
         if name in names:
             c.add(body.line_of("name") if "name" in body else line, f"{where}.name",

@@ -70,7 +70,7 @@ def load_yaml(text: str, filename: str) -> tuple[Any, list[Problem]]:
             lst.item_lines = []
             for i, item in enumerate(n.value):
                 lst.item_lines.append(item.start_mark.line + 1)
-                lst.append(build(item, f"{path}{i}."))
+                lst.append(build(item, f"{path.rstrip('.')}[{i}]."))
             return lst
         return constructor.construct_object(n, deep=True)
 
