@@ -68,6 +68,10 @@ def cmd_up(args) -> int:
         print(f"lab {result.lab} is already up and healthy; nothing to do "
               f"(`lab down {result.lab}` to remove it)")
         return 0
+    if result.repaired:
+        print(f"lab {result.lab} was up but damaged; repaired in {result.elapsed:.2f} s: "
+              + "; ".join(result.repaired))
+        return _run_checks(result.lab, as_json=False) if args.check else 0
     phases = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.phases.items())
     print(f"lab {result.lab} is up in {result.elapsed:.2f} s ({phases})")
     if args.check:
@@ -219,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `lab status | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

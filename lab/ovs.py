@@ -102,6 +102,12 @@ def dump_flows(rundir: str, bridge: str) -> str:
     return gateway.run(["ovs-ofctl", "dump-flows", bridge], env=env(rundir)).stdout
 
 
+def count_flows(rundir: str, bridge: str, cookie: str) -> int:
+    """How many flows of BRIDGE carry the lab's cookie."""
+    out = gateway.run(["ovs-ofctl", "dump-flows", bridge, f"cookie={cookie}/-1"], env=env(rundir)).stdout
+    return sum(1 for line in out.splitlines() if "cookie=" in line)
+
+
 def stop_pid(pid: int, timeout: float = 5.0) -> None:
     """End one process we started: SIGTERM, then SIGKILL if it lingers."""
     try:

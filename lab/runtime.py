@@ -107,6 +107,7 @@ class UpResult:
     lab: str
     elapsed: float
     already_up: bool = False
+    repaired: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
 
 
@@ -121,11 +122,7 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
     if (lab_dir(plan.lab) / "plan.json").exists():
         state = load_state(plan.lab)
         if state.plan == plan:
-            problems = health(state)
-            if not problems:
-                return UpResult(plan.lab, 0.0, already_up=True)
-            raise LabStateError(f"lab {plan.lab} is up but damaged ({'; '.join(problems)}); "
-                                f"run `lab down {plan.lab}` and `lab up` again")
+            return _reconcile(state, renders, progress)
         raise LabStateError(f"lab {plan.lab} is already up with a different plan; "
                             f"run `lab down {plan.lab}` first")
     leftovers = [ns for ns in netns.list_ours() if ns.startswith(naming.netns_name(plan.lab, ""))]
@@ -182,6 +179,27 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
                              "everything it had made has been removed") from exc
         raise
     return UpResult(plan.lab, time.monotonic() - started, phases=phases)
+
+
+def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progress) -> UpResult:
+    """`up` on a lab that is up: nothing to do if healthy; OVS ports, flows and iptables
+    rules are re-applied if only they are damaged; anything else needs down + up."""
+    started = time.monotonic()
+    problems = health(state)
+    if not problems:
+        return UpResult(state.lab, 0.0, already_up=True)
+    fatal = [p for p in problems if "namespace" in p or "not running" in p or "OVSDB" in p]
+    if fatal:
+        raise LabStateError(f"lab {state.lab} is up but damaged beyond repair in place "
+                            f"({'; '.join(fatal)}); run `lab down {state.lab}` and `lab up` again")
+    for p in problems:
+        progress(f"repairing: {p}")
+    for node in state.plan.nodes:
+        _node_configure(node, renders[node.name])
+    left = health(state)
+    if left:
+        raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
+    return UpResult(state.lab, time.monotonic() - started, repaired=problems)
 
 
 def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
@@ -258,6 +276,16 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
         raise daemons["error"]
     timings["ovs daemons"] = daemons["ok"]
     # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
+    timings.update(_node_configure(node, render))
+    progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
+             f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
+
+
+def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
+    """The node's OVSDB rows, flows and iptables rules. Idempotent: `up` re-runs it to repair
+    a lab whose OVS ports, flows or rules were changed behind its back."""
+    rundir = Path(node.rundir)
+    timings = {}
     t = time.monotonic()
     ovs.vsctl(node.rundir, render.ovsdb)
     timings["ovsdb"] = time.monotonic() - t
@@ -272,8 +300,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     rules.write_text(render.iptables)
     gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
     timings["iptables"] = time.monotonic() - t
-    progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
-             f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
+    return timings
 
 
 # --------------------------------------------------------------------------- down / cleanup
@@ -347,16 +374,50 @@ def cleanup(progress: Progress = _quiet) -> list[str]:
 # --------------------------------------------------------------------------- status
 
 def health(state: LabState) -> list[str]:
-    """What is missing from a lab that is up: namespaces gone, daemons dead."""
+    """What is missing from a lab that is up: namespaces gone, daemons dead, OVS ports gone
+    or mis-tagged (read from each node's OVSDB through the IDL)."""
+    from .ovsdb import OvsdbError, read_ports
     problems = []
     for ns in state.plan.namespaces():
         if not netns.exists(ns):
             problems.append(f"namespace {ns} is missing")
     for node in state.plan.nodes:
+        alive = True
         for daemon in ovs.DAEMONS:
             pid = ovs.read_pid(node.rundir, daemon)
             if pid is None or not ovs.is_ours(pid, node.rundir):
                 problems.append(f"{daemon} of {node.name} is not running")
+                alive = False
+        if not alive:
+            continue
+        try:
+            ports = read_ports(node.rundir)
+        except OvsdbError as exc:
+            problems.append(f"{node.name}: {exc}")
+            continue
+        expected = {b.nic: (b.bridge, None) for b in node.physical_bridges}
+        expected |= {b.int_patch: ("br-int", None) for b in node.physical_bridges}
+        expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
+        expected |= {p.qvo: ("br-int", p.local_vlan) for p in node.ports}
+        for name, (bridge, tag) in expected.items():
+            row = ports.get(name)
+            if row is None:
+                problems.append(f"{node.name}: port {name} is missing from {bridge}")
+            elif row.bridge != bridge or row.tag != tag:
+                problems.append(f"{node.name}: port {name} is on {row.bridge} tag {row.tag}, "
+                                f"expected {bridge} tag {tag}")
+            elif row.error or row.ofport in (None, -1):
+                problems.append(f"{node.name}: port {name} has no OpenFlow port ({row.error or 'ofport -1'})")
+        for flow_file in sorted(Path(node.rundir).glob("*.flows")):
+            bridge = flow_file.stem
+            want = sum(1 for line in flow_file.read_text().splitlines() if line.startswith("cookie="))
+            try:
+                have = ovs.count_flows(node.rundir, bridge, state.plan.cookie)
+            except LabError as exc:
+                problems.append(f"{node.name}: cannot read the flows of {bridge}: {exc}")
+                continue
+            if have != want:
+                problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
     return problems
 
 

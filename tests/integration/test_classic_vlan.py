@@ -136,6 +136,22 @@ def test_unknown_target_is_a_clear_error(classic_vlan):
     assert out.returncode == 1 and "no target 'vm9'" in out.stderr and "vm1" in out.stderr
 
 
+def test_damage_is_reported_and_up_repairs_it(classic_vlan):
+    """A port and flows removed behind the lab's back: status says what, `up` puts it back."""
+    vm2 = classic_vlan.plan.port("vm2")
+    lab("exec", LAB, "compute2", "--", "ovs-vsctl", "del-port", "br-int", vm2.qvo)
+    lab("exec", LAB, "compute1", "--", "ovs-ofctl", "del-flows", "br-vlan")
+    assert "0 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W1", vm2.ip, check=False).stdout
+    status = lab("status", LAB, check=False)
+    assert status.returncode == 1
+    assert f"port {vm2.qvo} is missing from br-int" in status.stdout
+    assert "br-vlan has 0 of the lab's 3 flows" in status.stdout
+    out = lab("up", LAB)
+    assert "repaired" in out.stdout
+    assert lab("status", LAB).returncode == 0
+    assert "1 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W2", vm2.ip).stdout
+
+
 def test_zz_down_leaves_host_as_before(classic_vlan, host_before):
     out = lab("down", LAB)
     assert "is down" in out.stdout
