@@ -68,8 +68,10 @@ class Links:
         return [link.get("ifname") for link in self.ipr.get_links()]
 
     def veth(self, ifname: str, peer: str, *, peer_netns: str | None = None,
-             peer_mac: str | None = None, mtu: int | None = None) -> None:
-        """A veth pair: IFNAME here, PEER here or in PEER_NETNS (created straight there)."""
+             peer_mac: str | None = None, mtu: int | None = None, master: str | None = None,
+             up: bool = False) -> None:
+        """A veth pair: IFNAME here (optionally already in bridge MASTER and up, in the same
+        request), PEER here or straight in PEER_NETNS. The peer starts down."""
         peer_spec: dict = {"ifname": peer}
         if peer_netns:
             peer_spec["net_ns_fd"] = peer_netns
@@ -80,13 +82,19 @@ class Links:
         spec: dict = {"ifname": ifname, "kind": "veth", "peer": peer_spec}
         if mtu:
             spec["mtu"] = mtu
+        if master:
+            spec["master"] = self.index(master)
+        if up:
+            spec["state"] = "up"
         self._do(f"creating veth {ifname} <-> {peer}", self.ipr.link, "add", **spec)
 
-    def bridge(self, ifname: str, mtu: int | None = None) -> None:
+    def bridge(self, ifname: str, mtu: int | None = None, up: bool = False) -> None:
         """A Linux bridge without STP or forwarding delay (qbr..., the wires)."""
         spec: dict = {"ifname": ifname, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
         if mtu:
             spec["mtu"] = mtu
+        if up:
+            spec["state"] = "up"
         self._do(f"creating bridge {ifname}", self.ipr.link, "add", **spec)
 
     def set_master(self, ifname: str, bridge: str, up: bool = False) -> None:

@@ -223,10 +223,9 @@ def _wire_up(plan: Plan, wire) -> None:
     with netns.entered(wire.netns), Links(wire.netns) as links:
         links.bridge(wire.bridge)
         for m in wire.members:
-            links.veth(m.wire_ifname, m.node_ifname, peer_netns=plan.node(m.node).netns)
-            links.set_master(m.wire_ifname, wire.bridge)
+            links.veth(m.wire_ifname, m.node_ifname, peer_netns=plan.node(m.node).netns,
+                       master=wire.bridge, up=True)
             links.tx_checksum_off(m.wire_ifname)
-            links.up(m.wire_ifname)
         links.up(wire.bridge)
 
 
@@ -256,13 +255,15 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 links.tx_checksum_off(*nics)
                 links.up(*nics)
             for p in node.ports:
-                links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu)
-                links.bridge(p.qbr, mtu=p.mtu)
-                links.veth(p.qvb, p.qvo, mtu=p.mtu)
+                # six netlink requests per port: qbr, tap (in qbr, up; eth0 made in the
+                # instance namespace), qvb (in qbr, up) with its peer qvo, then qvo up
+                links.bridge(p.qbr, mtu=p.mtu, up=True)
+                links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu,
+                           master=p.qbr, up=True)
+                links.veth(p.qvb, p.qvo, mtu=p.mtu, master=p.qbr, up=True)
                 links.tx_checksum_off(p.tap, p.qvb, p.qvo)
-                links.set_master(p.tap, p.qbr, up=True)
-                links.set_master(p.qvb, p.qbr, up=True)
-                links.up(p.qbr, p.qvo)
+                links.up(p.qvo)
+        timings["node links"] = time.monotonic() - t0
         for p in node.ports:
             with netns.entered(p.netns), Links(p.netns) as links:
                 links.tx_checksum_off("eth0")

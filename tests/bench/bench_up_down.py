@@ -40,6 +40,9 @@ def generated(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+SETTLE = 3.0  # seconds: the kernel tears deleted namespaces down after `down` returns
+
+
 def measure(path: str, lab: str, repeat: int) -> tuple[float, float]:
     ups, downs = [], []
     for _ in range(repeat):
@@ -49,6 +52,8 @@ def measure(path: str, lab: str, repeat: int) -> tuple[float, float]:
         t = time.monotonic()
         runtime.down(lab)
         downs.append(time.monotonic() - t)
+        # let the kernel finish tearing the namespaces down, or the next `up` pays for it
+        time.sleep(SETTLE)
     return statistics.median(ups), statistics.median(downs)
 
 
