@@ -25,6 +25,7 @@ from .scenario import Check, PathAssertion, Scenario
 LISTEN_TIMEOUT = 5.0
 QUIET_AFTER = 0.15      # a capture is done when it has been quiet this long after the probe...
 SETTLE_LIMIT = 1.5      # ...or after this long at most
+POLL_INTERVAL = 0.02
 
 
 class CaptureError(LabError):
@@ -73,7 +74,7 @@ class Capture:
     def settle(self) -> None:
         deadline = time.monotonic() + SETTLE_LIMIT
         while time.monotonic() < deadline and time.monotonic() - self.last_line_at < QUIET_AFTER:
-            time.sleep(0.02)
+            time.sleep(POLL_INTERVAL)
 
     def stop(self) -> None:
         if self.proc is None:
