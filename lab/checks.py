@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from . import gateway
@@ -138,35 +139,34 @@ def _short(line: str, limit: int = 150) -> str:
 
 def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
     targets = plan.targets()
-    kind, _ = targets.get(a.target, ("wire", ""))
+    kind, ns = targets.get(a.target, ("wire", ""))
     if a.kind in ("crosses", "never_on") or kind == "wire":
         wire = plan.wire(a.target)
-        return [Capture(f"{wire.name} from {m.node}", wire.netns, m.wire_ifname) for m in wire.members]
-    if kind == "instance":
-        port = plan.port(a.target)
-        return [Capture(f"{a.target} eth0", port.netns, "eth0")]
+        return [Capture(f"{wire.name} from {m.name}", wire.netns, m.wire_ifname) for m in wire.members]
+    if kind in ("instance", "external-host"):
+        return [Capture(f"{a.target} eth0", ns, "eth0")]
+    if kind == "router":
+        router = plan.router(a.target)
+        return [Capture(f"{router.name} {p.ns_dev}", router.netns, p.ns_dev) for p in router.ports]
     node = plan.node(a.target)
     return [Capture(f"{node.name} {b.nic}", node.netns, b.nic) for b in node.physical_bridges]
 
 
 def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, proto: str) -> tuple[bool, str]:
+    src, dst = a.source or src, a.destination or dst
     hits = [(c.label, line) for c in captures for line in c.lines
             if packet_matches(line, src, dst, a.packets, proto)]
     what = a.describe()
-    if a.kind == "crosses":
-        if a.vlan is None:
-            good, bad = hits, []
-        else:
-            good = [h for h in hits if outer_vlan(h[1]) == a.vlan]
-            bad = [h for h in hits if outer_vlan(h[1]) != a.vlan]
-        if good and not bad:
+    if a.kind in ("crosses", "reaches", "passes"):
+        good = [h for h in hits if a.vlan is None or outer_vlan(h[1]) == a.vlan]
+        if good:
             label, line = good[0]
             return True, f"{what}: {len(good)} seen, e.g. [{label}] {_short(line)}"
-        if bad:
-            label, line = bad[0]
-            tag = outer_vlan(line)
-            return False, (f"{what}: {len(bad)} seen {'untagged' if tag is None else f'with VLAN {tag}'}, "
-                           f"e.g. [{label}] {_short(line)}")
+        if hits:  # seen, but not with the VLAN asked for
+            tags = sorted({str(outer_vlan(line)) if outer_vlan(line) else "untagged" for _, line in hits})
+            label, line = hits[0]
+            return False, (f"{what}: none with VLAN {a.vlan}; {len(hits)} seen with VLAN "
+                           f"{', '.join(tags)}, e.g. [{label}] {_short(line)}")
         return False, f"{what}: none seen on {', '.join(c.label for c in captures)}"
     if not hits:
         return True, f"{what}: none of them among the {sum(len(c.lines) for c in captures)} frames " \
@@ -177,11 +177,28 @@ def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, proto: 
 
 # --------------------------------------------------------------------------- probes
 
+def endpoint_netns(plan: Plan, name: str) -> str:
+    return plan.targets()[name][1]
+
+
+def server_for(plan: Plan, destination: str) -> str:
+    """Where a TCP probe server runs for a destination: the instance or external host itself,
+    or the instance behind a floating IP."""
+    if destination in plan.targets():
+        return endpoint_netns(plan, destination)
+    for p in plan.ports:
+        if destination in (p.ip, p.floating_ip):
+            return p.netns
+    for h in plan.external_hosts:
+        if destination == h.ip:
+            return h.netns
+    raise CaptureError(f"no instance or external host answers at {destination}")
+
+
 def probe_icmp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
     count = 3 if c.expect == "reach" else 2
-    src = plan.port(c.source)
     out = gateway.run(["ping", "-c", str(count), "-i", "0.2", "-W", "1", "-n", dst_ip],
-                      netns=src.netns, check=False, timeout=15)
+                      netns=endpoint_netns(plan, c.source), check=False, timeout=15)
     m = re.search(r"(\d+) received", out.stdout)
     received = int(m.group(1)) if m else 0
     reached = out.returncode == 0 and received > 0
@@ -189,18 +206,17 @@ def probe_icmp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
 
 
 def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
-    src = plan.port(c.source)
-    dst = plan.port(c.destination)
+    src_netns, dst_netns = endpoint_netns(plan, c.source), server_for(plan, c.destination)
     timeout = 5.0 if c.expect == "reach" else 2.0
     server = gateway.spawn([sys.executable, "-m", "lab.tcpprobe", "serve", "--port", str(c.port),
-                            "--timeout", str(timeout + 5)], netns=dst.netns)
+                            "--timeout", str(timeout + 5)], netns=dst_netns)
     try:
         ready = server.stdout.readline()
         if "listening" not in ready:
             err = server.stderr.read() if server.poll() is not None else ""
-            raise CaptureError(f"TCP probe server in {dst.netns} did not start: {err.strip() or ready}")
+            raise CaptureError(f"TCP probe server in {dst_netns} did not start: {err.strip() or ready}")
         out = gateway.run([sys.executable, "-m", "lab.tcpprobe", "send", "--host", dst_ip, "--port",
-                           str(c.port), "--timeout", str(timeout)], netns=src.netns, check=False,
+                           str(c.port), "--timeout", str(timeout)], netns=src_netns, check=False,
                           timeout=timeout + 10)
         try:
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -224,9 +240,31 @@ def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
 
 # --------------------------------------------------------------------------- running
 
+def check_lease(plan: Plan, c: Check) -> Result:
+    """The instance holds the address the scenario expects, and dnsmasq's lease file says so."""
+    port = plan.port(c.source)
+    addrs = gateway.run(["ip", "-4", "-o", "address", "show", "dev", "eth0"], netns=port.netns).stdout
+    has = re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/(\d+)", addrs)
+    dhcp = next(d for d in plan.dhcp_servers if d.network == port.network)
+    try:
+        leases = Path(dhcp.dir, "leases").read_text().splitlines()
+    except OSError:
+        leases = []
+    lease = next((line for line in leases if port.mac in line), None)
+    evidence = [("ok   " if lease and port.ip in lease else "FAIL ")
+                + (f"{dhcp.name} leases file: {lease}" if lease else f"{dhcp.name} has no lease for {port.mac}"),
+                ("ok   " if (port.ip, str(port.prefixlen)) in has else "FAIL ")
+                + f"{c.source} eth0: {', '.join('/'.join(a) for a in has) or 'no IPv4 address'}"]
+    passed = all(e.startswith("ok") for e in evidence)
+    seen = f"{'/'.join(has[0]) if has else 'no address'}" + (" leased" if lease else "")
+    return Result(c, f"lease {port.ip}/{port.prefixlen} for {port.mac}", seen, passed, evidence)
+
+
 def run_check(plan: Plan, scenario: Scenario, c: Check) -> Result:
-    src = plan.port(c.source)
-    dst_ip = plan.port(c.destination).ip if c.destination in {p.instance for p in plan.ports} else c.destination
+    if c.proto == "lease":
+        return check_lease(plan, c)
+    src_ip = plan.endpoint_ip(c.source)
+    dst_ip = plan.endpoint_ip(c.destination) or c.destination
     captures_by_assertion = [(a, capture_points(plan, a)) for a in c.path]
     started: list[Capture] = []
     try:
@@ -245,7 +283,7 @@ def run_check(plan: Plan, scenario: Scenario, c: Check) -> Result:
     evidence = []
     passed = reached == expected_reach
     for a, caps in captures_by_assertion:
-        ok, text = judge(a, caps, src.ip, dst_ip, c.proto)
+        ok, text = judge(a, caps, src_ip, dst_ip, c.proto)
         evidence.append(("ok   " if ok else "FAIL ") + text)
         passed = passed and ok
     what = f"{c.proto}" + (f":{c.port}" if c.port else "")

@@ -50,6 +50,13 @@ def cmd_show(args) -> int:
             for bridge, text in r.flows.items():
                 print(f"\n### {node}: flows of {bridge}\n{text}", end="")
             print(f"\n### {node}: iptables-restore\n{r.iptables}", end="")
+            for router, rules in r.routers.items():
+                print(f"\n### {node}: {router} iptables-restore\n{rules}", end="")
+            for name, d in r.dhcp.items():
+                print(f"\n### {node}: {name}: {' '.join(d.argv)}")
+                for fname, text in d.files.items():
+                    if text:
+                        print(f"# {fname}\n{text}", end="")
     if scenario.checks:
         print("\nchecks")
         for c in scenario.checks:
@@ -74,6 +81,11 @@ def cmd_up(args) -> int:
         return _run_checks(result.lab, as_json=False) if args.check else 0
     phases = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.phases.items())
     print(f"lab {result.lab} is up in {result.elapsed:.2f} s ({phases})")
+    if result.missing_leases:
+        print(f"lab {result.lab}: {len(result.missing_leases)} instance(s) without their DHCP lease:")
+        for line in result.missing_leases:
+            print(f"  {line}")
+        return 1
     if args.check:
         return _run_checks(result.lab, as_json=False)
     return 0

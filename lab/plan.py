@@ -6,13 +6,27 @@ plan (or from its JSON snapshot saved by `up`) and never derive them again.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import asdict, dataclass
 
 from . import naming
-from .scenario import Scenario
+from .scenario import Network, Scenario
 
 DATAPATHS = ("netdev", "system")
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """A security group rule of one port, remote group already expanded to addresses."""
+
+    direction: str                  # ingress | egress
+    protocol: str                   # any | icmp | tcp | udp
+    port_min: int | None
+    port_max: int | None
+    remotes: tuple[str, ...]        # CIDRs
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,77 @@ class InstancePort:
     qvb: str
     qvo: str
     security_groups: tuple[str, ...]
-    remote_group_ips: tuple[str, ...]   # members of the port's groups (default: same project)
+    rules: tuple[PortRule, ...]
+    address: str                    # dhcp | static
+    floating_ip: str | None
+
+
+@dataclass(frozen=True)
+class NamespacePort:
+    """A port of a router or DHCP server: a veth whose OVS end (tap...) sits on br-int with
+    the network's local VLAN and whose other end (qr-/qg-/ns-...) is in the namespace
+    (the OVS interface driver with ovs_use_veth = True)."""
+
+    network: str
+    port_id: str
+    ovs_dev: str                    # tap... on br-int, in the node namespace
+    ns_dev: str                     # qr-... / qg-... / ns-... in the router or DHCP namespace
+    ip: str
+    prefixlen: int
+    mac: str
+    mtu: int
+    local_vlan: int
+    device_owner: str               # network:router_interface / router_gateway / dhcp
+
+
+@dataclass(frozen=True)
+class FloatingIP:
+    address: str
+    fixed_ip: str
+    instance: str
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    """A legacy (centralized) router: qrouter-<router uuid> on a network node."""
+
+    name: str
+    router_id: str
+    node: str
+    netns: str
+    interfaces: tuple[NamespacePort, ...]
+    gateway: NamespacePort | None
+    external_gateway_ip: str | None     # the external subnet's gateway: the default route
+    floating_ips: tuple[FloatingIP, ...]
+
+    @property
+    def ports(self) -> tuple[NamespacePort, ...]:
+        return self.interfaces + ((self.gateway,) if self.gateway else ())
+
+
+@dataclass(frozen=True)
+class DhcpHost:
+    mac: str
+    hostname: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class DhcpPlan:
+    """The dhcp agent's qdhcp-<network uuid> namespace and its dnsmasq."""
+
+    name: str                       # <network>-dhcp, the exec target
+    network: str
+    network_id: str
+    subnet_id: str
+    node: str
+    netns: str
+    port: NamespacePort
+    cidr: str
+    gateway: str | None             # option router, when a router serves the subnet
+    mtu: int
+    hosts: tuple[DhcpHost, ...]
+    dir: str                        # where the hosts/opts/leases files live
 
 
 @dataclass(frozen=True)
@@ -65,13 +149,17 @@ class NodePlan:
     physical_bridges: tuple[PhysicalBridge, ...]
     local_vlans: tuple[tuple[str, int], ...]    # (network, local VLAN) in allocation order
     ports: tuple[InstancePort, ...]
+    routers: tuple[RouterPlan, ...] = ()
+    dhcp_servers: tuple[DhcpPlan, ...] = ()
 
 
 @dataclass(frozen=True)
 class WireMember:
-    node: str
-    wire_ifname: str   # the veth end on the wire's bridge (named after the node)
-    node_ifname: str   # the node's NIC (eth1, eth2, ...)
+    name: str          # the node or external host
+    wire_ifname: str   # the veth end on the wire's bridge (named after the member)
+    peer_netns: str
+    peer_ifname: str   # the node's NIC (eth1, eth2, ...) or the external host's eth0
+    kind: str          # node | external-host
 
 
 @dataclass(frozen=True)
@@ -85,6 +173,18 @@ class WirePlan:
 
 
 @dataclass(frozen=True)
+class ExternalHostPlan:
+    name: str
+    netns: str
+    wire: str
+    network: str
+    ip: str
+    prefixlen: int
+    mac: str
+    mtu: int
+
+
+@dataclass(frozen=True)
 class Plan:
     lab: str
     scenario_file: str
@@ -92,6 +192,7 @@ class Plan:
     cookie: str
     nodes: tuple[NodePlan, ...]
     wires: tuple[WirePlan, ...]
+    external_hosts: tuple[ExternalHostPlan, ...] = ()
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
@@ -103,13 +204,28 @@ class Plan:
     def ports(self) -> tuple[InstancePort, ...]:
         return tuple(p for n in self.nodes for p in n.ports)
 
+    @property
+    def routers(self) -> tuple[RouterPlan, ...]:
+        return tuple(r for n in self.nodes for r in n.routers)
+
+    @property
+    def dhcp_servers(self) -> tuple[DhcpPlan, ...]:
+        return tuple(d for n in self.nodes for d in n.dhcp_servers)
+
     def port(self, instance: str) -> InstancePort:
         return next(p for p in self.ports if p.instance == instance)
+
+    def router(self, name: str) -> RouterPlan:
+        return next(r for r in self.routers if r.name == name)
+
+    def external_host(self, name: str) -> ExternalHostPlan:
+        return next(h for h in self.external_hosts if h.name == name)
 
     def namespaces(self) -> list[str]:
         """Every namespace of the lab, in creation order."""
         return ([w.netns for w in self.wires] + [n.netns for n in self.nodes]
-                + [p.netns for p in self.ports])
+                + [p.netns for p in self.ports] + [h.netns for h in self.external_hosts]
+                + [r.netns for r in self.routers] + [d.netns for d in self.dhcp_servers])
 
     def targets(self) -> dict[str, tuple[str, str]]:
         """exec/capture target name -> (kind, netns)."""
@@ -120,28 +236,73 @@ class Plan:
             out[w.name] = ("wire", w.netns)
         for p in self.ports:
             out[p.instance] = ("instance", p.netns)
+        for h in self.external_hosts:
+            out[h.name] = ("external-host", h.netns)
+        for r in self.routers:
+            out[r.name] = ("router", r.netns)
+        for d in self.dhcp_servers:
+            out[d.name] = ("dhcp", d.netns)
         return out
+
+    def endpoint_ip(self, name: str) -> str | None:
+        """The address of an instance or external host (check endpoints)."""
+        for p in self.ports:
+            if p.instance == name:
+                return p.ip
+        for h in self.external_hosts:
+            if h.name == name:
+                return h.ip
+        return None
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @staticmethod
     def from_json(data: dict) -> "Plan":
-        def port(d):
-            return InstancePort(**{**d, "security_groups": tuple(d["security_groups"]),
-                                   "remote_group_ips": tuple(d["remote_group_ips"])})
+        return _from_data(Plan, data)
 
-        def phys(d):
-            return PhysicalBridge(**{**d, "vlan_translations": tuple(tuple(t) for t in d["vlan_translations"])})
 
-        nodes = tuple(NodePlan(name=n["name"], role=n["role"], netns=n["netns"], rundir=n["rundir"],
-                               physical_bridges=tuple(phys(b) for b in n["physical_bridges"]),
-                               local_vlans=tuple(tuple(x) for x in n["local_vlans"]),
-                               ports=tuple(port(p) for p in n["ports"])) for n in data["nodes"])
-        wires = tuple(WirePlan(name=w["name"], netns=w["netns"], bridge=w["bridge"],
-                               members=tuple(WireMember(**m) for m in w["members"])) for w in data["wires"])
-        return Plan(lab=data["lab"], scenario_file=data["scenario_file"], datapath=data["datapath"],
-                    cookie=data["cookie"], nodes=nodes, wires=wires)
+def _from_data(tp, value):
+    """Rebuild frozen dataclasses (and their tuples) from asdict() output."""
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _from_data(args[0], value)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _from_data(hints[f.name], value[f.name])
+                     for f in dataclasses.fields(tp) if f.name in value})
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_data(args[0], v) for v in value)
+        return tuple(_from_data(a, v) for a, v in zip(args, value))
+    return value
+
+
+def _port_rules(scenario: Scenario, inst, networks: dict[str, Network],
+                members: dict[tuple[str, str], list[str]]) -> tuple[PortRule, ...]:
+    """Every rule of the port's groups. The default group: egress anywhere, ingress from its
+    members. Remote groups become the /32s of their members, as with enable_ipset = False."""
+    project = networks[inst.network].project
+    rules: list[PortRule] = []
+
+    def remotes_of(group: str) -> tuple[str, ...]:
+        ips = sorted(set(members.get((project, group), [])), key=ipaddress.IPv4Address)
+        return tuple(f"{ip}/32" for ip in ips)
+
+    for group in inst.security_groups:
+        if group == "default":
+            rules.append(PortRule("egress", "any", None, None, ("0.0.0.0/0",)))
+            rules.append(PortRule("ingress", "any", None, None, remotes_of("default")))
+            continue
+        sg = scenario.security_group(project, group)
+        for r in sg.rules:
+            remotes = (r.remote_ip,) if r.remote_ip else remotes_of(r.remote_group)
+            rules.append(PortRule(r.direction, r.protocol, r.port_min, r.port_max, remotes))
+    return tuple(dict.fromkeys(rules))  # same rule from two groups: once
 
 
 def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "/run/neutron-lab") -> Plan:
@@ -149,67 +310,117 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
         raise ValueError(f"datapath must be one of {DATAPATHS}, not {datapath!r}")
     lab = scenario.name
     networks = {n.name: n for n in scenario.networks}
+    physnets = {p.name: p for p in scenario.physical_networks}
 
-    # members of each project's default group, for the remote-group ingress rule
-    group_members: dict[tuple[str, str], list[str]] = {}
+    members: dict[tuple[str, str], list[str]] = {}   # (project, group) -> member addresses
     for inst in scenario.instances:
-        project = networks[inst.network].project
         for group in inst.security_groups:
-            group_members.setdefault((project, group), []).append(inst.ip)
+            members.setdefault((networks[inst.network].project, group), []).append(inst.ip)
 
-    # wires and the NIC each node has on them
+    # wires: each attached node gets eth1, eth2...; external hosts plug their eth0 in directly
     wires: list[WirePlan] = []
-    nic_of: dict[tuple[str, str], str] = {}   # (node, physnet) -> eth<N>
+    nic_of: dict[tuple[str, str], str] = {}
     nic_count: dict[str, int] = {}
     for physnet in scenario.physical_networks:
-        members = []
+        wire_members = []
         for node in physnet.nodes:
             nic_count[node] = nic_count.get(node, 0) + 1
             nic = f"eth{nic_count[node]}"
             nic_of[(node, physnet.name)] = nic
-            members.append(WireMember(node=node, wire_ifname=node, node_ifname=nic))
-        wires.append(WirePlan(name=physnet.name, netns=naming.netns_name(lab, physnet.name),
-                              bridge=physnet.name, members=tuple(members)))
+            wire_members.append(WireMember(node, node, naming.netns_name(lab, node), nic, "node"))
+        for host in scenario.external_hosts:
+            if networks[host.network].physical_network == physnet.name:
+                wire_members.append(WireMember(host.name, host.name, naming.netns_name(lab, host.name),
+                                               "eth0", "external-host"))
+        wires.append(WirePlan(physnet.name, naming.netns_name(lab, physnet.name), physnet.name,
+                              tuple(wire_members)))
+    hosts = tuple(ExternalHostPlan(h.name, naming.netns_name(lab, h.name), networks[h.network].physical_network,
+                                   h.network, h.ip, networks[h.network].prefixlen, h.mac, networks[h.network].mtu)
+                  for h in scenario.external_hosts)
 
+    # DHCP runs on the first network node attached to the network's physical network
+    def dhcp_node(net: Network) -> str | None:
+        return next((n.name for n in scenario.nodes if n.role == "network"
+                     and n.name in physnets[net.physical_network].nodes), None)
+
+    routed = {i.network: r for r in scenario.routers for i in r.interfaces}
     nodes: list[NodePlan] = []
     for node in scenario.nodes:
-        # Local VLANs: 1, 2, ... per node, in the order the node's ports appear (the agent
-        # allocates one when it binds the first port of a network).
+        # Local VLANs: 1, 2, ... per node, in the order its ports are bound: DHCP ports (made
+        # with the subnet), router ports, then instance ports.
         local_vlans: dict[str, int] = {}
-        for inst in scenario.instances:
-            if inst.node == node.name and inst.network not in local_vlans:
-                local_vlans[inst.network] = len(local_vlans) + 1
+
+        def lvid(network: str) -> int:
+            if network not in local_vlans:
+                local_vlans[network] = len(local_vlans) + 1
+            return local_vlans[network]
+
+        dhcp_servers = []
+        for net in scenario.networks:
+            if not net.dhcp or dhcp_node(net) != node.name:
+                continue
+            port = NamespacePort(net.name, net.dhcp_port_id, naming.port_device("tap", net.dhcp_port_id),
+                                 naming.port_device("ns-", net.dhcp_port_id), net.dhcp_ip, net.prefixlen,
+                                 naming.port_mac(net.dhcp_port_id), net.mtu, lvid(net.name), "network:dhcp")
+            dhcp_hosts = tuple(DhcpHost(i.mac, f"host-{i.ip.replace('.', '-')}", i.ip)
+                               for i in scenario.instances if i.network == net.name)
+            dhcp_servers.append(DhcpPlan(
+                name=f"{net.name}-dhcp", network=net.name, network_id=net.network_id,
+                subnet_id=naming.object_uuid(lab, "subnet", net.name), node=node.name,
+                netns=naming.netns_name(lab, f"{node.name}.qdhcp-{net.network_id}"), port=port,
+                cidr=net.cidr, gateway=net.gateway if net.name in routed else None, mtu=net.mtu,
+                hosts=dhcp_hosts, dir=f"{state_root}/{lab}/dhcp/{net.network_id}"))
+        routers = []
+        for r in scenario.routers:
+            if r.node != node.name:
+                continue
+            ifaces = tuple(NamespacePort(i.network, i.port_id, naming.port_device("tap", i.port_id),
+                                         naming.port_device("qr-", i.port_id), i.ip, networks[i.network].prefixlen,
+                                         i.mac, networks[i.network].mtu, lvid(i.network),
+                                         "network:router_interface") for i in r.interfaces)
+            gateway, ext_gw = None, None
+            if r.external_network:
+                ext = networks[r.external_network]
+                gateway = NamespacePort(ext.name, r.gateway_port_id, naming.port_device("tap", r.gateway_port_id),
+                                        naming.port_device("qg-", r.gateway_port_id), r.gateway_ip,
+                                        ext.prefixlen, r.gateway_mac, ext.mtu, lvid(ext.name),
+                                        "network:router_gateway")
+                ext_gw = ext.gateway
+            served = {i.network for i in r.interfaces}
+            fips = tuple(FloatingIP(i.floating_ip, i.ip, i.name) for i in scenario.instances
+                         if i.floating_ip and i.network in served and r.external_network)
+            routers.append(RouterPlan(r.name, r.router_id, node.name,
+                                      naming.netns_name(lab, f"{node.name}.qrouter-{r.router_id}"),
+                                      ifaces, gateway, ext_gw, fips))
         ports = []
         for inst in scenario.instances:
             if inst.node != node.name:
                 continue
             net = networks[inst.network]
-            members = sorted({ip for g in inst.security_groups
-                              for ip in group_members.get((net.project, g), [])},
-                             key=ipaddress.IPv4Address)
             ports.append(InstancePort(
                 instance=inst.name, node=node.name, network=net.name, project=net.project,
                 port_id=inst.port_id, netns=naming.netns_name(lab, inst.name), ip=inst.ip,
                 prefixlen=net.prefixlen, gateway=net.gateway, mac=inst.mac, mtu=net.mtu,
-                local_vlan=local_vlans[net.name], segmentation_id=net.segmentation_id,
+                local_vlan=lvid(net.name), segmentation_id=net.segmentation_id,
                 network_type=net.type, physical_network=net.physical_network,
                 tap=naming.port_device("tap", inst.port_id), qbr=naming.port_device("qbr", inst.port_id),
                 qvb=naming.port_device("qvb", inst.port_id), qvo=naming.port_device("qvo", inst.port_id),
-                security_groups=inst.security_groups, remote_group_ips=tuple(members)))
+                security_groups=inst.security_groups, rules=_port_rules(scenario, inst, networks, members),
+                address=inst.address, floating_ip=inst.floating_ip))
         bridges = []
         for physnet in scenario.physical_networks:
             if node.name not in physnet.nodes:
                 continue
             int_patch, phy_patch = naming.patch_ports(physnet.bridge)
-            translations = tuple((net_name, lvid, networks[net_name].segmentation_id)
-                                 for net_name, lvid in local_vlans.items()
+            translations = tuple((net_name, vlan, networks[net_name].segmentation_id)
+                                 for net_name, vlan in local_vlans.items()
                                  if networks[net_name].physical_network == physnet.name)
-            bridges.append(PhysicalBridge(bridge=physnet.bridge, physical_network=physnet.name,
-                                          nic=nic_of[(node.name, physnet.name)], int_patch=int_patch,
-                                          phy_patch=phy_patch, vlan_translations=translations))
+            bridges.append(PhysicalBridge(physnet.bridge, physnet.name, nic_of[(node.name, physnet.name)],
+                                          int_patch, phy_patch, translations))
         nodes.append(NodePlan(name=node.name, role=node.role, netns=naming.netns_name(lab, node.name),
                               rundir=f"{state_root}/{lab}/nodes/{node.name}",
                               physical_bridges=tuple(bridges), local_vlans=tuple(local_vlans.items()),
-                              ports=tuple(ports)))
+                              ports=tuple(ports), routers=tuple(routers), dhcp_servers=tuple(dhcp_servers)))
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,
-                cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires))
+                cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires),
+                external_hosts=hosts)

@@ -7,16 +7,24 @@ all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+
+import ipaddress
 
 import jinja2
 
 from . import naming
 from .paths import data_dir
-from .plan import NodePlan, Plan
+from .plan import DhcpPlan, NamespacePort, NodePlan, Plan, RouterPlan
 
 CONNTRACK_ZONE_BASE = 4096
+
+
+@dataclass(frozen=True)
+class DhcpRender:
+    files: dict[str, str]           # file name (in DhcpPlan.dir) -> content
+    argv: tuple[str, ...]           # the dnsmasq command, as the dhcp agent runs it
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,8 @@ class NodeRender:
     ovsdb: tuple[str, ...]          # ovs-vsctl arguments of the node's one transaction
     flows: dict[str, str]           # bridge -> flow file text
     iptables: str                   # iptables-restore input
+    routers: dict[str, str] = field(default_factory=dict)          # router -> iptables-restore input
+    dhcp: dict[str, DhcpRender] = field(default_factory=dict)      # DHCP server -> files and argv
 
 
 @lru_cache(maxsize=1)
@@ -69,6 +79,13 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         cmd("--may-exist", "add-port", b.bridge, b.phy_patch)
         cmd("set", "Interface", b.phy_patch, "type=patch", f"options:peer={b.int_patch}")
         cmd("set", "Port", b.phy_patch, mark)
+    for port in _namespace_ports(node):
+        cmd("--may-exist", "add-port", "br-int", port.ovs_dev)
+        cmd("set", "Port", port.ovs_dev, f"tag={port.local_vlan}", mark,
+            f"other_config:net_uuid={naming.object_uuid(plan.lab, 'network', port.network)}",
+            f"other_config:tag={port.local_vlan}")
+        cmd("set", "Interface", port.ovs_dev, f"external_ids:iface-id={port.port_id}",
+            "external_ids:iface-status=active", f'external_ids:attached-mac="{port.mac}"')
     for p in node.ports:
         net_uuid = naming.object_uuid(plan.lab, "network", p.network)
         vm_uuid = naming.object_uuid(plan.lab, "instance", p.instance)
@@ -84,6 +101,45 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
     return tuple(args)
 
 
+def _namespace_ports(node: NodePlan) -> list[NamespacePort]:
+    """Ports of the node's DHCP servers and routers, in the order their VLANs were allocated."""
+    return [d.port for d in node.dhcp_servers] + [p for r in node.routers for p in r.ports]
+
+
+def router_rules(plan: Plan, router: RouterPlan) -> str:
+    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router)
+
+
+DHCP_LEASE_SECONDS = 86400
+
+
+def dhcp_files(dhcp: DhcpPlan) -> dict[str, str]:
+    return {"host": render_template("dnsmasq-hosts.j2", dhcp=dhcp),
+            "opts": render_template("dnsmasq-opts.j2", dhcp=dhcp),
+            "addn_hosts": "".join(f"{h.ip}\t{h.hostname}.openstacklocal {h.hostname}\n" for h in dhcp.hosts),
+            "leases": ""}
+
+
+def dnsmasq_argv(dhcp: DhcpPlan) -> tuple[str, ...]:
+    """dnsmasq as the dhcp agent starts it (static leases only: hosts outside the file get
+    nothing), with the MTU option Neutron adds for the network."""
+    net = ipaddress.ip_network(dhcp.cidr)
+    d = dhcp.dir
+    return ("dnsmasq", "--no-hosts", "--no-resolv", "--except-interface=lo",
+            f"--pid-file={d}/pid", f"--dhcp-hostsfile={d}/host", f"--addn-hosts={d}/addn_hosts",
+            f"--dhcp-optsfile={d}/opts", f"--dhcp-leasefile={d}/leases", "--dhcp-match=set:ipxe,175",
+            "--local-service", "--bind-dynamic", f"--interface={dhcp.port.ns_dev}",
+            f"--dhcp-range=set:subnet-{dhcp.subnet_id},{net.network_address},static,{net.netmask},"
+            f"{DHCP_LEASE_SECONDS}s",
+            f"--dhcp-option-force=option:mtu,{dhcp.mtu}", f"--dhcp-lease-max={net.num_addresses}",
+            "--conf-file=/dev/null", "--domain=openstacklocal", "--user=root", "--group=root",
+            f"--log-facility={d}/dnsmasq.log", "--log-dhcp")
+
+
+def udhcpc_script() -> str:
+    return render_template("udhcpc.script.j2")
+
+
 def iptables_rules(plan: Plan, node: NodePlan) -> str:
     ports = [{"port": p, "i": naming.sg_chain("i", p.port_id), "o": naming.sg_chain("o", p.port_id),
               "s": naming.sg_chain("s", p.port_id), "zone": CONNTRACK_ZONE_BASE + p.local_vlan}
@@ -97,7 +153,9 @@ def render_node(plan: Plan, node: NodePlan) -> NodeRender:
     for b in node.physical_bridges:
         flows[b.bridge] = render_template("physical-bridge.flows.j2", bridge=b, cookie=plan.cookie)
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
-                      iptables=iptables_rules(plan, node))
+                      iptables=iptables_rules(plan, node),
+                      routers={r.name: router_rules(plan, r) for r in node.routers},
+                      dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers})
 
 
 def render_plan(plan: Plan) -> dict[str, NodeRender]:
@@ -111,7 +169,7 @@ def describe(plan: Plan) -> str:
     for w in plan.wires:
         lines.append(f"wire {w.name}: netns {w.netns}, Linux bridge {w.bridge}")
         for m in w.members:
-            lines.append(f"  {m.wire_ifname} <-> {m.node}:{m.node_ifname}")
+            lines.append(f"  {m.wire_ifname} <-> {m.name}:{m.peer_ifname}")
     lines.append("")
     for n in plan.nodes:
         lines.append(f"node {n.name} ({n.role}): netns {n.netns}, OVS run directory {n.rundir}")
@@ -129,9 +187,25 @@ def describe(plan: Plan) -> str:
         for p in n.ports:
             lines.append(f"  {p.qbr}  Linux bridge: {p.tap}, {p.qvb}  (security groups: "
                          f"{', '.join(p.security_groups) or 'none'})")
+        for d in n.dhcp_servers:
+            lines.append(f"  {d.netns}  ({d.name}): {d.port.ns_dev} {d.port.ip}/{d.port.prefixlen}, "
+                         f"dnsmasq for {len(d.hosts)} host(s); {d.port.ovs_dev} on br-int tag={d.port.local_vlan}")
+        for r in n.routers:
+            lines.append(f"  {r.netns}  ({r.name})")
+            for i in r.ports:
+                lines.append(f"    {i.ns_dev} {i.ip}/{i.prefixlen} {i.mac}  network {i.network}; "
+                             f"{i.ovs_dev} on br-int tag={i.local_vlan}")
+            for f in r.floating_ips:
+                lines.append(f"    floating IP {f.address} -> {f.fixed_ip} ({f.instance})")
         lines.append("")
     lines.append("instances")
     for p in plan.ports:
+        fip = f", floating IP {p.floating_ip}" if p.floating_ip else ""
         lines.append(f"  {p.instance}: netns {p.netns}, eth0 {p.mac} {p.ip}/{p.prefixlen} mtu {p.mtu} "
-                     f"gw {p.gateway}; on {p.node} via {p.tap}; port {p.port_id}")
+                     f"gw {p.gateway} ({p.address}{fip}); on {p.node} via {p.tap}; port {p.port_id}")
+    if plan.external_hosts:
+        lines.append("")
+        lines.append("external hosts")
+        for h in plan.external_hosts:
+            lines.append(f"  {h.name}: netns {h.netns}, eth0 {h.mac} {h.ip}/{h.prefixlen} on wire {h.wire}")
     return "\n".join(lines) + "\n"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import shutil
 import threading
 import time
@@ -108,6 +110,7 @@ class UpResult:
     elapsed: float
     already_up: bool = False
     repaired: list[str] = field(default_factory=list)
+    missing_leases: list[str] = field(default_factory=list)   # "vm1: why" for each
     phases: dict[str, float] = field(default_factory=dict)
 
 
@@ -167,6 +170,20 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
             if errors:
                 raise errors[0]
         phases["nodes"] = time.monotonic() - t
+
+        step = "configuring external hosts"
+        for host in plan.external_hosts:
+            _external_host_up(host)
+
+        step = "waiting for DHCP leases"
+        t = time.monotonic()
+        dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
+        if dhcp_ports:
+            progress(f"{step} ({len(dhcp_ports)} instances)")
+            missing = dhcp_leases(plan, dhcp_ports, directory)
+            phases["dhcp"] = time.monotonic() - t
+        else:
+            missing = []
         # written last: a lab with plan.json is a lab that came up completely
         (directory / "plan.json").write_text(json.dumps(plan.to_json(), indent=1))
     except BaseException as exc:
@@ -178,7 +195,7 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
             raise ApplyError(f"lab up {plan.lab} failed while {step}: {exc}\n"
                              "everything it had made has been removed") from exc
         raise
-    return UpResult(plan.lab, time.monotonic() - started, phases=phases)
+    return UpResult(plan.lab, time.monotonic() - started, phases=phases, missing_leases=missing)
 
 
 def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progress) -> UpResult:
@@ -220,13 +237,21 @@ def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
 
 
 def _wire_up(plan: Plan, wire) -> None:
+    macs = {h.name: h.mac for h in plan.external_hosts}
     with netns.entered(wire.netns), Links(wire.netns) as links:
         links.bridge(wire.bridge)
         for m in wire.members:
-            links.veth(m.wire_ifname, m.node_ifname, peer_netns=plan.node(m.node).netns,
+            links.veth(m.wire_ifname, m.peer_ifname, peer_netns=m.peer_netns, peer_mac=macs.get(m.name),
                        master=wire.bridge, up=True)
             links.tx_checksum_off(m.wire_ifname)
         links.up(wire.bridge)
+
+
+def _external_host_up(host) -> None:
+    with netns.entered(host.netns), Links(host.netns) as links:
+        links.tx_checksum_off("eth0")
+        links.add_address("eth0", host.ip, host.prefixlen)
+        links.up("eth0")
 
 
 def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, progress: Progress) -> None:
@@ -263,13 +288,27 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 links.veth(p.qvb, p.qvo, mtu=p.mtu, master=p.qbr, up=True)
                 links.tx_checksum_off(p.tap, p.qvb, p.qvo)
                 links.up(p.qvo)
+            # routers and DHCP servers: a veth each port, tap... here on br-int, qr-/qg-/ns-
+            # in their namespace (ovs_use_veth = True)
+            owned = [(r.netns, r.ports) for r in node.routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
+            for owner_netns, ports in owned:
+                for port in ports:
+                    links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
+                               mtu=port.mtu, up=True)
+                    links.tx_checksum_off(port.ovs_dev)
         timings["node links"] = time.monotonic() - t0
         for p in node.ports:
             with netns.entered(p.netns), Links(p.netns) as links:
                 links.tx_checksum_off("eth0")
-                links.add_address("eth0", p.ip, p.prefixlen)
+                if p.address == "static":
+                    links.add_address("eth0", p.ip, p.prefixlen)
                 links.up("eth0")
-                links.default_route(p.gateway, "eth0")
+                if p.address == "static":
+                    links.default_route(p.gateway, "eth0")
+        for r in node.routers:
+            _router_links(r)
+        for d in node.dhcp_servers:
+            _dhcp_links(d)
         timings["links"] = time.monotonic() - t0
     finally:
         ovs_thread.join()
@@ -278,8 +317,95 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     timings["ovs daemons"] = daemons["ok"]
     # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
     timings.update(_node_configure(node, render))
+    # 3. the agents' namespaces: l3 agent rules, dnsmasq
+    t = time.monotonic()
+    for r in node.routers:
+        _router_rules(plan, r, render.routers[r.name])
+    for d in node.dhcp_servers:
+        pid = _dnsmasq_start(d, render.dhcp[d.name])
+        ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
+    if node.routers or node.dhcp_servers:
+        timings["agents"] = time.monotonic() - t
     progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
              f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
+
+
+def _router_links(r) -> None:
+    """qrouter-: addresses on qr- and qg-, floating IPs as /32 on qg-, forwarding, default route."""
+    with netns.entered(r.netns):
+        netns.write_sysctl("net.ipv4.ip_forward", "1")
+        with Links(r.netns) as links:
+            for port in r.ports:
+                links.tx_checksum_off(port.ns_dev)
+                links.add_address(port.ns_dev, port.ip, port.prefixlen)
+                links.up(port.ns_dev)
+            if r.gateway:
+                for f in r.floating_ips:
+                    links.add_address(r.gateway.ns_dev, f.address, 32)
+                if r.external_gateway_ip:
+                    links.default_route(r.external_gateway_ip, r.gateway.ns_dev)
+
+
+def _router_rules(plan: Plan, r, rules: str) -> None:
+    rules_file = lab_dir(plan.lab) / "routers" / f"{r.name}.rules"
+    rules_file.parent.mkdir(parents=True, exist_ok=True)
+    rules_file.write_text(rules)
+    gateway.run(["iptables-restore", "-w", "5", str(rules_file)], netns=r.netns)
+
+
+def _dhcp_links(d) -> None:
+    with netns.entered(d.netns), Links(d.netns) as links:
+        links.tx_checksum_off(d.port.ns_dev)
+        links.add_address(d.port.ns_dev, d.port.ip, d.port.prefixlen)
+        links.up(d.port.ns_dev)
+
+
+def _dnsmasq_start(d, render) -> int:
+    """dnsmasq in qdhcp-, as the dhcp agent runs it; it daemonizes once it has bound."""
+    directory = Path(d.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render.files.items():
+        (directory / name).write_text(text)
+    gateway.run(list(render.argv), netns=d.netns)
+    pid = _read_pidfile(directory / "pid")
+    if pid is None:
+        raise LabError(f"dnsmasq for {d.network} did not write {directory / 'pid'}")
+    return pid
+
+
+def _read_pidfile(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> list[str]:
+    """Run a real DHCP client (busybox udhcpc) in every DHCP instance at once; return
+    "instance: why" for each one that did not get the address the plan expects."""
+    from .render import udhcpc_script
+    script = directory / "udhcpc.script"
+    script.write_text(udhcpc_script())
+    script.chmod(0o755)
+    gateway.require("busybox")
+    clients = {p.instance: gateway.spawn(["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
+                                          "-t", "8", "-T", "1", "-O", "mtu", "-s", str(script)],
+                                         netns=p.netns) for p in ports}
+    missing = []
+    deadline = time.monotonic() + timeout
+    for p in ports:
+        proc = clients[p.instance]
+        try:
+            out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        lease = re.search(r"lease ip=(\S+) mask=(\d+) mtu=(\S*)", out or "")
+        if lease is None:
+            missing.append(f"{p.instance}: no lease ({(err or out or 'no answer').strip().splitlines()[-1:]})")
+        elif lease.group(1) != p.ip:
+            missing.append(f"{p.instance}: leased {lease.group(1)}, expected {p.ip}")
+    return missing
 
 
 def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ RESERVED_BRIDGES = ("br-int", "br-tun")
 PROTOS = ("icmp", "tcp")
 EXPECTS = ("reach", "blocked")
 PACKET_KINDS = ("ip", "arp")
+PATH_KINDS = ("crosses", "never_on", "never_reaches", "reaches", "passes")
 DEFAULT_TCP_PORT = 5001
 DEFAULT_MTU = {"vlan": 1500, "flat": 1500}
 
@@ -60,10 +62,37 @@ class Network:
     gateway: str
     mtu: int
     line: int
+    external: bool = False
+    allocation_pool: tuple[str, str] | None = None   # (first, last); None: the whole subnet
+    dhcp: bool = False
+    dhcp_ip: str | None = None                       # the DHCP port's address, when dhcp
+    dhcp_port_id: str | None = None
+    network_id: str = ""
 
     @property
     def prefixlen(self) -> int:
         return ipaddress.ip_network(self.cidr).prefixlen
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One security group rule, as Neutron stores it."""
+
+    direction: str                 # ingress | egress
+    protocol: str                  # any | icmp | tcp | udp
+    port_min: int | None
+    port_max: int | None
+    remote_ip: str | None          # a CIDR, or None with remote_group
+    remote_group: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    name: str
+    project: str
+    rules: tuple[Rule, ...]
+    line: int
 
 
 @dataclass(frozen=True)
@@ -76,32 +105,76 @@ class Instance:
     port_id: str
     security_groups: tuple[str, ...]
     line: int
+    address: str = "static"        # dhcp | static: how eth0 gets its address
+    floating_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class RouterInterface:
+    network: str
+    port_id: str
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class Router:
+    name: str
+    project: str
+    node: str
+    router_id: str
+    interfaces: tuple[RouterInterface, ...]
+    external_network: str | None
+    gateway_port_id: str | None
+    gateway_ip: str | None
+    gateway_mac: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class ExternalHost:
+    """A namespace on an external network's wire that stands for the outside world."""
+
+    name: str
+    network: str
+    ip: str
+    mac: str
+    line: int
 
 
 @dataclass(frozen=True)
 class PathAssertion:
-    kind: str              # crosses | never_on | never_reaches
-    target: str            # physical network (crosses/never_on) or instance/node/physnet
+    kind: str              # crosses | never_on | never_reaches | reaches | passes
+    target: str            # physical network, instance, node, external host or router
     vlan: int | None       # crosses only: the 802.1Q id seen on the wire
     packets: str           # ip (the probe's own packets) | arp (ARP for the destination)
     line: int
+    source: str | None = None       # the address pair to look for there, when NAT changed it
+    destination: str | None = None
 
     def describe(self) -> str:
         what = "ARP requests for the destination" if self.packets == "arp" else "probe packets"
+        pair = ""
+        if self.source or self.destination:
+            pair = f" ({self.source or 'source'} <-> {self.destination or 'destination'})"
         if self.kind == "crosses":
             tag = f" tagged VLAN {self.vlan}" if self.vlan is not None else ""
-            return f"{what} cross {self.target}{tag}"
+            return f"{what}{pair} cross {self.target}{tag}"
         if self.kind == "never_on":
-            return f"{what} never appear on {self.target}"
-        return f"{what} never reach {self.target}"
+            return f"{what}{pair} never appear on {self.target}"
+        if self.kind == "reaches":
+            return f"{what}{pair} reach {self.target}"
+        if self.kind == "passes":
+            return f"{what}{pair} pass through router {self.target}"
+        return f"{what}{pair} never reach {self.target}"
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    source: str            # instance name
-    destination: str       # instance name or IPv4 address
-    proto: str             # icmp | tcp
+    source: str            # instance or external host; for a lease check, the instance
+    destination: str       # instance, external host or IPv4 address; "" for a lease check
+    proto: str             # icmp | tcp | lease
     port: int | None
     expect: str            # reach | blocked
     path: tuple[PathAssertion, ...]
@@ -119,6 +192,9 @@ class Scenario:
     networks: tuple[Network, ...]
     instances: tuple[Instance, ...]
     checks: tuple[Check, ...]
+    security_groups: tuple[SecurityGroup, ...] = ()
+    routers: tuple[Router, ...] = ()
+    external_hosts: tuple[ExternalHost, ...] = ()
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -132,11 +208,8 @@ class Scenario:
     def instance(self, name: str) -> Instance:
         return next(i for i in self.instances if i.name == name)
 
-    def instance_by_ip(self, ip: str, network_names: set[str] | None = None) -> Instance | None:
-        for inst in self.instances:
-            if inst.ip == ip and (network_names is None or inst.network in network_names):
-                return inst
-        return None
+    def security_group(self, project: str, name: str) -> SecurityGroup | None:
+        return next((g for g in self.security_groups if g.project == project and g.name == name), None)
 
 
 # --------------------------------------------------------------------------- finding files
@@ -225,6 +298,15 @@ class _Checker:
             return None
         return value
 
+    def boolean(self, d: LineDict, key: str, where: str, default: bool) -> bool:
+        value = d.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.add(d.line_of(key), where, f"must be true or false, not {_kind(value)}")
+            return default
+        return value
+
     def integer(self, d: LineDict, key: str, where: str, required: bool = True) -> int | None:
         value = d.get(key)
         if value is None:
@@ -300,7 +382,8 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         raise ScenarioError(c.problems)
 
     c.known_keys(data, ("name", "description", "nodes", "physical_networks", "projects",
-                        "networks", "instances", "checks"), "")
+                        "networks", "security_groups", "instances", "routers", "external_hosts",
+                        "checks"), "")
     name = data.get("name", default_name)
     if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
         c.add(data.line_of("name"), "name", f"lab name {name!r} must be lowercase letters, digits "
@@ -314,7 +397,8 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         if nm in targets:
             other, oline = targets[nm]
             c.add(line, where, f"name {nm!r} is already used by {other} at line {oline}; nodes, "
-                               "instances and physical networks share one name space")
+                               "instances, physical networks, routers, external hosts and DHCP "
+                               "servers (<network>-dhcp) share one name space")
         else:
             targets[nm] = (kind, line)
 
@@ -395,7 +479,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
     for nm, body, line in _items(c, data, "networks"):
         where = f"networks.{nm}"
         c.known_keys(body, ("project", "type", "physical_network", "segmentation_id", "cidr",
-                            "gateway", "mtu"), where)
+                            "gateway", "mtu", "external", "allocation_pool", "dhcp"), where)
         if not c.name(nm, line, where, 32):
             continue
         project = c.string(body, "project", f"{where}.project")
@@ -465,10 +549,21 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         mtu = c.integer(body, "mtu", f"{where}.mtu", required=False)
         if mtu is not None and not 576 <= mtu <= 9000:
             c.add(body.line_of("mtu"), f"{where}.mtu", f"MTU {mtu} must be between 576 and 9000")
+        external = c.boolean(body, "external", f"{where}.external", default=False)
+        dhcp = c.boolean(body, "dhcp", f"{where}.dhcp", default=not external)
+        pool = _allocation_pool(c, body, where, cidr, gateway)
         if None in (project, ntype, physnet, cidr, gateway) or (ntype == "vlan" and seg is None):
             continue
+        if dhcp:
+            claim("a DHCP server", f"{nm}-dhcp", line, where)
+            if physnet is not None and not any(n.role == "network" and n.name in physnet.nodes for n in nodes):
+                c.add(body.line_of("dhcp") if "dhcp" in body else line, f"{where}.dhcp",
+                      f"DHCP runs on a network node, and none is attached to {physnet.name} "
+                      "(attach one, or set dhcp: false)")
         networks.append(Network(nm, project, ntype, physnet.name, seg, str(cidr), gateway,
-                                mtu or DEFAULT_MTU[ntype], line))
+                                mtu or DEFAULT_MTU[ntype], line, external=external,
+                                allocation_pool=pool, dhcp=dhcp,
+                                network_id=naming.object_uuid(name, "network", nm)))
         cidr_lines[nm] = body.line_of("cidr")
     # overlapping subnets inside one project (different projects may overlap, as in Neutron)
     for i, a in enumerate(networks):
@@ -478,11 +573,15 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                       f"{b.cidr} overlaps {a.cidr} of network {a.name} (line {a.line}) in project {a.project}")
     net_by_name = {n.name: n for n in networks}
 
+    groups_parsed = _parse_security_groups(c, data, projects)
+    group_keys = {(g.name, g.project) for g in groups_parsed}
+
     # instances (first pass: explicit addresses; allocation below)
     pending = []
     for nm, body, line in _items(c, data, "instances"):
         where = f"instances.{nm}"
-        c.known_keys(body, ("node", "network", "ip", "mac", "security_groups"), where)
+        c.known_keys(body, ("node", "network", "ip", "mac", "security_groups", "address",
+                            "floating_ip"), where)
         if not c.name(nm, line, where, naming.IFNAMSIZ):
             continue
         claim("an instance", nm, line, where)
@@ -530,36 +629,105 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                 c.add(body.line_of("mac"), f"{where}.mac", f"{mac} is a multicast address")
                 mac = None
         groups = body.get("security_groups", ["default"])
-        if not isinstance(groups, list) or any(g != "default" for g in groups):
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             c.add(body.line_of("security_groups"), f"{where}.security_groups",
-                  "must be [default] (the project's default group) or [] (no group: all traffic "
-                  "dropped); custom groups are not supported yet")
+                  "must be a list of security group names ([] means no group: all traffic dropped)")
             groups = ["default"]
+        elif net is not None:
+            for g in groups:
+                if g != "default" and (g, net.project) not in group_keys:
+                    c.add(body.line_of("security_groups"), f"{where}.security_groups",
+                          f"unknown security group {g!r} in project {net.project}")
+        if net is not None and net.external:
+            c.add(body.line_of("network"), f"{where}.network",
+                  f"{net.name} is an external network; instances attach to project networks "
+                  "(use external_hosts for the outside world)")
+            net = None
+        address = c.string(body, "address", f"{where}.address", required=False, choices=("dhcp", "static"))
+        if address == "dhcp" and net is not None and not net.dhcp:
+            c.add(body.line_of("address"), f"{where}.address", f"network {net.name} has DHCP disabled")
+        fip = body.get("floating_ip")
+        if fip is not None and fip != "auto":
+            try:
+                fip = str(ipaddress.IPv4Address(str(fip)))
+            except ValueError:
+                c.add(body.line_of("floating_ip"), f"{where}.floating_ip",
+                      f"{fip!r} is not an IPv4 address or 'auto'")
+                fip = None
         if node is None or net is None:
             continue
-        pending.append((nm, node, net, ip, mac, tuple(groups), body, line))
+        address = address or ("dhcp" if net.dhcp else "static")
+        pending.append((nm, node, net, ip, mac, tuple(groups), body, line, address, fip))
 
-    # duplicate addresses within a network, then allocation of the rest
+    routers_raw = _parse_routers(c, data, projects, nodes, physnet_by_name, net_by_name, claim)
+    hosts_raw = _parse_external_hosts(c, data, physnet_by_name, net_by_name, claim)
+
+    # Addresses: explicit ones first (duplicates are errors), then what Neutron allocates, in
+    # the order it would: DHCP ports (made with the subnet), instances, router gateways,
+    # floating IPs. Allocation takes the lowest free address of the pool.
     used: dict[tuple[str, str], tuple[str, int]] = {}
-    for nm, node, net, ip, mac, groups, body, line in pending:
-        if ip is None:
-            continue
-        key = (net.name, str(ip))
+
+    def take(net_name: str, ip: str, who: str, line: int, where: str) -> bool:
+        key = (net_name, ip)
         if key in used:
             other, oline = used[key]
-            c.add(body.line_of("ip"), f"instances.{nm}.ip",
-                  f"{ip} is already used by {other} (line {oline}) on network {net.name}")
-        else:
-            used[key] = (nm, line)
+            c.add(line, where, f"{ip} is already used by {other} (line {oline}) on network {net_name}")
+            return False
+        used[key] = (who, line)
+        return True
+
+    def allocate(net: Network, who: str, line: int, where: str) -> str | None:
+        ip = _allocate(net, {a for (n, a) in used if n == net.name})
+        if ip is None:
+            c.add(line, where, f"network {net.name} ({net.cidr}) has no free address left in its pool")
+            return None
+        used[(net.name, str(ip))] = (who, line)
+        return str(ip)
+
+    for nm, node, net, ip, mac, groups, body, line, address, fip in pending:
+        if ip is not None:
+            take(net.name, str(ip), nm, body.line_of("ip"), f"instances.{nm}.ip")
+    for h in hosts_raw:
+        take(h["network"].name, h["ip"], h["name"], h["ip_line"], f"external_hosts.{h['name']}.ip")
+    for r in routers_raw:
+        if r["gateway_ip"]:
+            take(r["external"].name, r["gateway_ip"], f"router {r['name']}", r["gateway_line"],
+                 f"routers.{r['name']}.gateway_ip")
+    fip_owner: dict[str, Network] = {}   # instance -> the external network of its floating IP
+    router_of_network = {n.name: r for r in routers_raw for n in r["interfaces"]}
+    for nm, node, net, ip, mac, groups, body, line, address, fip in pending:
+        if fip is None:
+            continue
+        where = f"instances.{nm}.floating_ip"
+        r = router_of_network.get(net.name)
+        if r is None or r["external"] is None:
+            c.add(body.line_of("floating_ip"), where,
+                  f"network {net.name} is not on a router with an external gateway, so no floating IP "
+                  "can reach it")
+            continue
+        fip_owner[nm] = r["external"]
+        if fip != "auto":
+            if not _in_pool(r["external"], fip):
+                c.add(body.line_of("floating_ip"), where,
+                      f"{fip} is outside the allocation pool of {r['external'].name} "
+                      f"({_pool_text(r['external'])})")
+                continue
+            take(r["external"].name, fip, f"floating IP of {nm}", body.line_of("floating_ip"), where)
+
+    for i, net in enumerate(networks):
+        if net.dhcp:
+            dhcp_ip = allocate(net, f"DHCP port of {net.name}", net.line, f"networks.{net.name}")
+            networks[i] = dataclasses.replace(net, dhcp_ip=dhcp_ip,
+                                              dhcp_port_id=naming.object_uuid(name, "dhcp-port", net.name))
+    net_by_name = {n.name: n for n in networks}
+
     instances: list[Instance] = []
     macs: dict[str, tuple[str, int]] = {}
-    for nm, node, net, ip, mac, groups, body, line in pending:
+    for nm, node, net, ip, mac, groups, body, line, address, fip in pending:
         if ip is None:
-            ip = _allocate(net, {a for (n, a) in used if n == net.name})
+            ip = allocate(net, nm, line, f"instances.{nm}")
             if ip is None:
-                c.add(line, f"instances.{nm}", f"network {net.name} ({net.cidr}) has no free address left")
                 continue
-            used[(net.name, str(ip))] = (nm, line)
         port_id = naming.object_uuid(name, "port", nm)
         mac = mac or naming.port_mac(port_id)
         if mac in macs:
@@ -568,34 +736,298 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                   f"{mac} is already used by {other} (line {oline})")
             continue
         macs[mac] = (nm, line)
-        instances.append(Instance(nm, node, net.name, str(ip), mac, port_id, groups, line))
+        instances.append(Instance(nm, node, net.name, str(ip), mac, port_id, groups, line,
+                                  address=address, floating_ip=fip))
+
+    routers: list[Router] = []
+    for r in routers_raw:
+        gw_ip, gw_port, gw_mac = r["gateway_ip"], None, None
+        ext = r["external"]
+        if ext is not None:
+            if gw_ip is None:
+                gw_ip = allocate(ext, f"router {r['name']}", r["line"], f"routers.{r['name']}.external_gateway")
+            gw_port = naming.object_uuid(name, "router-gateway", r["name"])
+            gw_mac = naming.port_mac(gw_port)
+        interfaces = []
+        for n in r["interfaces"]:
+            pid = naming.object_uuid(name, "router-interface", f"{r['name']}/{n.name}")
+            interfaces.append(RouterInterface(n.name, pid, n.gateway, naming.port_mac(pid)))
+        routers.append(Router(r["name"], r["project"], r["node"], naming.object_uuid(name, "router", r["name"]),
+                              tuple(interfaces), ext.name if ext else None, gw_port, gw_ip, gw_mac, r["line"]))
+    for i, inst in enumerate(instances):
+        if inst.floating_ip == "auto" and inst.name in fip_owner:
+            ext = fip_owner[inst.name]
+            instances[i] = dataclasses.replace(inst, floating_ip=allocate(ext, f"floating IP of {inst.name}",
+                                                                          inst.line, f"instances.{inst.name}.floating_ip"))
+        elif inst.floating_ip == "auto":
+            instances[i] = dataclasses.replace(inst, floating_ip=None)
+    hosts = [ExternalHost(h["name"], h["network"].name, h["ip"],
+                          h["mac"] or naming.port_mac(naming.object_uuid(name, "external-host", h["name"])),
+                          h["line"]) for h in hosts_raw]
 
     checks = _parse_checks(c, data, {i.name: i for i in instances}, set(targets), physnet_by_name,
-                           net_by_name, {k for k, (kind, _) in targets.items() if kind == "an instance"})
+                           net_by_name, {k for k, (kind, _) in targets.items() if kind == "an instance"},
+                           {h.name: h for h in hosts}, {r.name for r in routers})
 
     if c.problems:
         raise ScenarioError(c.problems)
     return Scenario(name, description, filename, tuple(nodes), tuple(physnets), tuple(projects),
-                    tuple(networks), tuple(instances), tuple(checks))
+                    tuple(networks), tuple(instances), tuple(checks), tuple(groups_parsed),
+                    tuple(routers), tuple(hosts))
 
 
 def _allocate(net: Network, used: set[str]) -> ipaddress.IPv4Address | None:
-    """Lowest free host address, skipping the gateway: Neutron's default allocation pool."""
+    """Lowest free address of the allocation pool (default: the subnet less its gateway)."""
     for host in ipaddress.ip_network(net.cidr).hosts():
-        if str(host) != net.gateway and str(host) not in used:
+        if str(host) != net.gateway and str(host) not in used and _in_pool(net, str(host)):
             return host
     return None
 
 
+def _in_pool(net: Network, ip: str) -> bool:
+    if net.allocation_pool is None:
+        return ipaddress.IPv4Address(ip) in ipaddress.ip_network(net.cidr)
+    first, last = (ipaddress.IPv4Address(a) for a in net.allocation_pool)
+    return first <= ipaddress.IPv4Address(ip) <= last
+
+
+def _pool_text(net: Network) -> str:
+    return "-".join(net.allocation_pool) if net.allocation_pool else f"all of {net.cidr}"
+
+
+def _allocation_pool(c: _Checker, body: LineDict, where: str, cidr, gateway) -> tuple[str, str] | None:
+    raw = body.get("allocation_pool")
+    if raw is None or cidr is None:
+        return None
+    line, w = body.line_of("allocation_pool"), f"{where}.allocation_pool"
+    m = re.fullmatch(r"\s*([\d.]+)\s*-\s*([\d.]+)\s*", str(raw))
+    if not m:
+        c.add(line, w, f"{raw!r} must look like 203.0.113.101-203.0.113.200")
+        return None
+    try:
+        first, last = ipaddress.IPv4Address(m.group(1)), ipaddress.IPv4Address(m.group(2))
+    except ValueError as exc:
+        c.add(line, w, f"{raw!r}: {exc}")
+        return None
+    hosts = (cidr.network_address, cidr.broadcast_address)
+    if first not in cidr or last not in cidr or first in hosts or last in hosts:
+        c.add(line, w, f"{first}-{last} is not inside the host addresses of {cidr}")
+        return None
+    if first > last:
+        c.add(line, w, f"{first} comes after {last}")
+        return None
+    if gateway is not None and first <= ipaddress.IPv4Address(gateway) <= last:
+        c.add(line, w, f"the pool {first}-{last} holds the gateway {gateway}")
+        return None
+    return (str(first), str(last))
+
+
+def _parse_security_groups(c: _Checker, data: LineDict, projects: list[str]) -> list[SecurityGroup]:
+    groups: list[SecurityGroup] = []
+    raw = [(nm, body, line) for nm, body, line in _items(c, data, "security_groups", required=False)]
+    known = {(nm, str(body.get("project"))) for nm, body, _ in raw}
+    for nm, body, line in raw:
+        where = f"security_groups.{nm}"
+        c.known_keys(body, ("project", "rules"), where)
+        if nm == "default":
+            c.add(line, where, "the default group exists in every project already (egress to "
+                               "anywhere, ingress from its members); give yours another name")
+            continue
+        if not NAME_RE.match(nm):
+            c.add(line, where, f"name {nm!r} must be lowercase letters, digits and '-'")
+            continue
+        project = c.string(body, "project", f"{where}.project")
+        if project is not None and project not in projects:
+            c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
+            project = None
+        rules_raw = body.get("rules", [])
+        if not isinstance(rules_raw, LineList):
+            c.add(body.line_of("rules"), f"{where}.rules", "must be a list of rules")
+            continue
+        rules = []
+        for i, r in enumerate(rules_raw):
+            rwhere, rline = f"{where}.rules[{i}]", rules_raw.line_of(i)
+            if not isinstance(r, LineDict):
+                c.add(rline, rwhere, "must be a mapping like {direction: ingress, protocol: tcp, port: 22}")
+                continue
+            c.known_keys(r, ("direction", "protocol", "port", "remote_ip", "remote_group"), rwhere)
+            direction = c.string(r, "direction", f"{rwhere}.direction", choices=("ingress", "egress"))
+            protocol = c.string(r, "protocol", f"{rwhere}.protocol", required=False,
+                                choices=("any", "icmp", "tcp", "udp")) or "any"
+            port_min = port_max = None
+            if "port" in r:
+                m = re.fullmatch(r"(\d+)(?:-(\d+))?", str(r["port"]))
+                if protocol not in ("tcp", "udp"):
+                    c.add(r.line_of("port"), f"{rwhere}.port", "a port needs protocol tcp or udp")
+                elif not m or not 1 <= int(m.group(1)) <= int(m.group(2) or m.group(1)) <= 65535:
+                    c.add(r.line_of("port"), f"{rwhere}.port", f"{r['port']!r} must be a port or a range like 8000-8080")
+                else:
+                    port_min, port_max = int(m.group(1)), int(m.group(2) or m.group(1))
+            remote_ip = remote_group = None
+            if "remote_ip" in r and "remote_group" in r:
+                c.add(rline, rwhere, "give remote_ip or remote_group, not both")
+            elif "remote_group" in r:
+                remote_group = str(r["remote_group"])
+                if remote_group != "default" and (remote_group, str(project)) not in known:
+                    c.add(r.line_of("remote_group"), f"{rwhere}.remote_group",
+                          f"unknown security group {remote_group!r} in project {project}")
+            else:
+                try:
+                    remote_ip = str(ipaddress.IPv4Network(str(r.get("remote_ip", "0.0.0.0/0")), strict=True))
+                except ValueError as exc:
+                    c.add(r.line_of("remote_ip"), f"{rwhere}.remote_ip", f"{r.get('remote_ip')!r} is not an IPv4 CIDR: {exc}")
+            if direction is None:
+                continue
+            rules.append(Rule(direction, protocol, port_min, port_max, remote_ip, remote_group, rline))
+        if project is not None:
+            groups.append(SecurityGroup(nm, project, tuple(rules), line))
+    return groups
+
+
+def _parse_routers(c: _Checker, data: LineDict, projects: list[str], nodes: list[Node],
+                   physnets: dict[str, PhysicalNetwork], networks: dict[str, Network], claim) -> list[dict]:
+    out = []
+    attached: dict[str, tuple[str, int]] = {}
+    network_nodes = [n.name for n in nodes if n.role == "network"]
+    for nm, body, line in _items(c, data, "routers", required=False):
+        where = f"routers.{nm}"
+        c.known_keys(body, ("project", "node", "interfaces", "external_gateway", "gateway_ip"), where)
+        if not c.name(nm, line, where, 32):
+            continue
+        claim("a router", nm, line, where)
+        project = c.string(body, "project", f"{where}.project")
+        if project is not None and project not in projects:
+            c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
+            project = None
+        node = body.get("node")
+        if node is None:
+            if len(network_nodes) != 1:
+                c.add(line, f"{where}.node", "is required when the scenario has "
+                                              f"{len(network_nodes)} network nodes")
+                continue
+            node = network_nodes[0]
+        elif node not in network_nodes:
+            c.add(body.line_of("node"), f"{where}.node",
+                  f"{node!r} is not a network node (network nodes: {', '.join(network_nodes) or 'none'})")
+            continue
+        ifaces_raw = body.get("interfaces", [])
+        interfaces: list[Network] = []
+        if not isinstance(ifaces_raw, LineList):
+            c.add(body.line_of("interfaces"), f"{where}.interfaces", "must be a list of network names")
+            ifaces_raw = LineList()
+        for i, n in enumerate(ifaces_raw):
+            iline, iwhere = ifaces_raw.line_of(i), f"{where}.interfaces[{i}]"
+            net = networks.get(str(n))
+            if net is None:
+                c.add(iline, iwhere, f"unknown or invalid network {n!r}")
+            elif net.external:
+                c.add(iline, iwhere, f"{net.name} is external: give it as external_gateway")
+            elif project is not None and net.project != project:
+                c.add(iline, iwhere, f"network {net.name} belongs to project {net.project}, "
+                                     f"not to the router's project {project}")
+            elif net.name in attached:
+                other, oline = attached[net.name]
+                c.add(iline, iwhere, f"network {net.name} is already attached to router {other} "
+                                     f"(line {oline}); its gateway address can be on one router only")
+            elif node not in physnets[net.physical_network].nodes:
+                c.add(iline, iwhere, f"{node} is not attached to {net.physical_network}, which carries {net.name}")
+            else:
+                attached[net.name] = (nm, iline)
+                interfaces.append(net)
+        external = None
+        if "external_gateway" in body:
+            ext = networks.get(str(body["external_gateway"]))
+            eline, ewhere = body.line_of("external_gateway"), f"{where}.external_gateway"
+            if ext is None:
+                c.add(eline, ewhere, f"unknown or invalid network {body['external_gateway']!r}")
+            elif not ext.external:
+                c.add(eline, ewhere, f"network {ext.name} is not external (set external: true on it)")
+            elif node not in physnets[ext.physical_network].nodes:
+                c.add(eline, ewhere, f"{node} is not attached to {ext.physical_network}, which carries {ext.name}")
+            else:
+                external = ext
+        gateway_ip = None
+        if "gateway_ip" in body:
+            gline, gwhere = body.line_of("gateway_ip"), f"{where}.gateway_ip"
+            if external is None:
+                c.add(gline, gwhere, "a gateway address needs an external_gateway")
+            else:
+                try:
+                    gateway_ip = str(ipaddress.IPv4Address(str(body["gateway_ip"])))
+                    if not _in_pool(external, gateway_ip):
+                        c.add(gline, gwhere, f"{gateway_ip} is outside the allocation pool of "
+                                             f"{external.name} ({_pool_text(external)})")
+                        gateway_ip = None
+                except ValueError:
+                    c.add(gline, gwhere, f"{body['gateway_ip']!r} is not an IPv4 address")
+        if project is None:
+            continue
+        out.append({"name": nm, "project": project, "node": node, "interfaces": interfaces,
+                    "external": external, "gateway_ip": gateway_ip,
+                    "gateway_line": body.line_of("gateway_ip"), "line": line})
+    return out
+
+
+def _parse_external_hosts(c: _Checker, data: LineDict, physnets: dict[str, PhysicalNetwork],
+                          networks: dict[str, Network], claim) -> list[dict]:
+    out = []
+    for nm, body, line in _items(c, data, "external_hosts", required=False):
+        where = f"external_hosts.{nm}"
+        c.known_keys(body, ("network", "ip", "mac"), where)
+        if not c.name(nm, line, where, naming.IFNAMSIZ):
+            continue
+        claim("an external host", nm, line, where)
+        net_name = c.string(body, "network", f"{where}.network")
+        net = networks.get(net_name) if net_name else None
+        if net_name is not None and net is None:
+            c.add(body.line_of("network"), f"{where}.network", f"unknown or invalid network {net_name!r}")
+        elif net is not None and not net.external:
+            c.add(body.line_of("network"), f"{where}.network",
+                  f"{net.name} is not external; external hosts stand for the world outside Neutron")
+            net = None
+        ip = None
+        raw_ip = c.string(body, "ip", f"{where}.ip")
+        if raw_ip is not None and net is not None:
+            try:
+                addr = ipaddress.IPv4Address(raw_ip)
+                cidr = ipaddress.ip_network(net.cidr)
+                if addr not in cidr or addr in (cidr.network_address, cidr.broadcast_address):
+                    c.add(body.line_of("ip"), f"{where}.ip", f"{addr} is not a host address of {net.name} ({net.cidr})")
+                elif _in_pool(net, str(addr)) and net.allocation_pool is not None:
+                    c.add(body.line_of("ip"), f"{where}.ip",
+                          f"{addr} is inside {net.name}'s allocation pool ({_pool_text(net)}), where "
+                          "Neutron allocates router gateways and floating IPs")
+                else:
+                    ip = str(addr)
+            except ValueError:
+                c.add(body.line_of("ip"), f"{where}.ip", f"{raw_ip!r} is not an IPv4 address")
+        mac = None
+        if "mac" in body:
+            mac = str(body["mac"]).lower()
+            if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac) or int(mac[:2], 16) & 1:
+                c.add(body.line_of("mac"), f"{where}.mac", f"{body['mac']!r} is not a unicast MAC address")
+                mac = None
+        if net is None or ip is None:
+            continue
+        out.append({"name": nm, "network": net, "ip": ip, "ip_line": body.line_of("ip"),
+                    "mac": mac, "line": line})
+    return out
+
+
 def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], targets: set[str],
                   physnets: dict[str, PhysicalNetwork], networks: dict[str, Network],
-                  declared_instances: set[str]) -> list[Check]:
+                  declared_instances: set[str], hosts: dict[str, ExternalHost],
+                  routers: set[str]) -> list[Check]:
     raw = data.get("checks")
     if raw is None:
         return []
     if not isinstance(raw, LineList):
         c.add(data.line_of("checks"), "checks", "must be a list of checks")
         return []
+    endpoints = declared_instances | set(hosts)
+    # addresses a tcp check can serve from: instances, external hosts, floating IPs
+    servable = {i.ip for i in instances.values()} | {h.ip for h in hosts.values()} | \
+        {i.floating_ip for i in instances.values() if i.floating_ip}
     checks: list[Check] = []
     names: set[str] = set()
     for i, body in enumerate(raw):
@@ -604,21 +1036,36 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
         if not isinstance(body, LineDict):
             c.add(line, where, f"must be a mapping, not {_kind(body)}")
             continue
+        if "lease" in body:
+            c.known_keys(body, ("name", "lease"), where)
+            inst = str(body["lease"])
+            name = str(body.get("name") or f"{inst} holds its DHCP lease")
+            if inst not in declared_instances:
+                c.add(body.line_of("lease"), f"{where}.lease", f"unknown instance {inst!r}")
+            elif inst in instances and instances[inst].address != "dhcp":
+                c.add(body.line_of("lease"), f"{where}.lease", f"{inst} has a static address, no lease")
+            else:
+                checks.append(Check(name, inst, "", "lease", None, "reach", (), line))
+            if name in names:
+                c.add(line, f"{where}.name", f"check name {name!r} is used twice")
+            names.add(name)
+            continue
         c.known_keys(body, ("name", "from", "to", "proto", "expect", "path"), where)
         src = c.string(body, "from", f"{where}.from")
-        if src is not None and src not in declared_instances:
-            c.add(body.line_of("from"), f"{where}.from", f"unknown instance {src!r}")
+        if src is not None and src not in endpoints:
+            c.add(body.line_of("from"), f"{where}.from", f"unknown instance or external host {src!r}")
             src = None
         dst = body.get("to")
         if dst is None:
-            c.add(line, f"{where}.to", "is required (an instance name or an IPv4 address)")
+            c.add(line, f"{where}.to", "is required (an instance, an external host or an IPv4 address)")
         else:
             dst = str(dst)
-            if dst not in declared_instances:
+            if dst not in endpoints:
                 try:
                     ipaddress.IPv4Address(dst)
                 except ValueError:
-                    c.add(body.line_of("to"), f"{where}.to", f"{dst!r} is neither an instance nor an IPv4 address")
+                    c.add(body.line_of("to"), f"{where}.to",
+                          f"{dst!r} is neither an instance, an external host nor an IPv4 address")
                     dst = None
         proto_text = str(body.get("proto", "icmp"))
         m = re.fullmatch(r"(icmp|tcp)(?::(\d+))?", proto_text)
@@ -631,9 +1078,10 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
                 port = int(m.group(2) or DEFAULT_TCP_PORT)
                 if not 1 <= port <= 65535:
                     c.add(body.line_of("proto"), f"{where}.proto", f"port {port} is out of range")
-        if proto == "tcp" and dst is not None and dst not in declared_instances:
+        if proto == "tcp" and dst is not None and dst not in endpoints and dst not in servable:
             c.add(body.line_of("to"), f"{where}.to",
-                  f"a tcp check needs an instance as destination (it runs the server), not {dst!r}")
+                  f"a tcp check needs a destination that can run the server (an instance, an "
+                  f"external host or a floating IP), not {dst!r}")
         expect = c.string(body, "expect", f"{where}.expect", required=False, choices=EXPECTS) or "reach"
         if src is not None and src == dst:
             c.add(body.line_of("to"), f"{where}.to", f"a check from {src} to itself proves nothing")
@@ -653,18 +1101,22 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
             if not isinstance(item, LineDict):
                 c.add(pline, pwhere, "must be a mapping like {crosses: physnet1, vlan: 101}")
                 continue
-            c.known_keys(item, ("crosses", "never_on", "never_reaches", "vlan", "packets"), pwhere)
-            kinds = [k for k in ("crosses", "never_on", "never_reaches") if k in item]
+            c.known_keys(item, PATH_KINDS + ("vlan", "packets", "source", "destination"), pwhere)
+            kinds = [k for k in PATH_KINDS if k in item]
             if len(kinds) != 1:
-                c.add(pline, pwhere, "needs exactly one of: crosses, never_on, never_reaches")
+                c.add(pline, pwhere, f"needs exactly one of: {', '.join(PATH_KINDS)}")
                 continue
             kind = kinds[0]
             target = str(item[kind])
             if kind in ("crosses", "never_on") and target not in physnets:
                 c.add(item.line_of(kind), f"{pwhere}.{kind}", f"unknown physical network {target!r}")
                 continue
-            if kind == "never_reaches" and target not in targets:
-                c.add(item.line_of(kind), f"{pwhere}.{kind}", f"unknown node, instance or physical network {target!r}")
+            if kind == "passes" and target not in routers:
+                c.add(item.line_of(kind), f"{pwhere}.{kind}", f"unknown router {target!r}")
+                continue
+            if kind in ("never_reaches", "reaches") and (target not in targets or target in routers):
+                c.add(item.line_of(kind), f"{pwhere}.{kind}",
+                      f"unknown node, instance, external host or physical network {target!r}")
                 continue
             vlan = c.integer(item, "vlan", f"{pwhere}.vlan", required=False)
             if vlan is not None and kind != "crosses":
@@ -673,7 +1125,14 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
                 c.add(item.line_of("vlan"), f"{pwhere}.vlan", f"VLAN id {vlan} is out of range 1-4094")
             packets = c.string(item, "packets", f"{pwhere}.packets", required=False,
                                choices=PACKET_KINDS) or "ip"
-            path.append(PathAssertion(kind, target, vlan, packets, pline))
+            pair = {}
+            for key in ("source", "destination"):
+                if key in item:
+                    try:
+                        pair[key] = str(ipaddress.IPv4Address(str(item[key])))
+                    except ValueError:
+                        c.add(item.line_of(key), f"{pwhere}.{key}", f"{item[key]!r} is not an IPv4 address")
+            path.append(PathAssertion(kind, target, vlan, packets, pline, **pair))
         if src is None or dst is None:
             continue
         checks.append(Check(name, src, dst, proto, port, expect, tuple(path), line))
