@@ -123,8 +123,16 @@ def cmd_status(args) -> int:
         for w in lab["wires"]:
             print(f"  wire {w['name']:<10} netns {w['netns']}  bridge {w['bridge']}")
         for i in lab["instances"]:
+            fip = f", floating IP {i['floating_ip']}" if i["floating_ip"] else ""
             print(f"  instance {i['name']:<8} {i['ip']:<15} {i['mac']}  on {i['node']}, network "
-                  f"{i['network']} (local VLAN {i['local_vlan']})  netns {i['netns']}")
+                  f"{i['network']} (local VLAN {i['local_vlan']}, {i['address']}{fip})  netns {i['netns']}")
+        for r in lab["routers"]:
+            ifs = ", ".join(f"{i['device']} {i['ip']}" for i in r["interfaces"])
+            print(f"  router {r['name']:<10} on {r['node']}: {ifs}  netns {r['netns']}")
+        for d in lab["dhcp"]:
+            print(f"  dhcp {d['name']:<12} {d['ip']:<15} on {d['node']} (dnsmasq pid {d['pid']})  netns {d['netns']}")
+        for h in lab["external_hosts"]:
+            print(f"  external host {h['name']:<6} {h['ip']:<15} on wire {h['wire']}  netns {h['netns']}")
     return 0 if all(not lab["problems"] for lab in labs) else 1
 
 

@@ -97,6 +97,10 @@ class Links:
             spec["state"] = "up"
         self._do(f"creating bridge {ifname}", self.ipr.link, "add", **spec)
 
+    def delete(self, ifname: str) -> None:
+        self._do(f"deleting {ifname}", self.ipr.link, "del", index=self.index(ifname))
+        self._index.pop(ifname, None)
+
     def set_master(self, ifname: str, bridge: str, up: bool = False) -> None:
         spec = {"state": "up"} if up else {}
         self._do(f"adding {ifname} to {bridge}", self.ipr.link, "set", index=self.index(ifname),

@@ -120,6 +120,8 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
     gateway.require(*REQUIRED_PROGRAMS)
     chosen = datapath or os.environ.get("LAB_DATAPATH") or ovs.detect_datapath()
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
+    if plan.dhcp_servers:
+        gateway.require("dnsmasq", "busybox")
     renders = render_plan(plan)
 
     if (lab_dir(plan.lab) / "plan.json").exists():
@@ -199,24 +201,73 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
 
 
 def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progress) -> UpResult:
-    """`up` on a lab that is up: nothing to do if healthy; OVS ports, flows and iptables
-    rules are re-applied if only they are damaged; anything else needs down + up."""
+    """`up` on a lab that is up: nothing to do if healthy. Router and DHCP namespaces that
+    vanished are rebuilt, dnsmasq restarted, OVS ports, flows and iptables rules re-applied.
+    A missing node, instance or wire namespace or a dead OVS needs down + up."""
     started = time.monotonic()
     problems = health(state)
     if not problems:
         return UpResult(state.lab, 0.0, already_up=True)
-    fatal = [p for p in problems if "namespace" in p or "not running" in p or "OVSDB" in p]
+    plan = state.plan
+    agents = {r.netns for r in plan.routers} | {d.netns for d in plan.dhcp_servers}
+    fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
+             if ns not in agents and not netns.exists(ns)]
+    fatal += [f"{daemon} of {n.name} is not running" for n in plan.nodes for daemon in ovs.DAEMONS
+              if not _alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
     if fatal:
         raise LabStateError(f"lab {state.lab} is up but damaged beyond repair in place "
                             f"({'; '.join(fatal)}); run `lab down {state.lab}` and `lab up` again")
     for p in problems:
         progress(f"repairing: {p}")
-    for node in state.plan.nodes:
-        _node_configure(node, renders[node.name])
+    for node in plan.nodes:
+        render = renders[node.name]
+        rebuilt = []
+        for r in node.routers:
+            if not netns.exists(r.netns):
+                _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
+                _router_links(r)
+                rebuilt += [p.ovs_dev for p in r.ports]
+            _router_rules(plan, r, render.routers[r.name])
+        for d in node.dhcp_servers:
+            pid = _read_pidfile(Path(d.dir) / "pid")
+            if netns.exists(d.netns) and _alive(pid, d.dir):
+                continue
+            if _alive(pid, d.dir):
+                ovs.stop_pid(pid)   # its namespace is gone from /run/netns: free it
+            if not netns.exists(d.netns):
+                _agent_namespace(plan, node, d.netns, (d.port,), state.ledger)
+                _dhcp_links(d)
+                rebuilt.append(d.port.ovs_dev)
+            pid = _dnsmasq_start(d, render.dhcp[d.name])
+            state.ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
+        if rebuilt:
+            # the veths are new: make OVS open them again
+            args: list[str] = []
+            for dev in rebuilt:
+                args += (["--"] if args else []) + ["--if-exists", "del-port", "br-int", dev]
+            ovs.vsctl(node.rundir, args)
+        _node_configure(node, render)
     left = health(state)
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
     return UpResult(state.lab, time.monotonic() - started, repaired=problems)
+
+
+def _alive(pid: int | None, mark: str) -> bool:
+    return pid is not None and ovs.is_ours(pid, mark)
+
+
+def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledger) -> None:
+    """(Re)make a router or DHCP namespace and the veths of its ports."""
+    netns.create(name)
+    ledger.record("netns", name=name)
+    _prepare_namespace(name, is_node=False)
+    with netns.entered(node.netns), Links(node.netns) as links:
+        for port in ports:
+            if links.has(port.ovs_dev):
+                links.delete(port.ovs_dev)
+            links.veth(port.ovs_dev, port.ns_dev, peer_netns=name, peer_mac=port.mac, mtu=port.mtu, up=True)
+            links.tx_checksum_off(port.ovs_dev)
 
 
 def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
@@ -224,16 +275,20 @@ def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
     for name in plan.namespaces():
         netns.create(name)
         ledger.record("netns", name=name)
-        with netns.entered(name):
-            # IPv4 lab: no IPv6 autoconfiguration chatter in the captures
-            netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-            netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-            if name in nodes:
-                # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
-                netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
-                netns.write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
-            with Links(name) as links:
-                links.up("lo")
+        _prepare_namespace(name, is_node=name in nodes)
+
+
+def _prepare_namespace(name: str, is_node: bool) -> None:
+    with netns.entered(name):
+        # IPv4 lab: no IPv6 autoconfiguration chatter in the captures
+        netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+        if is_node:
+            # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
+            netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
+            netns.write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
+        with Links(name) as links:
+            links.up("lo")
 
 
 def _wire_up(plan: Plan, wire) -> None:
@@ -526,6 +581,11 @@ def health(state: LabState) -> list[str]:
         expected |= {b.int_patch: ("br-int", None) for b in node.physical_bridges}
         expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
         expected |= {p.qvo: ("br-int", p.local_vlan) for p in node.ports}
+        expected |= {p.ovs_dev: ("br-int", p.local_vlan)
+                     for p in [d.port for d in node.dhcp_servers] + [q for r in node.routers for q in r.ports]}
+        for d in node.dhcp_servers:
+            if not _alive(_read_pidfile(Path(d.dir) / "pid"), d.dir):
+                problems.append(f"dnsmasq of {d.name} is not running")
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
             if row is None:
@@ -566,12 +626,26 @@ def status(lab: str | None = None) -> list[dict]:
                        "local_vlans": dict(n.local_vlans)} for n in plan.nodes],
             "instances": [{"name": p.instance, "netns": p.netns, "node": p.node, "network": p.network,
                            "ip": p.ip, "mac": p.mac, "port_id": p.port_id, "local_vlan": p.local_vlan,
+                           "address": p.address, "floating_ip": p.floating_ip,
                            "devices": {"tap": p.tap, "qbr": p.qbr, "qvb": p.qvb, "qvo": p.qvo},
                            "up": netns.exists(p.netns)} for p in plan.ports],
             "wires": [{"name": w.name, "netns": w.netns, "bridge": w.bridge,
-                       "members": [{"node": m.node, "port": m.wire_ifname, "nic": m.node_ifname}
+                       "members": [{"name": m.name, "kind": m.kind, "port": m.wire_ifname, "nic": m.peer_ifname}
                                    for m in w.members], "up": netns.exists(w.netns)}
                       for w in plan.wires],
+            "routers": [{"name": r.name, "router_id": r.router_id, "node": r.node, "netns": r.netns,
+                         "interfaces": [{"network": i.network, "device": i.ns_dev, "ip": i.ip, "mac": i.mac,
+                                         "ovs_port": i.ovs_dev, "local_vlan": i.local_vlan} for i in r.ports],
+                         "floating_ips": [{"address": f.address, "fixed_ip": f.fixed_ip, "instance": f.instance}
+                                          for f in r.floating_ips],
+                         "up": netns.exists(r.netns)} for r in plan.routers],
+            "dhcp": [{"name": d.name, "network": d.network, "node": d.node, "netns": d.netns,
+                      "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
+                      "pid": _read_pidfile(Path(d.dir) / "pid"), "up": netns.exists(d.netns)}
+                     for d in plan.dhcp_servers],
+            "external_hosts": [{"name": h.name, "netns": h.netns, "network": h.network, "ip": h.ip,
+                                "mac": h.mac, "wire": h.wire, "up": netns.exists(h.netns)}
+                               for h in plan.external_hosts],
         })
     return out
 
@@ -583,7 +657,7 @@ def resolve_target(lab: str, target: str) -> tuple[str, str, dict[str, str]]:
     state = load_state(lab)
     targets = state.plan.targets()
     if target not in targets:
-        raise LabStateError(f"lab {lab} has no target {target!r} (nodes, instances and wires: "
+        raise LabStateError(f"lab {lab} has no target {target!r} (its targets: "
                             f"{', '.join(sorted(targets))})")
     kind, ns = targets[target]
     env = ovs.env(state.plan.node(target).rundir) if kind == "node" else {}

@@ -32,8 +32,8 @@ def generated(n: int) -> str:
              "nodes:", "  network1: {role: network}", "  compute1: {role: compute}", "  compute2: {role: compute}",
              "physical_networks:", "  physnet1: {bridge: br-vlan, vlan_ranges: ['101:199']}",
              "projects: [demo]", "networks:",
-             "  net1: {project: demo, type: vlan, physical_network: physnet1, segmentation_id: 101, cidr: 10.1.0.0/22}",
-             "  net2: {project: demo, type: vlan, physical_network: physnet1, segmentation_id: 102, cidr: 10.2.0.0/22}",
+             "  net1: {project: demo, type: vlan, physical_network: physnet1, segmentation_id: 101, cidr: 10.1.0.0/22, dhcp: false}",
+             "  net2: {project: demo, type: vlan, physical_network: physnet1, segmentation_id: 102, cidr: 10.2.0.0/22, dhcp: false}",
              "instances:"]
     for i in range(n):
         lines.append(f"  vm{i}: {{node: compute{1 + i % 2}, network: net{1 + (i // 2) % 2}}}")

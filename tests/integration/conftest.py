@@ -17,7 +17,8 @@ import pytest
 from . import hoststate
 
 REPO = Path(__file__).resolve().parents[2]
-NEEDED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "tcpdump", "ping", "iptables-restore")
+NEEDED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "tcpdump", "ping", "iptables-restore",
+          "dnsmasq", "busybox")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -44,7 +44,7 @@ def test_checks_pass_with_capture_evidence(classic_vlan):
 
 def test_check_table_and_exit_code(classic_vlan):
     out = lab("check", LAB)
-    assert "5 passed, 0 failed" in out.stdout
+    assert "13 passed, 0 failed" in out.stdout
     assert "evidence:" in out.stdout
 
 
@@ -62,7 +62,7 @@ def test_a_wrong_expectation_fails(classic_vlan):
     wrong_vlan = Check("wrong: VLAN 102", "vm1", "vm2", "icmp", None, "reach",
                        (PathAssertion("crosses", "physnet1", 102, "ip", 0),), 0)
     r = checks.run_check(state.plan, state.scenario(), wrong_vlan)
-    assert not r.passed and "with VLAN 101" in r.evidence[0]
+    assert not r.passed and "none with VLAN 102" in r.evidence[0] and "seen with VLAN 101" in r.evidence[0]
 
 
 def test_exec_on_node_reaches_its_own_ovs(classic_vlan):
@@ -122,8 +122,16 @@ def test_status_json(classic_vlan):
     vm1 = next(i for i in status["instances"] if i["name"] == "vm1")
     assert (vm1["node"], vm1["network"], vm1["ip"]) == ("compute1", "net1", "192.168.1.11")
     assert vm1["mac"].startswith("fa:16:3e:") and vm1["netns"] == f"nlab.{LAB}.vm1"
-    assert status["wires"] == [{"name": "physnet1", "netns": f"nlab.{LAB}.physnet1", "bridge": "physnet1",
-                                "members": status["wires"][0]["members"], "up": True}]
+    physnet1 = next(w for w in status["wires"] if w["name"] == "physnet1")
+    assert (physnet1["netns"], physnet1["bridge"], physnet1["up"]) == (f"nlab.{LAB}.physnet1", "physnet1", True)
+    assert {m["name"] for m in physnet1["members"]} == {"network1", "compute1", "compute2"}
+    router = status["routers"][0]
+    assert router["name"] == "router1" and router["node"] == "network1"
+    assert router["netns"].startswith(f"nlab.{LAB}.network1.qrouter-")
+    assert {i["ip"] for i in router["interfaces"]} == {"192.168.1.1", "192.168.2.1", "203.0.113.101"}
+    dhcp = {d["name"]: d for d in status["dhcp"]}
+    assert dhcp["net1-dhcp"]["netns"].startswith(f"nlab.{LAB}.network1.qdhcp-") and dhcp["net1-dhcp"]["pid"]
+    assert status["external_hosts"][0]["ip"] == "203.0.113.50"
 
 
 def test_up_again_says_it_is_up(classic_vlan):
@@ -134,6 +142,53 @@ def test_up_again_says_it_is_up(classic_vlan):
 def test_unknown_target_is_a_clear_error(classic_vlan):
     out = lab("exec", LAB, "vm9", "--", "true", check=False)
     assert out.returncode == 1 and "no target 'vm9'" in out.stderr and "vm1" in out.stderr
+
+
+def test_router_iptables_read_like_the_l3_agent(classic_vlan):
+    nat = lab("exec", LAB, "router1", "--", "iptables", "-t", "nat", "-S").stdout
+    qg = classic_vlan.plan.router("router1").gateway.ns_dev
+    assert "-A neutron-l3-agent-PREROUTING -d 203.0.113.102/32 -j DNAT --to-destination 192.168.1.11" in nat
+    assert "-A neutron-l3-agent-float-snat -s 192.168.1.11/32 -j SNAT --to-source 203.0.113.102" in nat
+    assert f"-A neutron-l3-agent-snat -o {qg} -j SNAT --to-source 203.0.113.101" in nat
+    assert "-A neutron-postrouting-bottom" in nat
+    addrs = lab("exec", LAB, "router1", "--", "ip", "-4", "-o", "addr", "show", "dev", qg).stdout
+    assert "203.0.113.101/24" in addrs and "203.0.113.102/32" in addrs
+
+
+def test_dhcp_server_serves_the_hosts_file(classic_vlan):
+    dhcp = next(d for d in classic_vlan.plan.dhcp_servers if d.name == "net1-dhcp")
+    hosts = lab("exec", LAB, "net1-dhcp", "--", "cat", f"{dhcp.dir}/host").stdout
+    vm1 = classic_vlan.plan.port("vm1")
+    assert f"{vm1.mac},host-192-168-1-11.openstacklocal,192.168.1.11" in hosts
+    listening = lab("exec", LAB, "net1-dhcp", "--", "ip", "-4", "-o", "addr").stdout
+    assert f"{dhcp.port.ns_dev}" in listening and "192.168.1.2/24" in listening
+
+
+def test_a_missing_lease_is_named(classic_vlan):
+    """With alt-net's dnsmasq stopped, the DHCP wait names alt-vm1; `up` restarts dnsmasq."""
+    from lab import ovs
+    state = classic_vlan
+    dhcp = next(d for d in state.plan.dhcp_servers if d.name == "alt-net-dhcp")
+    pid = int((state.directory / "dhcp" / dhcp.network_id / "pid").read_text())
+    ovs.stop_pid(pid)
+    missing = runtime.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory, timeout=4)
+    assert len(missing) == 1 and missing[0].startswith("alt-vm1: no lease")
+    assert "dnsmasq of alt-net-dhcp is not running" in lab("status", LAB, check=False).stdout
+    assert "repaired" in lab("up", LAB).stdout
+    assert runtime.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory) == []
+
+
+def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
+    router = classic_vlan.plan.router("router1")
+    import subprocess
+    subprocess.run(["ip", "netns", "del", router.netns], check=True)
+    status = lab("status", LAB, check=False)
+    assert status.returncode == 1 and f"namespace {router.netns} is missing" in status.stdout
+    assert "repaired" in lab("up", LAB).stdout
+    assert lab("status", LAB).returncode == 0
+    snat = next(c for c in classic_vlan.scenario().checks if c.name == "SNAT to the router gateway")
+    result = checks.run_check(classic_vlan.plan, classic_vlan.scenario(), snat)
+    assert result.passed, result.evidence
 
 
 def test_damage_is_reported_and_up_repairs_it(classic_vlan):
