@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 import shutil
 import threading
 import time
@@ -21,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import gateway, naming, netns, ovs, processes
+from . import agents, gateway, naming, netns, ovs, processes
 from .errors import ApplyError, LabError, LabStateError, NotRoot
 from .kernel import Links
 from .paths import STATE_ROOT, lab_dir
@@ -182,7 +180,7 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
         dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
         if dhcp_ports:
             progress(f"{step} ({len(dhcp_ports)} instances)")
-            missing = dhcp_leases(plan, dhcp_ports, directory)
+            missing = agents.dhcp_leases(plan, dhcp_ports, directory)
             phases["dhcp"] = time.monotonic() - t
         else:
             missing = []
@@ -209,9 +207,9 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if not problems:
         return UpResult(state.lab, 0.0, already_up=True)
     plan = state.plan
-    agents = {r.netns for r in plan.routers} | {d.netns for d in plan.dhcp_servers}
+    agent_namespaces = {r.netns for r in plan.routers} | {d.netns for d in plan.dhcp_servers}
     fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
-             if ns not in agents and not netns.exists(ns)]
+             if ns not in agent_namespaces and not netns.exists(ns)]
     fatal += [f"{daemon} of {n.name} is not running" for n in plan.nodes for daemon in ovs.DAEMONS
               if not _alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
     if fatal:
@@ -225,20 +223,20 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         for r in node.routers:
             if not netns.exists(r.netns):
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
-                _router_links(r)
+                agents.router_links(r)
                 rebuilt += [p.ovs_dev for p in r.ports]
-            _router_rules(plan, r, render.routers[r.name])
+            agents.router_rules(plan, r, render.routers[r.name])
         for d in node.dhcp_servers:
-            pid = _read_pidfile(Path(d.dir) / "pid")
+            pid = agents.read_pidfile(Path(d.dir) / "pid")
             if netns.exists(d.netns) and _alive(pid, d.dir):
                 continue
             if _alive(pid, d.dir):
                 ovs.stop_pid(pid)   # its namespace is gone from /run/netns: free it
             if not netns.exists(d.netns):
                 _agent_namespace(plan, node, d.netns, (d.port,), state.ledger)
-                _dhcp_links(d)
+                agents.dhcp_links(d)
                 rebuilt.append(d.port.ovs_dev)
-            pid = _dnsmasq_start(d, render.dhcp[d.name])
+            pid = agents.dnsmasq_start(d, render.dhcp[d.name])
             state.ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
         if rebuilt:
             # the veths are new: make OVS open them again
@@ -361,9 +359,9 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 if p.address == "static":
                     links.default_route(p.gateway, "eth0")
         for r in node.routers:
-            _router_links(r)
+            agents.router_links(r)
         for d in node.dhcp_servers:
-            _dhcp_links(d)
+            agents.dhcp_links(d)
         timings["links"] = time.monotonic() - t0
     finally:
         ovs_thread.join()
@@ -375,92 +373,14 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     # 3. the agents' namespaces: l3 agent rules, dnsmasq
     t = time.monotonic()
     for r in node.routers:
-        _router_rules(plan, r, render.routers[r.name])
+        agents.router_rules(plan, r, render.routers[r.name])
     for d in node.dhcp_servers:
-        pid = _dnsmasq_start(d, render.dhcp[d.name])
+        pid = agents.dnsmasq_start(d, render.dhcp[d.name])
         ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
     if node.routers or node.dhcp_servers:
         timings["agents"] = time.monotonic() - t
     progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
              f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
-
-
-def _router_links(r) -> None:
-    """qrouter-: addresses on qr- and qg-, floating IPs as /32 on qg-, forwarding, default route."""
-    with netns.entered(r.netns):
-        netns.write_sysctl("net.ipv4.ip_forward", "1")
-        with Links(r.netns) as links:
-            for port in r.ports:
-                links.tx_checksum_off(port.ns_dev)
-                links.add_address(port.ns_dev, port.ip, port.prefixlen)
-                links.up(port.ns_dev)
-            if r.gateway:
-                for f in r.floating_ips:
-                    links.add_address(r.gateway.ns_dev, f.address, 32)
-                if r.external_gateway_ip:
-                    links.default_route(r.external_gateway_ip, r.gateway.ns_dev)
-
-
-def _router_rules(plan: Plan, r, rules: str) -> None:
-    rules_file = lab_dir(plan.lab) / "routers" / f"{r.name}.rules"
-    rules_file.parent.mkdir(parents=True, exist_ok=True)
-    rules_file.write_text(rules)
-    gateway.run(["iptables-restore", "-w", "5", str(rules_file)], netns=r.netns)
-
-
-def _dhcp_links(d) -> None:
-    with netns.entered(d.netns), Links(d.netns) as links:
-        links.tx_checksum_off(d.port.ns_dev)
-        links.add_address(d.port.ns_dev, d.port.ip, d.port.prefixlen)
-        links.up(d.port.ns_dev)
-
-
-def _dnsmasq_start(d, render) -> int:
-    """dnsmasq in qdhcp-, as the dhcp agent runs it; it daemonizes once it has bound."""
-    directory = Path(d.dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in render.files.items():
-        (directory / name).write_text(text)
-    gateway.run(list(render.argv), netns=d.netns)
-    pid = _read_pidfile(directory / "pid")
-    if pid is None:
-        raise LabError(f"dnsmasq for {d.network} did not write {directory / 'pid'}")
-    return pid
-
-
-def _read_pidfile(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> list[str]:
-    """Run a real DHCP client (busybox udhcpc) in every DHCP instance at once; return
-    "instance: why" for each one that did not get the address the plan expects."""
-    from .render import udhcpc_script
-    script = directory / "udhcpc.script"
-    script.write_text(udhcpc_script())
-    script.chmod(0o755)
-    gateway.require("busybox")
-    clients = {p.instance: gateway.spawn(["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
-                                          "-t", "8", "-T", "1", "-O", "mtu", "-s", str(script)],
-                                         netns=p.netns) for p in ports}
-    missing = []
-    deadline = time.monotonic() + timeout
-    for p in ports:
-        proc = clients[p.instance]
-        try:
-            out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        lease = re.search(r"lease ip=(\S+) mask=(\d+) mtu=(\S*)", out or "")
-        if lease is None:
-            missing.append(f"{p.instance}: no lease ({(err or out or 'no answer').strip().splitlines()[-1:]})")
-        elif lease.group(1) != p.ip:
-            missing.append(f"{p.instance}: leased {lease.group(1)}, expected {p.ip}")
-    return missing
 
 
 def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
@@ -584,7 +504,7 @@ def health(state: LabState) -> list[str]:
         expected |= {p.ovs_dev: ("br-int", p.local_vlan)
                      for p in [d.port for d in node.dhcp_servers] + [q for r in node.routers for q in r.ports]}
         for d in node.dhcp_servers:
-            if not _alive(_read_pidfile(Path(d.dir) / "pid"), d.dir):
+            if not _alive(agents.read_pidfile(Path(d.dir) / "pid"), d.dir):
                 problems.append(f"dnsmasq of {d.name} is not running")
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
@@ -641,7 +561,7 @@ def status(lab: str | None = None) -> list[dict]:
                          "up": netns.exists(r.netns)} for r in plan.routers],
             "dhcp": [{"name": d.name, "network": d.network, "node": d.node, "netns": d.netns,
                       "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
-                      "pid": _read_pidfile(Path(d.dir) / "pid"), "up": netns.exists(d.netns)}
+                      "pid": agents.read_pidfile(Path(d.dir) / "pid"), "up": netns.exists(d.netns)}
                      for d in plan.dhcp_servers],
             "external_hosts": [{"name": h.name, "netns": h.netns, "network": h.network, "ip": h.ip,
                                 "mac": h.mac, "wire": h.wire, "up": netns.exists(h.netns)}

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lab import checks, runtime
+from lab import agents, checks, runtime
 from lab.scenario import Check, PathAssertion
 
 from . import hoststate
@@ -171,11 +171,11 @@ def test_a_missing_lease_is_named(classic_vlan):
     dhcp = next(d for d in state.plan.dhcp_servers if d.name == "alt-net-dhcp")
     pid = int((state.directory / "dhcp" / dhcp.network_id / "pid").read_text())
     ovs.stop_pid(pid)
-    missing = runtime.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory, timeout=4)
+    missing = agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory, timeout=4)
     assert len(missing) == 1 and missing[0].startswith("alt-vm1: no lease")
     assert "dnsmasq of alt-net-dhcp is not running" in lab("status", LAB, check=False).stdout
     assert "repaired" in lab("up", LAB).stdout
-    assert runtime.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory) == []
+    assert agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory) == []
 
 
 def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):

@@ -3,7 +3,6 @@ and two labs at once. After each, the host is exactly as before."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess

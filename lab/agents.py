@@ -1,0 +1,95 @@
+"""The L3 and DHCP agents' part of a node: router namespaces (addresses, forwarding,
+floating IPs, the l3 agent's iptables), DHCP namespaces (dnsmasq) and the instances' DHCP
+clients. Called by runtime.py, which owns ordering, the ledger and rollback."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from . import gateway, netns
+from .errors import LabError
+from .kernel import Links
+from .paths import lab_dir
+from .plan import DhcpPlan, Plan, RouterPlan
+from .render import DhcpRender
+
+
+def router_links(r: RouterPlan) -> None:
+    """qrouter-: addresses on qr- and qg-, floating IPs as /32 on qg-, forwarding, default route."""
+    with netns.entered(r.netns):
+        netns.write_sysctl("net.ipv4.ip_forward", "1")
+        with Links(r.netns) as links:
+            for port in r.ports:
+                links.tx_checksum_off(port.ns_dev)
+                links.add_address(port.ns_dev, port.ip, port.prefixlen)
+                links.up(port.ns_dev)
+            if r.gateway:
+                for f in r.floating_ips:
+                    links.add_address(r.gateway.ns_dev, f.address, 32)
+                if r.external_gateway_ip:
+                    links.default_route(r.external_gateway_ip, r.gateway.ns_dev)
+
+
+def router_rules(plan: Plan, r: RouterPlan, rules: str) -> None:
+    rules_file = lab_dir(plan.lab) / "routers" / f"{r.name}.rules"
+    rules_file.parent.mkdir(parents=True, exist_ok=True)
+    rules_file.write_text(rules)
+    gateway.run(["iptables-restore", "-w", "5", str(rules_file)], netns=r.netns)
+
+
+def dhcp_links(d: DhcpPlan) -> None:
+    with netns.entered(d.netns), Links(d.netns) as links:
+        links.tx_checksum_off(d.port.ns_dev)
+        links.add_address(d.port.ns_dev, d.port.ip, d.port.prefixlen)
+        links.up(d.port.ns_dev)
+
+
+def dnsmasq_start(d: DhcpPlan, render: DhcpRender) -> int:
+    """dnsmasq in qdhcp-, as the dhcp agent runs it; it daemonizes once it has bound."""
+    directory = Path(d.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render.files.items():
+        (directory / name).write_text(text)
+    gateway.run(list(render.argv), netns=d.netns)
+    pid = read_pidfile(directory / "pid")
+    if pid is None:
+        raise LabError(f"dnsmasq for {d.network} did not write {directory / 'pid'}")
+    return pid
+
+
+def read_pidfile(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> list[str]:
+    """Run a real DHCP client (busybox udhcpc) in every DHCP instance at once; return
+    "instance: why" for each one that did not get the address the plan expects."""
+    from .render import udhcpc_script
+    script = directory / "udhcpc.script"
+    script.write_text(udhcpc_script())
+    script.chmod(0o755)
+    gateway.require("busybox")
+    clients = {p.instance: gateway.spawn(["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
+                                          "-t", "8", "-T", "1", "-O", "mtu", "-s", str(script)],
+                                         netns=p.netns) for p in ports}
+    missing = []
+    deadline = time.monotonic() + timeout
+    for p in ports:
+        proc = clients[p.instance]
+        try:
+            out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        lease = re.search(r"lease ip=(\S+) mask=(\d+) mtu=(\S*)", out or "")
+        if lease is None:
+            missing.append(f"{p.instance}: no lease ({(err or out or 'no answer').strip().splitlines()[-1:]})")
+        elif lease.group(1) != p.ip:
+            missing.append(f"{p.instance}: leased {lease.group(1)}, expected {p.ip}")
+    return missing
