@@ -121,7 +121,7 @@ class DhcpPlan:
     netns: str
     port: NamespacePort
     cidr: str
-    gateway: str | None             # option router, when a router serves the subnet
+    gateway: str | None             # option router: the subnet's gateway, as the dhcp agent sends it
     mtu: int
     hosts: tuple[DhcpHost, ...]
     dir: str                        # where the hosts/opts/leases files live
@@ -343,7 +343,6 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
         return next((n.name for n in scenario.nodes if n.role == "network"
                      and n.name in physnets[net.physical_network].nodes), None)
 
-    routed = {i.network: r for r in scenario.routers for i in r.interfaces}
     nodes: list[NodePlan] = []
     for node in scenario.nodes:
         # Local VLANs: 1, 2, ... per node, in the order its ports are bound: DHCP ports (made
@@ -368,7 +367,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                 name=f"{net.name}-dhcp", network=net.name, network_id=net.network_id,
                 subnet_id=naming.object_uuid(lab, "subnet", net.name), node=node.name,
                 netns=naming.netns_name(lab, f"{node.name}.qdhcp-{net.network_id}"), port=port,
-                cidr=net.cidr, gateway=net.gateway if net.name in routed else None, mtu=net.mtu,
+                cidr=net.cidr, gateway=net.gateway, mtu=net.mtu,
                 hosts=dhcp_hosts, dir=f"{state_root}/{lab}/dhcp/{net.network_id}"))
         routers = []
         for r in scenario.routers:

@@ -785,8 +785,11 @@ def _allocate(net: Network, used: set[str]) -> ipaddress.IPv4Address | None:
 
 
 def _in_pool(net: Network, ip: str) -> bool:
+    """Inside the allocation pool; without one, any host address but the gateway's."""
     if net.allocation_pool is None:
-        return ipaddress.IPv4Address(ip) in ipaddress.ip_network(net.cidr)
+        cidr, addr = ipaddress.ip_network(net.cidr), ipaddress.IPv4Address(ip)
+        return addr in cidr and addr not in (cidr.network_address, cidr.broadcast_address) \
+            and ip != net.gateway
     first, last = (ipaddress.IPv4Address(a) for a in net.allocation_pool)
     return first <= ipaddress.IPv4Address(ip) <= last
 
@@ -840,7 +843,7 @@ def _parse_security_groups(c: _Checker, data: LineDict, projects: list[str]) -> 
         if project is not None and project not in projects:
             c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
             project = None
-        rules_raw = body.get("rules", [])
+        rules_raw = body.get("rules", LineList())
         if not isinstance(rules_raw, LineList):
             c.add(body.line_of("rules"), f"{where}.rules", "must be a list of rules")
             continue
@@ -910,7 +913,7 @@ def _parse_routers(c: _Checker, data: LineDict, projects: list[str], nodes: list
             c.add(body.line_of("node"), f"{where}.node",
                   f"{node!r} is not a network node (network nodes: {', '.join(network_nodes) or 'none'})")
             continue
-        ifaces_raw = body.get("interfaces", [])
+        ifaces_raw = body.get("interfaces", LineList())
         interfaces: list[Network] = []
         if not isinstance(ifaces_raw, LineList):
             c.add(body.line_of("interfaces"), f"{where}.interfaces", "must be a list of network names")

@@ -28,6 +28,10 @@ class LineList(list):
     line: int = 0
     item_lines: list
 
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.item_lines = []
+
     def line_of(self, index: int) -> int:
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 

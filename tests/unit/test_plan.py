@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from lab import naming
-from lab.plan import Plan, build_plan
+from lab.plan import DhcpHost, FloatingIP, Plan, PortRule, build_plan
 from lab.scenario import load_scenario
+
+LAB = "classic-vlan"
+DEMO_DEFAULT = ("192.168.1.11/32", "192.168.1.12/32", "192.168.1.13/32", "192.168.2.11/32")
+PREFIX_OF_OWNER = {"network:router_interface": "qr-", "network:router_gateway": "qg-", "network:dhcp": "ns-"}
 
 
 @pytest.fixture(scope="module")
 def scenario():
-    return load_scenario("classic-vlan")
+    return load_scenario(LAB)
 
 
 @pytest.fixture(scope="module")
@@ -21,45 +26,79 @@ def plan(scenario):
     return build_plan(scenario)
 
 
+def namespace_ports(plan):
+    return [d.port for d in plan.dhcp_servers] + [p for r in plan.routers for p in r.ports]
+
+
+# --------------------------------------------------------------------------- local VLANs
+
 def test_local_vlans_follow_port_order(plan):
-    # compute2's ports in file order: alt-vm1 (alt-net), vm2 (net1), vm4 (net1)
-    assert plan.node("compute2").local_vlans == (("alt-net", 1), ("net1", 2))
+    # compute2's ports in file order: alt-vm1 (alt-net), vm2 (net1), vm4 (net1), vm5 (net2)
+    assert plan.node("compute2").local_vlans == (("alt-net", 1), ("net1", 2), ("net2", 3))
     assert plan.node("compute1").local_vlans == (("net1", 1),)
-    assert plan.node("network1").local_vlans == ()
     assert {p.instance: p.local_vlan for p in plan.node("compute2").ports} == {
-        "alt-vm1": 1, "vm2": 2, "vm4": 2}
+        "alt-vm1": 1, "vm2": 2, "vm4": 2, "vm5": 3}
     assert {p.instance: p.local_vlan for p in plan.node("compute1").ports} == {"vm1": 1, "vm3": 1}
 
 
-def test_br_vlan_translations(plan):
+def test_network_node_local_vlans_dhcp_ports_then_router_ports(plan):
+    # DHCP ports first, in network order (ext-net has no DHCP: net1, net2, alt-net), then the
+    # router's ports (net1 and net2 already have theirs, ext-net is new)
+    n1 = plan.node("network1")
+    assert n1.local_vlans == (("net1", 1), ("net2", 2), ("alt-net", 3), ("ext-net", 4))
+    assert [(d.network, d.port.local_vlan) for d in n1.dhcp_servers] == [
+        ("net1", 1), ("net2", 2), ("alt-net", 3)]
+    (r,) = n1.routers
+    assert [(p.network, p.local_vlan) for p in r.ports] == [("net1", 1), ("net2", 2), ("ext-net", 4)]
+    assert n1.ports == ()
+
+
+def test_physical_bridge_translations(plan):
     (c1,) = plan.node("compute1").physical_bridges
     (c2,) = plan.node("compute2").physical_bridges
-    (n1,) = plan.node("network1").physical_bridges
+    n1_vlan, n1_ex = plan.node("network1").physical_bridges
     assert c1.vlan_translations == (("net1", 1, 101),)
-    assert c2.vlan_translations == (("alt-net", 1, 102), ("net1", 2, 101))
-    assert n1.vlan_translations == ()
-    for b in (c1, c2, n1):
+    assert c2.vlan_translations == (("alt-net", 1, 102), ("net1", 2, 101), ("net2", 3, 103))
+    assert n1_vlan.vlan_translations == (("net1", 1, 101), ("net2", 2, 103), ("alt-net", 3, 102))
+    for b in (c1, c2, n1_vlan):
         assert (b.bridge, b.physical_network, b.nic) == ("br-vlan", "physnet1", "eth1")
         assert (b.int_patch, b.phy_patch) == ("int-br-vlan", "phy-br-vlan")
+    # br-ex: the flat external network, untagged on the wire
+    assert (n1_ex.bridge, n1_ex.physical_network, n1_ex.nic) == ("br-ex", "external", "eth2")
+    assert (n1_ex.int_patch, n1_ex.phy_patch) == ("int-br-ex", "phy-br-ex")
+    assert n1_ex.vlan_translations == (("ext-net", 4, None),)
 
 
-def test_remote_group_ips(plan, scenario):
-    demo_default = {i.ip for i in scenario.instances
-                    if scenario.network(i.network).project == "demo" and "default" in i.security_groups}
+# --------------------------------------------------------------------------- security group rules
+
+def test_port_rules(plan):
     vm1 = plan.port("vm1")
-    assert set(vm1.remote_group_ips) == demo_default == {"192.168.1.11", "192.168.1.12", "192.168.1.13"}
-    assert vm1.remote_group_ips == ("192.168.1.11", "192.168.1.12", "192.168.1.13")
+    assert vm1.security_groups == ("default", "web")
+    assert vm1.rules == (
+        # the default group: egress anywhere, ingress from the project's members (net1 and net2)
+        PortRule("egress", "any", None, None, ("0.0.0.0/0",)),
+        PortRule("ingress", "any", None, None, DEMO_DEFAULT),
+        # web: icmp and tcp 5001 from anywhere
+        PortRule("ingress", "icmp", None, None, ("0.0.0.0/0",)),
+        PortRule("ingress", "tcp", 5001, 5001, ("0.0.0.0/0",)),
+    )
     # vm4 has security_groups: [] and alt-vm1 is in another project (same subnet, though)
-    assert plan.port("vm4").ip not in vm1.remote_group_ips
-    assert plan.port("alt-vm1").ip not in vm1.remote_group_ips
-    assert plan.port("vm4").remote_group_ips == ()
+    assert plan.port("vm4").ip + "/32" not in DEMO_DEFAULT
+    assert plan.port("alt-vm1").ip + "/32" not in vm1.rules[1].remotes
     assert plan.port("vm4").security_groups == ()
-    assert plan.port("alt-vm1").remote_group_ips == ("192.168.1.21",)
+    assert plan.port("vm4").rules == ()
+    assert plan.port("alt-vm1").rules == (
+        PortRule("egress", "any", None, None, ("0.0.0.0/0",)),
+        PortRule("ingress", "any", None, None, ("192.168.1.21/32",)))
+    for name in ("vm2", "vm3", "vm5"):
+        assert plan.port(name).rules == vm1.rules[:2], name
 
+
+# --------------------------------------------------------------------------- instance ports
 
 def test_port_devices_follow_port_id(plan):
     for p in plan.ports:
-        assert p.port_id == naming.object_uuid("classic-vlan", "port", p.instance)
+        assert p.port_id == naming.object_uuid(LAB, "port", p.instance)
         assert (p.tap, p.qbr, p.qvb, p.qvo) == tuple(naming.port_device(x, p.port_id)
                                                      for x in ("tap", "qbr", "qvb", "qvo"))
         assert p.netns == f"nlab.classic-vlan.{p.instance}"
@@ -67,27 +106,131 @@ def test_port_devices_follow_port_id(plan):
 
 def test_ports_are_on_their_nodes(plan):
     assert [p.instance for p in plan.node("compute1").ports] == ["vm1", "vm3"]
-    assert [p.instance for p in plan.node("compute2").ports] == ["alt-vm1", "vm2", "vm4"]
+    assert [p.instance for p in plan.node("compute2").ports] == ["alt-vm1", "vm2", "vm4", "vm5"]
     assert plan.node("network1").ports == ()
 
 
+def test_instance_addresses(plan):
+    assert {p.instance: (p.ip, p.gateway, p.address, p.floating_ip) for p in plan.ports} == {
+        "vm1": ("192.168.1.11", "192.168.1.1", "dhcp", "203.0.113.102"),
+        "vm3": ("192.168.1.13", "192.168.1.1", "dhcp", None),
+        "alt-vm1": ("192.168.1.21", "192.168.1.1", "dhcp", None),
+        "vm2": ("192.168.1.12", "192.168.1.1", "dhcp", None),
+        "vm4": ("192.168.1.14", "192.168.1.1", "dhcp", None),
+        "vm5": ("192.168.2.11", "192.168.2.1", "dhcp", None),
+    }
+
+
+# --------------------------------------------------------------------------- routers
+
+def test_router(plan, scenario):
+    (r,) = plan.routers
+    router_id = naming.object_uuid(LAB, "router", "router1")
+    assert (r.name, r.router_id, r.node) == ("router1", router_id, "network1")
+    assert r.netns == f"nlab.classic-vlan.network1.qrouter-{router_id}"
+    assert [(i.network, i.ns_dev[:3], i.ip, i.prefixlen, i.device_owner) for i in r.interfaces] == [
+        ("net1", "qr-", "192.168.1.1", 24, "network:router_interface"),
+        ("net2", "qr-", "192.168.2.1", 24, "network:router_interface")]
+    g = r.gateway
+    assert (g.network, g.ns_dev[:3], g.ip, g.prefixlen, g.mtu, g.device_owner) == (
+        "ext-net", "qg-", "203.0.113.101", 24, 1500, "network:router_gateway")
+    assert g.port_id == naming.object_uuid(LAB, "router-gateway", "router1")
+    assert r.external_gateway_ip == "203.0.113.1"
+    assert r.floating_ips == (FloatingIP("203.0.113.102", "192.168.1.11", "vm1"),)
+    assert r.ports == r.interfaces + (g,)
+    assert plan.router("router1") is r
+    assert plan.node("compute1").routers == plan.node("compute2").routers == ()
+
+
+# --------------------------------------------------------------------------- DHCP
+
+def test_dhcp_servers(plan, scenario):
+    assert [d.name for d in plan.dhcp_servers] == ["net1-dhcp", "net2-dhcp", "alt-net-dhcp"]
+    assert all(d.node == "network1" for d in plan.dhcp_servers)
+    assert plan.node("compute1").dhcp_servers == plan.node("compute2").dhcp_servers == ()
+    net1, net2, alt = plan.dhcp_servers
+    net1_id = naming.object_uuid(LAB, "network", "net1")
+    assert (net1.network, net1.network_id, net1.cidr, net1.mtu) == ("net1", net1_id, "192.168.1.0/24", 1500)
+    assert net1.subnet_id == naming.object_uuid(LAB, "subnet", "net1")
+    assert net1.netns == f"nlab.classic-vlan.network1.qdhcp-{net1_id}"
+    assert net1.dir == f"/run/neutron-lab/classic-vlan/dhcp/{net1_id}"
+    p = net1.port
+    assert (p.network, p.ip, p.prefixlen, p.device_owner) == ("net1", "192.168.1.2", 24, "network:dhcp")
+    assert p.port_id == scenario.network("net1").dhcp_port_id == naming.object_uuid(LAB, "dhcp-port", "net1")
+    assert net1.hosts == tuple(DhcpHost(plan.port(vm).mac, f"host-{plan.port(vm).ip.replace('.', '-')}",
+                                        plan.port(vm).ip) for vm in ("vm1", "vm3", "vm2", "vm4"))
+    assert net1.hosts[0] == DhcpHost(plan.port("vm1").mac, "host-192-168-1-11", "192.168.1.11")
+    assert [h.ip for h in net2.hosts] == ["192.168.2.11"]
+    assert net2.port.ip == "192.168.2.2"
+    # alt-net overlaps net1 (other project): same addresses, its own namespace and port
+    assert (alt.port.ip, [h.ip for h in alt.hosts]) == ("192.168.1.2", ["192.168.1.21"])
+    assert alt.port.port_id != net1.port.port_id and alt.netns != net1.netns
+    # the router option is the subnet's gateway, router or not (as the dhcp agent sends it)
+    assert (net1.gateway, net2.gateway, alt.gateway) == ("192.168.1.1", "192.168.2.1", "192.168.1.1")
+
+
+# --------------------------------------------------------------------------- names of namespace ports
+
+def test_namespace_port_device_names(plan):
+    ports = namespace_ports(plan)
+    assert len(ports) == 3 + 3
+    for p in ports:
+        prefix = PREFIX_OF_OWNER[p.device_owner]
+        assert p.ovs_dev == naming.port_device("tap", p.port_id) == "tap" + p.port_id[:11]
+        assert p.ns_dev == naming.port_device(prefix, p.port_id) == prefix + p.port_id[:11]
+        assert len(p.ovs_dev) == len(p.ns_dev) == naming.DEVICE_NAME_LEN
+        assert p.mac == naming.port_mac(p.port_id)
+    all_devs = [p.ovs_dev for p in ports] + [p.tap for p in plan.ports]
+    assert len(all_devs) == len(set(all_devs))
+
+
+# --------------------------------------------------------------------------- wires, hosts, namespaces
+
 def test_wires(plan):
-    (wire,) = plan.wires
-    assert (wire.name, wire.netns, wire.bridge) == ("physnet1", "nlab.classic-vlan.physnet1", "physnet1")
-    assert [(m.node, m.wire_ifname, m.node_ifname) for m in wire.members] == [
-        ("network1", "network1", "eth1"), ("compute1", "compute1", "eth1"), ("compute2", "compute2", "eth1")]
+    physnet1, external = plan.wires
+    assert (physnet1.name, physnet1.netns, physnet1.bridge) == ("physnet1", "nlab.classic-vlan.physnet1", "physnet1")
+    assert [dataclasses.astuple(m) for m in physnet1.members] == [
+        ("network1", "network1", "nlab.classic-vlan.network1", "eth1", "node"),
+        ("compute1", "compute1", "nlab.classic-vlan.compute1", "eth1", "node"),
+        ("compute2", "compute2", "nlab.classic-vlan.compute2", "eth1", "node")]
+    assert (external.name, external.netns, external.bridge) == ("external", "nlab.classic-vlan.external", "external")
+    assert [dataclasses.astuple(m) for m in external.members] == [
+        ("network1", "network1", "nlab.classic-vlan.network1", "eth2", "node"),
+        ("ext1", "ext1", "nlab.classic-vlan.ext1", "eth0", "external-host")]
+
+
+def test_external_hosts(plan, scenario):
+    (h,) = plan.external_hosts
+    assert (h.name, h.netns, h.wire, h.network, h.ip, h.prefixlen, h.mtu) == (
+        "ext1", "nlab.classic-vlan.ext1", "external", "ext-net", "203.0.113.50", 24, 1500)
+    assert h.mac == scenario.external_hosts[0].mac
+    assert plan.external_host("ext1") is h
 
 
 def test_json_round_trip(plan):
     data = json.loads(json.dumps(plan.to_json()))
-    assert Plan.from_json(data) == plan
+    back = Plan.from_json(data)
+    assert back == plan
+    assert isinstance(back.node("network1").routers[0].floating_ips[0], FloatingIP)
+
+
+def test_json_round_trip_of_optional_parts(plan):
+    """None where a dataclass may be: a router without gateway (None values are in the plan
+    already: alt-net-dhcp has no router option, most ports no floating IP)."""
+    n1 = plan.node("network1")
+    bare = dataclasses.replace(n1.routers[0], gateway=None, external_gateway_ip=None, floating_ips=())
+    changed = dataclasses.replace(plan, nodes=tuple(
+        dataclasses.replace(n, routers=(bare,)) if n.name == "network1" else n for n in plan.nodes))
+    assert Plan.from_json(json.loads(json.dumps(changed.to_json()))) == changed
 
 
 def test_namespaces(plan):
     names = plan.namespaces()
     assert all(n.startswith("nlab.classic-vlan.") for n in names)
-    assert len(names) == len(set(names)) == 1 + 3 + 5
-    assert names[0] == "nlab.classic-vlan.physnet1"
+    # 2 wires, 3 nodes, 6 instances, 1 external host, 1 router, 3 DHCP servers
+    assert len(names) == len(set(names)) == 2 + 3 + 6 + 1 + 1 + 3
+    assert names[:2] == ["nlab.classic-vlan.physnet1", "nlab.classic-vlan.external"]
+    assert names[-4:] == [plan.router("router1").netns] + [d.netns for d in plan.dhcp_servers]
     assert all(naming.split_netns(n)[0] == "classic-vlan" for n in names)
 
 
@@ -96,12 +239,24 @@ def test_targets(plan):
     assert targets["compute1"] == ("node", "nlab.classic-vlan.compute1")
     assert targets["physnet1"] == ("wire", "nlab.classic-vlan.physnet1")
     assert targets["vm4"] == ("instance", "nlab.classic-vlan.vm4")
+    assert targets["ext1"] == ("external-host", "nlab.classic-vlan.ext1")
+    assert targets["router1"] == ("router", plan.router("router1").netns)
+    assert targets["net1-dhcp"] == ("dhcp", plan.dhcp_servers[0].netns)
+    assert sorted(ns for _, ns in targets.values()) == sorted(plan.namespaces())
+
+
+def test_endpoint_ip(plan):
+    assert plan.endpoint_ip("vm1") == "192.168.1.11"
+    assert plan.endpoint_ip("ext1") == "203.0.113.50"
+    assert plan.endpoint_ip("router1") is None
 
 
 def test_datapath_and_state_root(scenario):
     plan = build_plan(scenario, datapath="system", state_root="/tmp/state")
     assert plan.datapath == "system"
     assert plan.node("compute1").rundir == "/tmp/state/classic-vlan/nodes/compute1"
+    net1_id = naming.object_uuid(LAB, "network", "net1")
+    assert plan.dhcp_servers[0].dir == f"/tmp/state/classic-vlan/dhcp/{net1_id}"
     with pytest.raises(ValueError, match="datapath must be one of"):
         build_plan(scenario, datapath="dpdk")
 

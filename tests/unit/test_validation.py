@@ -134,6 +134,12 @@ def test_base_is_valid_and_records_lines():
     assert vm1.port_id == naming.object_uuid("unit", "port", "vm1")
     assert vm1.mac == naming.port_mac(vm1.port_id)
     assert vm1.security_groups == ("default",)
+    assert (vm1.address, vm1.floating_ip) == ("dhcp", None)     # net1 has DHCP (the default)
+    net1 = s.network("net1")
+    assert (net1.external, net1.dhcp, net1.dhcp_ip, net1.allocation_pool) == (False, True, "10.0.0.2", None)
+    assert net1.dhcp_port_id == naming.object_uuid("unit", "dhcp-port", "net1")
+    assert net1.network_id == naming.object_uuid("unit", "network", "net1")
+    assert (s.security_groups, s.routers, s.external_hosts) == ((), (), ())
 
 
 def test_default_name_is_used_without_name_key():
@@ -160,9 +166,9 @@ CASES = [
     case("duplicate-instance", with_instance("vm1", ip="10.0.0.21"),
          ("  vm1:", -1), "instances.vm1",
          lambda t: f"duplicate key (first at line {line_of(t, '  vm1:', 0)})"),
-    case("unknown-top-level-key", BASE + "routers:\n  r1: {}\n", "routers:", "routers",
+    case("unknown-top-level-key", BASE + "firewalls:\n  f1: {}\n", "firewalls:", "firewalls",
          "unknown key (expected one of: name, description, nodes, physical_networks, projects, "
-         "networks, instances, checks)"),
+         "networks, security_groups, instances, routers, external_hosts, checks)"),
     case("bad-lab-name", mutate("name: unit", "name: Unit_Lab"), "name: Unit_Lab", "name",
          "lab name 'Unit_Lab' must be lowercase letters"),
     case("project-twice", mutate("projects: [demo]", "projects: [demo, demo]"), "projects:",
@@ -227,7 +233,7 @@ CASES = [
          "project: nobody", "networks.net1.project", "unknown project 'nobody'"),
     case("network-unknown-key", with_network(qos="gold"), "qos: gold", "networks.net2.qos",
          "unknown key (expected one of: project, type, physical_network, segmentation_id, cidr, "
-         "gateway, mtu)"),
+         "gateway, mtu, external, allocation_pool, dhcp)"),
     case("network-vxlan", with_network(type="vxlan"), "type: vxlan", "networks.net2.type",
          "network type 'vxlan' is not supported yet (supported: vlan, flat)"),
     case("network-geneve", with_network(type="geneve"), "type: geneve", "networks.net2.type",
@@ -285,7 +291,8 @@ CASES = [
     case("instance-unknown-network", with_instance(network="net9"), "network: net9",
          "instances.vm3.network", "unknown or invalid network 'net9'"),
     case("instance-unknown-key", with_instance(flavor="m1.tiny"), "flavor: m1.tiny",
-         "instances.vm3.flavor", "unknown key (expected one of: node, network, ip, mac, security_groups)"),
+         "instances.vm3.flavor",
+         "unknown key (expected one of: node, network, ip, mac, security_groups, address, floating_ip)"),
     case("instance-name-too-long", with_instance("a-very-long-vm-name"), "a-very-long-vm-name:",
          "instances.a-very-long-vm-name", "is 19 characters; at most 15"),
     case("ip-outside-subnet", with_instance(ip="10.9.0.13"), "ip: 10.9.0.13", "instances.vm3.ip",
@@ -297,7 +304,8 @@ CASES = [
     case("ip-malformed", with_instance(ip="10.0.0.300"), "ip: 10.0.0.300", "instances.vm3.ip",
          "'10.0.0.300' is not an IPv4 address"),
     case("ip-duplicate", with_instance(ip="'10.0.0.11'"), "ip: '10.0.0.11'", "instances.vm3.ip",
-         lambda t: f"10.0.0.11 is already used by vm1 (line {line_of(t, '  vm1:')}) on network net1"),
+         # the line of the address that is taken (vm1's ip key), not of vm1 itself
+         lambda t: f"10.0.0.11 is already used by vm1 (line {line_of(t, 'ip: 10.0.0.11')}) on network net1"),
     case("mac-duplicate",
          with_instance(mac="FA:16:3E:00:00:01",
                        text=mutate("    ip: 10.0.0.11\n", "    ip: 10.0.0.11\n    mac: fa:16:3e:00:00:01\n")),
@@ -307,26 +315,31 @@ CASES = [
          "'fa:16:3e:00:00' is not a MAC address"),
     case("mac-multicast", with_instance(mac="'01:00:5e:00:00:01'"), "mac: '01:00:5e", "instances.vm3.mac",
          "01:00:5e:00:00:01 is a multicast address"),
-    case("custom-security-group", with_instance(security_groups="[web]"), "security_groups: [web]",
-         "instances.vm3.security_groups", "custom groups are not supported yet"),
+    case("unknown-security-group", with_instance(security_groups="[web]"), "security_groups: [web]",
+         "instances.vm3.security_groups", "unknown security group 'web' in project demo"),
     case("instance-named-like-node", with_instance("compute2"), ("  compute2:", -1), "instances.compute2",
          lambda t: f"name 'compute2' is already used by a node at line {line_of(t, '  compute2:', 0)}; "
-                   "nodes, instances and physical networks share one name space"),
+                   "nodes, instances, physical networks, routers, external hosts and DHCP servers "
+                   "(<network>-dhcp) share one name space"),
     case("instance-named-like-physnet", with_instance("physnet1"), ("  physnet1:", -1),
          "instances.physnet1",
          lambda t: f"name 'physnet1' is already used by a physical network at line "
                    f"{line_of(t, '  physnet1:', 0)}"),
     # ---- checks
     case("check-unknown-from", mutate("    from: vm1\n", "    from: vm9\n"), "from: vm9",
-         "checks[0].from", "unknown instance 'vm9'"),
+         "checks[0].from", "unknown instance or external host 'vm9'"),
     case("check-to-nowhere", mutate("    to: vm2\n", "    to: nowhere\n"), "to: nowhere",
-         "checks[0].to", "'nowhere' is neither an instance nor an IPv4 address"),
+         "checks[0].to", "'nowhere' is neither an instance, an external host nor an IPv4 address"),
     case("check-to-missing", with_check(to=None), "- name: extra", "checks[1].to",
-         "is required (an instance name or an IPv4 address)"),
+         "is required (an instance, an external host or an IPv4 address)"),
     case("check-unknown-key", with_check(timeout="5"), "timeout: 5", "checks[1].timeout",
          "unknown key (expected one of: name, from, to, proto, expect, path)"),
-    case("tcp-to-bare-ip", with_check(to="10.0.0.12", proto="tcp"), "to: 10.0.0.12", "checks[1].to",
-         "a tcp check needs an instance as destination (it runs the server), not '10.0.0.12'"),
+    case("tcp-to-bare-ip", with_check(to="10.0.0.99", proto="tcp"), "to: 10.0.0.99", "checks[1].to",
+         "a tcp check needs a destination that can run the server (an instance, an external host "
+         "or a floating IP), not '10.0.0.99'"),
+    case("tcp-to-dhcp-port", with_check(to="10.0.0.2", proto="tcp"), "to: 10.0.0.2", "checks[1].to",
+         "a tcp check needs a destination that can run the server (an instance, an external host "
+         "or a floating IP), not '10.0.0.2'"),
     case("proto-udp", with_check(proto="udp"), "proto: udp", "checks[1].proto",
          "'udp' must be icmp, tcp or tcp:PORT"),
     case("proto-icmp-with-port", with_check(proto="icmp:80"), "proto: icmp:80", "checks[1].proto",
@@ -338,9 +351,9 @@ CASES = [
     case("check-name-twice", with_check(name="vm1 to vm2"), ("name: vm1 to vm2", -1), "checks[1].name",
          "check name 'vm1 to vm2' is used twice"),
     case("path-two-kinds", with_path("crosses: physnet1\nnever_on: physnet1"), "- crosses: physnet1",
-         "checks[0].path[0]", "needs exactly one of: crosses, never_on, never_reaches"),
+         "checks[0].path[0]", "needs exactly one of: crosses, never_on, never_reaches, reaches, passes"),
     case("path-no-kind", with_path("vlan: 101"), "- vlan: 101", "checks[0].path[0]",
-         "needs exactly one of: crosses, never_on, never_reaches"),
+         "needs exactly one of: crosses, never_on, never_reaches, reaches, passes"),
     case("path-not-a-mapping", with_path("physnet1"), "- physnet1", "checks[0].path[0]",
          "must be a mapping like {crosses: physnet1, vlan: 101}"),
     case("path-unknown-physnet", with_path("crosses: physnet9\nvlan: 101"), "crosses: physnet9",
@@ -348,7 +361,8 @@ CASES = [
     case("path-never-on-unknown", with_path("never_on: physnet9"), "never_on: physnet9",
          "checks[0].path[0].never_on", "unknown physical network 'physnet9'"),
     case("path-never-reaches-unknown", with_path("never_reaches: vm9"), "never_reaches: vm9",
-         "checks[0].path[0].never_reaches", "unknown node, instance or physical network 'vm9'"),
+         "checks[0].path[0].never_reaches",
+         "unknown node, instance, external host or physical network 'vm9'"),
     case("path-vlan-on-never-on", with_path("never_on: physnet1\nvlan: 101"), "vlan: 101",
          "checks[0].path[0].vlan", "vlan only goes with crosses"),
     case("path-vlan-5000", with_path("crosses: physnet1\nvlan: 5000"), "vlan: 5000",
@@ -356,10 +370,375 @@ CASES = [
     case("path-packets-bogus", with_path("crosses: physnet1\nvlan: 101\npackets: bogus"), "packets: bogus",
          "checks[0].path[0].packets", "'bogus' is not one of: ip, arp"),
     case("path-unknown-key", with_path("crosses: physnet1\nvia: br-int"), "via: br-int",
-         "checks[0].path[0].via", "unknown key (expected one of: crosses, never_on, never_reaches, vlan, packets)"),
+         "checks[0].path[0].via",
+         "unknown key (expected one of: crosses, never_on, never_reaches, reaches, passes, vlan, packets, "
+         "source, destination)"),
     case("path-not-a-list", mutate("    path:\n      - crosses: physnet1\n        vlan: 101\n",
                                    "    path: physnet1\n"),
          "path: physnet1", "checks[0].path", "must be a list of path assertions"),
+]
+
+
+# --------------------------------------------------------------------------- network node features
+
+EXTERNAL = """\
+  ext-net:
+    project: admin
+    type: flat
+    physical_network: external
+    external: true
+    cidr: 203.0.113.0/24
+    gateway: 203.0.113.1
+    allocation_pool: 203.0.113.101-203.0.113.200
+routers:
+  router1:
+    project: demo
+    external_gateway: ext-net
+    interfaces: [net1]
+external_hosts:
+  ext1:
+    network: ext-net
+    ip: 203.0.113.50
+"""
+
+# BASE plus an external flat network ext-net (physical network `external`, network1 only), a
+# router router1 of demo (net1 + gateway on ext-net) and an external host ext1.
+EXT = insert_before("instances:\n", EXTERNAL,
+                    mutate("projects: [demo]", "projects: [demo, admin]",
+                           with_physnet("external", bridge="br-ex", vlan_ranges=None, nodes="[network1]")))
+
+IP_LINE = {"vm1": "    ip: 10.0.0.11\n", "vm2": "    ip: 10.0.0.12\n"}
+POOL = "    allocation_pool: 203.0.113.101-203.0.113.200\n"
+# ext-net without allocation_pool: the pool is the whole subnet
+NOPOOL = mutate(POOL, "", EXT)
+
+
+def ext(old: str, new: str, text: str = EXT) -> str:
+    return mutate(old, new, text)
+
+
+def with_fip(vm: str, fip: str, text: str = EXT) -> str:
+    return mutate(IP_LINE[vm], IP_LINE[vm] + f"    floating_ip: {fip}\n", text)
+
+
+def with_router_key(key: str, value: str, text: str = EXT) -> str:
+    """router1 with one more key (after its interfaces)."""
+    return mutate("    interfaces: [net1]\n", f"    interfaces: [net1]\n    {key}: {value}\n", text)
+
+
+def with_router(name: str = "router2", text: str = EXT, **fields: str | None) -> str:
+    body = {"project": "demo", "interfaces": "[]"} | fields
+    return insert_before("external_hosts:\n", _block(name, body), text)
+
+
+def with_project_network(name: str = "net2", text: str = EXT, **fields: str | None) -> str:
+    """with_network for EXT: net2 goes into the networks section (before routers)."""
+    body = {"project": "demo", "type": "vlan", "physical_network": "physnet1",
+            "segmentation_id": "102", "cidr": "10.2.0.0/24"} | fields
+    return insert_before("routers:\n", _block(name, body), text)
+
+
+def with_host(name: str = "ext2", text: str = EXT, **fields: str | None) -> str:
+    body = {"network": "ext-net", "ip": "203.0.113.60"} | fields
+    return insert_before("instances:\n", _block(name, body), text)
+
+
+def with_group(rule: str | None = "{direction: ingress, protocol: tcp, port: 80}", name: str = "web",
+               project: str = "demo", text: str = BASE) -> str:
+    """A security group (one rule, raw YAML flow mapping; None: no rules key)."""
+    block = f"security_groups:\n  {name}:\n    project: {project}\n"
+    if rule is not None:
+        block += f"    rules:\n      - {rule}\n"
+    return insert_before("instances:\n", block, text)
+
+
+def with_lease(instance: str, text: str = EXT) -> str:
+    return text + f"  - lease: {instance}\n"
+
+
+GROUP = with_group()
+TCP_SERVER = ("a tcp check needs a destination that can run the server (an instance, an external "
+              "host or a floating IP), not ")
+
+CASES += [
+    # ---- networks: external, allocation_pool, dhcp
+    case("pool-malformed", ext(POOL, "    allocation_pool: 203.0.113.101\n"), "allocation_pool:",
+         "networks.ext-net.allocation_pool", "'203.0.113.101' must look like 203.0.113.101-203.0.113.200"),
+    case("pool-bad-address", ext(POOL, "    allocation_pool: 203.0.113.101-203.0.113.300\n"),
+         "allocation_pool:", "networks.ext-net.allocation_pool",
+         "'203.0.113.101-203.0.113.300': Octet 300 (> 255) not permitted"),
+    case("pool-outside-cidr", ext(POOL, "    allocation_pool: 203.0.113.101-203.0.114.20\n"),
+         "allocation_pool:", "networks.ext-net.allocation_pool",
+         "203.0.113.101-203.0.114.20 is not inside the host addresses of 203.0.113.0/24"),
+    case("pool-holds-broadcast", ext(POOL, "    allocation_pool: 203.0.113.101-203.0.113.255\n"),
+         "allocation_pool:", "networks.ext-net.allocation_pool",
+         "203.0.113.101-203.0.113.255 is not inside the host addresses of 203.0.113.0/24"),
+    case("pool-reversed", ext(POOL, "    allocation_pool: 203.0.113.200-203.0.113.101\n"),
+         "allocation_pool:", "networks.ext-net.allocation_pool", "203.0.113.200 comes after 203.0.113.101"),
+    case("pool-holds-gateway", ext(POOL, "    allocation_pool: 203.0.113.1-203.0.113.200\n"),
+         "allocation_pool:", "networks.ext-net.allocation_pool",
+         "the pool 203.0.113.1-203.0.113.200 holds the gateway 203.0.113.1"),
+    case("pool-holds-default-gateway",
+         with_network(allocation_pool="10.2.0.1-10.2.0.100"), "allocation_pool:",
+         "networks.net2.allocation_pool", "the pool 10.2.0.1-10.2.0.100 holds the gateway 10.2.0.1"),
+    case("external-not-bool", with_network(external="yes please"), "external: yes please",
+         "networks.net2.external", "must be true or false, not str 'yes please'"),
+    case("dhcp-not-bool", with_network(dhcp="1"), "dhcp: 1", "networks.net2.dhcp",
+         "must be true or false, not int 1"),
+    case("dhcp-without-network-node",
+         mutate("nodes: [network1, compute1, compute2]", "nodes: [compute1, compute2]"),
+         "  net1:", "networks.net1.dhcp",
+         "DHCP runs on a network node, and none is attached to physnet1 (attach one, or set dhcp: false)"),
+    case("dhcp-true-without-network-node",
+         with_network(dhcp="true", text=mutate("  network1:\n    role: network\n", "  network1:\n    role: compute\n",
+                                               mutate("    gateway: 10.0.0.1\n",
+                                                      "    gateway: 10.0.0.1\n    dhcp: false\n"))),
+         "dhcp: true", "networks.net2.dhcp",
+         "DHCP runs on a network node, and none is attached to physnet1"),
+    case("dhcp-server-name-clash", with_instance("net1-dhcp"), "  net1-dhcp:", "instances.net1-dhcp",
+         lambda t: f"name 'net1-dhcp' is already used by a DHCP server at line {line_of(t, '  net1:')}"),
+    # ---- external hosts
+    case("host-on-project-network", ext("    network: ext-net\n    ip: 203.0.113.50\n",
+                                        "    network: net1\n    ip: 10.0.0.50\n"),
+         ("network: net1", 0), "external_hosts.ext1.network",
+         "net1 is not external; external hosts stand for the world outside Neutron"),
+    case("host-inside-pool", ext("ip: 203.0.113.50", "ip: 203.0.113.150"), "ip: 203.0.113.150",
+         "external_hosts.ext1.ip",
+         "203.0.113.150 is inside ext-net's allocation pool (203.0.113.101-203.0.113.200), where "
+         "Neutron allocates router gateways and floating IPs"),
+    case("host-outside-cidr", ext("ip: 203.0.113.50", "ip: 198.51.100.5"), "ip: 198.51.100.5",
+         "external_hosts.ext1.ip", "198.51.100.5 is not a host address of ext-net (203.0.113.0/24)"),
+    case("host-broadcast", ext("ip: 203.0.113.50", "ip: 203.0.113.255"), "ip: 203.0.113.255",
+         "external_hosts.ext1.ip", "203.0.113.255 is not a host address of ext-net (203.0.113.0/24)"),
+    case("host-bad-ip", ext("ip: 203.0.113.50", "ip: banana"), "ip: banana", "external_hosts.ext1.ip",
+         "'banana' is not an IPv4 address"),
+    # a missing key is reported at the first line of its mapping, as everywhere
+    case("host-no-ip", ext("    ip: 203.0.113.50\n", ""), "network: ext-net", "external_hosts.ext1.ip",
+         "is required"),
+    case("host-unknown-network", ext("network: ext-net\n", "network: ext9\n"), "network: ext9",
+         "external_hosts.ext1.network", "unknown or invalid network 'ext9'"),
+    case("host-ip-twice", with_host(ip="203.0.113.50"), ("ip: 203.0.113.50", -1), "external_hosts.ext2.ip",
+         lambda t: f"203.0.113.50 is already used by ext1 (line {line_of(t, 'ip: 203.0.113.50', 0)}) "
+                   "on network ext-net"),
+    case("host-multicast-mac", with_host(mac="'01:00:5e:00:00:01'"), "mac: '01:00:5e", "external_hosts.ext2.mac",
+         "'01:00:5e:00:00:01' is not a unicast MAC address"),
+    case("host-unknown-key", with_host(gateway="203.0.113.1"), ("gateway: 203.0.113.1", -1), "external_hosts.ext2.gateway",
+         "unknown key (expected one of: network, ip, mac)"),
+    case("host-named-like-node", with_host("compute1"), ("  compute1:", -1), "external_hosts.compute1",
+         lambda t: f"name 'compute1' is already used by a node at line {line_of(t, '  compute1:', 0)}"),
+    # ---- routers
+    case("router-unknown-project", ext("  router1:\n    project: demo", "  router1:\n    project: nobody"),
+         "project: nobody", "routers.router1.project", "unknown project 'nobody'"),
+    case("router-without-project", ext("  router1:\n    project: demo\n", "  router1:\n"),
+         "external_gateway: ext-net", "routers.router1.project", "is required"),
+    case("router-on-compute-node", with_router_key("node", "compute1"), ("node: compute1", 0),
+         "routers.router1.node", "'compute1' is not a network node (network nodes: network1)"),
+    case("router-on-unknown-node", with_router_key("node", "network9"), "node: network9",
+         "routers.router1.node", "'network9' is not a network node (network nodes: network1)"),
+    case("router-node-ambiguous",
+         with_node("network2", "network", mutate("nodes: [network1, compute1, compute2]",
+                                                 "nodes: [network1, network2, compute1, compute2]", EXT)),
+         "  router1:", "routers.router1.node", "is required when the scenario has 2 network nodes"),
+    case("router-node-off-the-physnet",
+         with_router_key("node", "network2",
+                         with_node("network2", "network", mutate("nodes: [network1, compute1, compute2]",
+                                                                 "nodes: [network1, network2, compute1, compute2]",
+                                                                 EXT))),
+         "external_gateway: ext-net", "routers.router1.external_gateway",
+         "network2 is not attached to external, which carries ext-net"),
+    case("router-interface-of-other-project",
+         ext("  router1:\n    project: demo", "  router1:\n    project: admin"),
+         "interfaces: [net1]", "routers.router1.interfaces[0]",
+         "network net1 belongs to project demo, not to the router's project admin"),
+    case("router-external-as-interface", ext("interfaces: [net1]", "interfaces: [net1, ext-net]"),
+         "interfaces: [net1, ext-net]", "routers.router1.interfaces[1]",
+         "ext-net is external: give it as external_gateway"),
+    case("router-project-network-as-gateway",
+         ext("external_gateway: ext-net", "external_gateway: net2", with_project_network()),
+         "external_gateway: net2", "routers.router1.external_gateway",
+         "network net2 is not external (set external: true on it)"),
+    case("router-unknown-gateway", ext("external_gateway: ext-net", "external_gateway: ext9"),
+         "external_gateway: ext9", "routers.router1.external_gateway", "unknown or invalid network 'ext9'"),
+    case("router-unknown-interface", ext("interfaces: [net1]", "interfaces: [net9]"),
+         "interfaces: [net9]", "routers.router1.interfaces[0]", "unknown or invalid network 'net9'"),
+    case("router-interfaces-not-a-list", ext("interfaces: [net1]", "interfaces: net1"),
+         "interfaces: net1", "routers.router1.interfaces", "must be a list of network names"),
+    case("router-network-on-two-routers", with_router(interfaces="[net1]"), ("interfaces: [net1]", -1), "routers.router2.interfaces[0]",
+         lambda t: f"network net1 is already attached to router router1 (line "
+                   f"{line_of(t, 'interfaces: [net1]', 0)}); its gateway address can be on one router only"),
+    case("router-network-twice", ext("interfaces: [net1]", "interfaces: [net1, net1]"),
+         "interfaces: [net1, net1]", "routers.router1.interfaces[1]",
+         lambda t: f"network net1 is already attached to router router1 (line "
+                   f"{line_of(t, 'interfaces: [net1, net1]')})"),
+    case("router-gateway-ip-outside-pool", with_router_key("gateway_ip", "203.0.113.50",
+                                                           ext("ip: 203.0.113.50", "ip: 203.0.113.60")),
+         "gateway_ip: 203.0.113.50", "routers.router1.gateway_ip",
+         "203.0.113.50 is outside the allocation pool of ext-net (203.0.113.101-203.0.113.200)"),
+    case("router-gateway-ip-without-gateway",
+         ext("    external_gateway: ext-net\n", "    gateway_ip: 203.0.113.150\n"),
+         "gateway_ip: 203.0.113.150", "routers.router1.gateway_ip", "a gateway address needs an external_gateway"),
+    case("router-gateway-ip-malformed", with_router_key("gateway_ip", "nope"), "gateway_ip: nope",
+         "routers.router1.gateway_ip", "'nope' is not an IPv4 address"),
+    case("router-gateway-ip-twice",
+         with_router(external_gateway="ext-net", gateway_ip="203.0.113.150",
+                     text=with_router_key("gateway_ip", "203.0.113.150")),
+         ("gateway_ip: 203.0.113.150", -1), "routers.router2.gateway_ip",
+         lambda t: f"203.0.113.150 is already used by router router1 "
+                   f"(line {line_of(t, 'gateway_ip: 203.0.113.150', 0)}) on network ext-net"),
+    case("router-unknown-key", with_router_key("ha", "true"), "ha: true", "routers.router1.ha",
+         "unknown key (expected one of: project, node, interfaces, external_gateway, gateway_ip)"),
+    case("router-named-like-node", ext("  router1:\n", "  compute1:\n"), ("  compute1:", -1),
+         "routers.compute1",
+         lambda t: f"name 'compute1' is already used by a node at line {line_of(t, '  compute1:', 0)}"),
+    # ---- floating IPs
+    case("fip-outside-pool", with_fip("vm1", "203.0.113.50"), "floating_ip: 203.0.113.50",
+         "instances.vm1.floating_ip",
+         "203.0.113.50 is outside the allocation pool of ext-net (203.0.113.101-203.0.113.200)"),
+    case("fip-outside-subnet-without-pool", with_fip("vm1", "198.51.100.1", NOPOOL), "floating_ip: 198.51.100.1",
+         "instances.vm1.floating_ip",
+         "198.51.100.1 is outside the allocation pool of ext-net (all of 203.0.113.0/24)"),
+    case("fip-used-twice", with_fip("vm2", "203.0.113.150", with_fip("vm1", "203.0.113.150")),
+         ("floating_ip: 203.0.113.150", -1), "instances.vm2.floating_ip",
+         lambda t: f"203.0.113.150 is already used by floating IP of vm1 "
+                   f"(line {line_of(t, 'floating_ip: 203.0.113.150', 0)}) on network ext-net"),
+    case("fip-is-router-gateway", with_fip("vm1", "203.0.113.150", with_router_key("gateway_ip", "203.0.113.150")),
+         "floating_ip: 203.0.113.150", "instances.vm1.floating_ip",
+         lambda t: f"203.0.113.150 is already used by router router1 "
+                   f"(line {line_of(t, 'gateway_ip: 203.0.113.150')}) on network ext-net"),
+    case("fip-router-without-gateway", with_fip("vm1", "203.0.113.150", ext("    external_gateway: ext-net\n", "")),
+         "floating_ip: 203.0.113.150", "instances.vm1.floating_ip",
+         "network net1 is not on a router with an external gateway, so no floating IP can reach it"),
+    case("fip-auto-without-router", with_fip("vm1", "auto", BASE), "floating_ip: auto",
+         "instances.vm1.floating_ip",
+         "network net1 is not on a router with an external gateway, so no floating IP can reach it"),
+    case("fip-not-an-ip", with_fip("vm1", "banana"), "floating_ip: banana", "instances.vm1.floating_ip",
+         "'banana' is not an IPv4 address or 'auto'"),
+    case("fip-auto-pool-exhausted",
+         with_fip("vm2", "auto", with_fip("vm1", "auto", ext(POOL, "    allocation_pool: 203.0.113.101-203.0.113.102\n"))),
+         "  vm2:", "instances.vm2.floating_ip",
+         "network ext-net (203.0.113.0/24) has no free address left in its pool"),
+    case("router-gateway-pool-exhausted",
+         with_fip("vm1", "203.0.113.101", ext(POOL, "    allocation_pool: 203.0.113.101-203.0.113.101\n")),
+         "  router1:", "routers.router1.external_gateway",
+         "network ext-net (203.0.113.0/24) has no free address left in its pool"),
+    # ---- instances
+    case("instance-on-external-network",
+         ext("    node: compute2\n    network: net1\n    ip: 10.0.0.12\n",
+             "    node: compute2\n    network: ext-net\n",
+             ext("nodes: [network1]\n", "nodes: [network1, compute2]\n")),
+         ("network: ext-net", -1), "instances.vm2.network",
+         "ext-net is an external network; instances attach to project networks "
+         "(use external_hosts for the outside world)"),
+    case("instance-address-bogus", with_instance(address="manual"), "address: manual",
+         "instances.vm3.address", "'manual' is not one of: dhcp, static"),
+    case("instance-dhcp-without-dhcp",
+         with_instance(network="net2", ip="10.2.0.13", address="dhcp", text=with_network(dhcp="false")),
+         "address: dhcp", "instances.vm3.address", "network net2 has DHCP disabled"),
+    # ---- security groups
+    case("group-named-default", with_group(name="default"), "  default:", "security_groups.default",
+         "the default group exists in every project already (egress to anywhere, ingress from its "
+         "members); give yours another name"),
+    case("group-bad-name", with_group(name="Web"), "  Web:", "security_groups.Web",
+         "name 'Web' must be lowercase letters, digits and '-'"),
+    case("group-unknown-project", with_group(project="nobody"), "project: nobody",
+         "security_groups.web.project", "unknown project 'nobody'"),
+    case("group-unknown-key", mutate("    project: demo\n    rules:", "    project: demo\n    stateful: no\n    rules:",
+                                     GROUP),
+         "stateful: no", "security_groups.web.stateful", "unknown key (expected one of: project, rules)"),
+    case("instance-unknown-group", with_instance(security_groups="[default, db]", text=GROUP),
+         "security_groups: [default, db]", "instances.vm3.security_groups",
+         "unknown security group 'db' in project demo"),
+    case("instance-group-of-other-project",
+         with_instance(security_groups="[web]",
+                       text=with_group(project="alt", text=mutate("projects: [demo]", "projects: [demo, alt]"))),
+         "security_groups: [web]", "instances.vm3.security_groups", "unknown security group 'web' in project demo"),
+    case("instance-groups-not-a-list", with_instance(security_groups="web", text=GROUP),
+         "security_groups: web", "instances.vm3.security_groups",
+         "must be a list of security group names ([] means no group: all traffic dropped)"),
+    case("rules-not-a-list", mutate("    rules:\n      - {direction: ingress, protocol: tcp, port: 80}\n",
+                                    "    rules: all\n", GROUP),
+         "rules: all", "security_groups.web.rules", "must be a list of rules"),
+    case("rule-not-a-mapping", with_group("allow"), "- allow", "security_groups.web.rules[0]",
+         "must be a mapping like {direction: ingress, protocol: tcp, port: 22}"),
+    case("rule-unknown-key", with_group("{direction: ingress, ethertype: IPv4}"), "ethertype: IPv4",
+         "security_groups.web.rules[0].ethertype",
+         "unknown key (expected one of: direction, protocol, port, remote_ip, remote_group)"),
+    case("rule-bad-direction", with_group("{direction: inward}"), "direction: inward",
+         "security_groups.web.rules[0].direction", "'inward' is not one of: ingress, egress"),
+    case("rule-without-direction", with_group("{protocol: tcp, port: 80}"), "- {protocol: tcp",
+         "security_groups.web.rules[0].direction", "is required"),
+    case("rule-bad-protocol", with_group("{direction: ingress, protocol: sctp}"), "protocol: sctp",
+         "security_groups.web.rules[0].protocol", "'sctp' is not one of: any, icmp, tcp, udp"),
+    case("rule-port-with-icmp", with_group("{direction: ingress, protocol: icmp, port: 80}"), "protocol: icmp",
+         "security_groups.web.rules[0].port", "a port needs protocol tcp or udp"),
+    case("rule-port-without-protocol", with_group("{direction: ingress, port: 80}"), "port: 80",
+         "security_groups.web.rules[0].port", "a port needs protocol tcp or udp"),
+    case("rule-port-range-reversed", with_group("{direction: ingress, protocol: tcp, port: 90-80}"),
+         "port: 90-80", "security_groups.web.rules[0].port", "'90-80' must be a port or a range like 8000-8080"),
+    case("rule-port-out-of-range", with_group("{direction: ingress, protocol: udp, port: 70000}"),
+         "port: 70000", "security_groups.web.rules[0].port", "70000 must be a port or a range like 8000-8080"),
+    case("rule-port-zero", with_group("{direction: ingress, protocol: udp, port: 0-80}"),
+         "port: 0-80", "security_groups.web.rules[0].port", "'0-80' must be a port or a range like 8000-8080"),
+    case("rule-port-name", with_group("{direction: ingress, protocol: tcp, port: http}"),
+         "port: http", "security_groups.web.rules[0].port", "'http' must be a port or a range like 8000-8080"),
+    case("rule-remote-ip-and-group",
+         with_group("{direction: ingress, remote_ip: 10.0.0.0/8, remote_group: default}"), "remote_ip: 10.0.0.0/8",
+         "security_groups.web.rules[0]", "give remote_ip or remote_group, not both"),
+    case("rule-unknown-remote-group", with_group("{direction: ingress, remote_group: db}"), "remote_group: db",
+         "security_groups.web.rules[0].remote_group", "unknown security group 'db' in project demo"),
+    case("rule-remote-group-of-other-project",
+         insert_before("instances:\n", "security_groups:\n"
+                                        "  web: {project: alt, rules: []}\n"
+                                        "  db:\n"
+                                        "    project: demo\n"
+                                        "    rules:\n"
+                                        "      - {direction: ingress, remote_group: web}\n",
+                       mutate("projects: [demo]", "projects: [demo, alt]")),
+         "remote_group: web", "security_groups.db.rules[0].remote_group",
+         "unknown security group 'web' in project demo"),
+    case("rule-remote-ip-host-bits", with_group("{direction: ingress, remote_ip: 10.0.0.1/8}"),
+         "remote_ip: 10.0.0.1/8", "security_groups.web.rules[0].remote_ip",
+         "'10.0.0.1/8' is not an IPv4 CIDR: 10.0.0.1/8 has host bits set"),
+    case("rule-remote-ip-garbage", with_group("{direction: ingress, remote_ip: banana}"),
+         "remote_ip: banana", "security_groups.web.rules[0].remote_ip", "'banana' is not an IPv4 CIDR"),
+    # ---- checks: endpoints, leases, reaches / passes
+    case("check-from-unknown-endpoint", with_check(EXT, **{"from": "ext9"}), "from: ext9", "checks[1].from",
+         "unknown instance or external host 'ext9'"),
+    case("check-from-router", with_check(EXT, **{"from": "router1"}), "from: router1", "checks[1].from",
+         "unknown instance or external host 'router1'"),
+    case("check-from-node", with_check(EXT, **{"from": "network1"}), "from: network1", "checks[1].from",
+         "unknown instance or external host 'network1'"),
+    case("check-to-router", with_check(EXT, to="router1"), "to: router1", "checks[1].to",
+         "'router1' is neither an instance, an external host nor an IPv4 address"),
+    case("tcp-to-router-gateway", with_check(EXT, to="203.0.113.101", proto="tcp"), "to: 203.0.113.101",
+         "checks[1].to", TCP_SERVER + "'203.0.113.101'"),
+    case("tcp-to-unused-floating-range", with_check(EXT, **{"from": "ext1"}, to="203.0.113.150", proto="tcp"),
+         "to: 203.0.113.150", "checks[1].to", TCP_SERVER + "'203.0.113.150'"),
+    case("lease-of-static-instance", with_lease("vm1", with_instance("vm1", address="static", ip="10.0.0.11",
+                                                                     text=mutate("  vm1:\n    node: compute1\n    network: net1\n    ip: 10.0.0.11\n", "", EXT))),
+         "lease: vm1", "checks[1].lease", "vm1 has a static address, no lease"),
+    case("lease-on-network-without-dhcp", with_lease("vm1", ext("    gateway: 10.0.0.1\n",
+                                                                "    gateway: 10.0.0.1\n    dhcp: false\n")),
+         "lease: vm1", "checks[1].lease", "vm1 has a static address, no lease"),
+    case("lease-of-unknown-instance", with_lease("vm9"), "lease: vm9", "checks[1].lease", "unknown instance 'vm9'"),
+    case("lease-of-external-host", with_lease("ext1"), "lease: ext1", "checks[1].lease", "unknown instance 'ext1'"),
+    case("lease-unknown-key", with_lease("vm1") + "    expect: blocked\n", ("expect: blocked", -1), "checks[1].expect", "unknown key (expected one of: name, lease)"),
+    case("lease-twice", with_lease("vm1", with_lease("vm1")), ("- lease: vm1", -1), "checks[2].name",
+         "check name 'vm1 holds its DHCP lease' is used twice"),
+    case("passes-unknown-router", with_check(EXT, path="- passes: router9"), "passes: router9",
+         "checks[1].path[0].passes", "unknown router 'router9'"),
+    case("passes-a-node", with_check(EXT, path="- passes: network1"), "passes: network1",
+         "checks[1].path[0].passes", "unknown router 'network1'"),
+    case("reaches-a-router", with_check(EXT, path="- reaches: router1"), "reaches: router1",
+         "checks[1].path[0].reaches", "unknown node, instance, external host or physical network 'router1'"),
+    case("reaches-unknown", with_check(EXT, path="- reaches: ext9"), "reaches: ext9",
+         "checks[1].path[0].reaches", "unknown node, instance, external host or physical network 'ext9'"),
+    case("reaches-bad-source", with_check(EXT, path="- reaches: vm2\n  source: 10.0.0.300"), "source: 10.0.0.300",
+         "checks[1].path[0].source", "'10.0.0.300' is not an IPv4 address"),
+    case("reaches-bad-destination", with_check(EXT, path="- reaches: vm2\n  destination: vm2"),
+         "destination: vm2", "checks[1].path[0].destination", "'vm2' is not an IPv4 address"),
+    case("passes-with-vlan", with_check(EXT, path="- passes: router1\n  vlan: 101"), ("vlan: 101", -1),
+         "checks[1].path[0].vlan", "vlan only goes with crosses"),
 ]
 
 
@@ -467,14 +846,14 @@ def test_many_problems_reported_at_once_sorted_by_line():
     # line), then the role, then the MAC. Reported sorted by line.
     text = mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage")
     text = mutate("    ip: 10.0.0.12\n", "    ip: 10.0.0.12\n    mac: not-a-mac\n", text)
-    text += "routers: {}\n"
+    text += "firewalls: {}\n"
     with pytest.raises(ScenarioError) as info:
         parse(text)
     problems = info.value.problems
     assert [(p.line, p.where) for p in problems] == [
         (line_of(text, "role: storage"), "nodes.compute2.role"),
         (line_of(text, "mac: not-a-mac"), "instances.vm2.mac"),
-        (line_of(text, "routers:"), "routers"),
+        (line_of(text, "firewalls:"), "firewalls"),
     ]
     assert [p.line for p in problems] == sorted(p.line for p in problems)
     message = str(info.value)
@@ -497,11 +876,12 @@ def test_str_of_scenario_error_says_file_and_line():
 # --------------------------------------------------------------------------- allocation
 
 def with_instances(*instances: tuple[str, str | None], cidr: str = "10.0.0.0/24",
-                   gateway: str | None = "10.0.0.1") -> str:
-    """BASE with net1's subnet changed, its instances replaced (name, ip or None) and no checks."""
+                   gateway: str | None = "10.0.0.1", network_extra: str = "") -> str:
+    """BASE with net1's subnet changed, its instances replaced (name, ip or None) and no checks.
+    ``network_extra`` is raw YAML added to net1 (4-space indented lines)."""
     head = BASE.split("instances:\n")[0]
     head = mutate("    cidr: 10.0.0.0/24\n", f"    cidr: {cidr}\n", head)
-    head = mutate("    gateway: 10.0.0.1\n", f"    gateway: {gateway}\n" if gateway else "", head)
+    head = mutate("    gateway: 10.0.0.1\n", (f"    gateway: {gateway}\n" if gateway else "") + network_extra, head)
     lines = ["instances:"]
     for name, ip in instances:
         extra = f", ip: {ip}" if ip else ""
@@ -509,36 +889,268 @@ def with_instances(*instances: tuple[str, str | None], cidr: str = "10.0.0.0/24"
     return head + "\n".join(lines) + "\n"
 
 
+NO_DHCP = "    dhcp: false\n"
+
+
 def test_allocation_takes_lowest_free_address_skipping_gateway_and_explicit_ones():
+    # explicit addresses first (.2, .4), then the DHCP port (lowest free: .3), then the
+    # instances without an address, in file order
     text = with_instances(("a", None), ("b", "10.0.0.2"), ("c", None), ("d", "10.0.0.4"), ("e", None))
     s = parse(text)
+    assert s.network("net1").dhcp_ip == "10.0.0.3"
+    assert {i.name: i.ip for i in s.instances} == {
+        "a": "10.0.0.5", "b": "10.0.0.2", "c": "10.0.0.6", "d": "10.0.0.4", "e": "10.0.0.7"}
+
+
+def test_allocation_without_dhcp_takes_lowest_free_address():
+    text = with_instances(("a", None), ("b", "10.0.0.2"), ("c", None), ("d", "10.0.0.4"), ("e", None),
+                          network_extra=NO_DHCP)
+    s = parse(text)
+    assert s.network("net1").dhcp_ip is None
     assert {i.name: i.ip for i in s.instances} == {
         "a": "10.0.0.3", "b": "10.0.0.2", "c": "10.0.0.5", "d": "10.0.0.4", "e": "10.0.0.6"}
 
 
+def test_dhcp_port_takes_the_lowest_free_address_then_instances():
+    s = parse(with_instances(("a", None), ("b", None)))
+    net = s.network("net1")
+    assert (net.dhcp, net.dhcp_ip) == (True, "10.0.0.2")
+    assert net.dhcp_port_id == naming.object_uuid("unit", "dhcp-port", "net1")
+    assert [i.ip for i in s.instances] == ["10.0.0.3", "10.0.0.4"]
+
+
+def test_dhcp_port_skips_explicit_instance_addresses():
+    s = parse(with_instances(("a", None), ("b", "10.0.0.2"), ("c", "10.0.0.3")))
+    assert s.network("net1").dhcp_ip == "10.0.0.4"
+    assert s.instance("a").ip == "10.0.0.5"
+
+
 def test_allocation_with_gateway_elsewhere_starts_at_first_host():
     s = parse(with_instances(("a", None), ("b", None), gateway="10.0.0.254"))
+    assert s.network("net1").dhcp_ip == "10.0.0.1"
+    assert [i.ip for i in s.instances] == ["10.0.0.2", "10.0.0.3"]
+    s = parse(with_instances(("a", None), ("b", None), gateway="10.0.0.254", network_extra=NO_DHCP))
     assert [i.ip for i in s.instances] == ["10.0.0.1", "10.0.0.2"]
 
 
 def test_default_gateway_is_first_host_and_skipped():
     s = parse(with_instances(("a", None), gateway=None))
     assert s.network("net1").gateway == "10.0.0.1"
-    assert s.instance("a").ip == "10.0.0.2"
+    assert s.network("net1").dhcp_ip == "10.0.0.2"
+    assert s.instance("a").ip == "10.0.0.3"
+
+
+def test_allocation_stays_in_the_pool():
+    s = parse(with_instances(("a", None), ("b", None),
+                             network_extra="    allocation_pool: 10.0.0.100-10.0.0.200\n"))
+    assert s.network("net1").allocation_pool == ("10.0.0.100", "10.0.0.200")
+    assert s.network("net1").dhcp_ip == "10.0.0.100"
+    assert [i.ip for i in s.instances] == ["10.0.0.101", "10.0.0.102"]
 
 
 def test_slash_29_runs_out_of_addresses():
-    # 10.0.0.0/29: hosts .1-.6, .1 is the gateway: five addresses for six instances.
-    names = [f"vm{i}" for i in range(1, 7)]
+    # 10.0.0.0/29: hosts .1-.6, .1 is the gateway and .2 the DHCP port: four addresses for
+    # five instances.
+    names = [f"vm{i}" for i in range(1, 6)]
     text = with_instances(*[(n, None) for n in names], cidr="10.0.0.0/29")
     p = only_problem(text)
-    assert (p.line, p.where) == (line_of(text, "  vm6:"), "instances.vm6")
-    assert p.message == "network net1 (10.0.0.0/29) has no free address left"
+    assert (p.line, p.where) == (line_of(text, "  vm5:"), "instances.vm5")
+    assert p.message == "network net1 (10.0.0.0/29) has no free address left in its pool"
 
 
 def test_slash_29_full_is_fine():
-    text = with_instances(*[(f"vm{i}", None) for i in range(1, 6)], cidr="10.0.0.0/29")
+    text = with_instances(*[(f"vm{i}", None) for i in range(1, 5)], cidr="10.0.0.0/29")
+    s = parse(text)
+    assert s.network("net1").dhcp_ip == "10.0.0.2"
+    assert [i.ip for i in s.instances] == [f"10.0.0.{n}" for n in range(3, 7)]
+
+
+def test_slash_29_without_dhcp_holds_five_instances():
+    names = [f"vm{i}" for i in range(1, 7)]
+    text = with_instances(*[(n, None) for n in names], cidr="10.0.0.0/29", network_extra=NO_DHCP)
+    p = only_problem(text)
+    assert (p.line, p.where) == (line_of(text, "  vm6:"), "instances.vm6")
+    assert p.message == "network net1 (10.0.0.0/29) has no free address left in its pool"
+    text = with_instances(*[(n, None) for n in names[:5]], cidr="10.0.0.0/29", network_extra=NO_DHCP)
     assert [i.ip for i in parse(text).instances] == [f"10.0.0.{n}" for n in range(2, 7)]
+
+
+def test_dhcp_port_with_a_full_pool():
+    text = with_instances(("a", "10.0.0.100"), ("b", "10.0.0.101"),
+                          network_extra="    allocation_pool: 10.0.0.100-10.0.0.101\n")
+    p = only_problem(text)
+    assert (p.line, p.where) == (line_of(text, "  net1:"), "networks.net1")
+    assert p.message == "network net1 (10.0.0.0/24) has no free address left in its pool"
+
+
+# --------------------------------------------------------------------------- network node features: valid
+
+def test_external_base_is_valid():
+    s = parse(EXT)
+    ext_net, net1 = s.network("ext-net"), s.network("net1")
+    assert (ext_net.external, ext_net.dhcp, ext_net.dhcp_ip) == (True, False, None)
+    assert ext_net.allocation_pool == ("203.0.113.101", "203.0.113.200")
+    assert (net1.external, net1.dhcp, net1.dhcp_ip) == (False, True, "10.0.0.2")
+    (r,) = s.routers
+    assert (r.name, r.project, r.node, r.external_network) == ("router1", "demo", "network1", "ext-net")
+    assert r.line == line_of(EXT, "  router1:")
+    assert r.router_id == naming.object_uuid("unit", "router", "router1")
+    assert r.gateway_ip == "203.0.113.101"          # lowest free address of the pool
+    assert r.gateway_port_id == naming.object_uuid("unit", "router-gateway", "router1")
+    assert r.gateway_mac == naming.port_mac(r.gateway_port_id)
+    (iface,) = r.interfaces
+    assert (iface.network, iface.ip) == ("net1", "10.0.0.1")   # the subnet's gateway
+    assert iface.port_id == naming.object_uuid("unit", "router-interface", "router1/net1")
+    assert iface.mac == naming.port_mac(iface.port_id)
+    (h,) = s.external_hosts
+    assert (h.name, h.network, h.ip, h.line) == ("ext1", "ext-net", "203.0.113.50", line_of(EXT, "  ext1:"))
+    assert h.mac == naming.port_mac(naming.object_uuid("unit", "external-host", "ext1"))
+    assert [(i.name, i.address, i.floating_ip) for i in s.instances] == [("vm1", "dhcp", None), ("vm2", "dhcp", None)]
+
+
+def test_router_gateway_is_lowest_free_of_the_pool_after_explicit_floating_ips():
+    s = parse(with_fip("vm1", "203.0.113.101"))
+    assert s.routers[0].gateway_ip == "203.0.113.102"
+    assert s.instance("vm1").floating_ip == "203.0.113.101"
+
+
+def test_auto_floating_ips_come_after_the_router_gateway():
+    s = parse(with_fip("vm2", "auto", with_fip("vm1", "auto")))
+    assert s.routers[0].gateway_ip == "203.0.113.101"
+    assert (s.instance("vm1").floating_ip, s.instance("vm2").floating_ip) == ("203.0.113.102", "203.0.113.103")
+
+
+def test_auto_floating_ip_skips_explicit_ones_and_the_explicit_gateway():
+    text = with_fip("vm2", "auto", with_fip("vm1", "203.0.113.102", with_router_key("gateway_ip", "203.0.113.101")))
+    s = parse(text)
+    assert s.routers[0].gateway_ip == "203.0.113.101"
+    assert (s.instance("vm1").floating_ip, s.instance("vm2").floating_ip) == ("203.0.113.102", "203.0.113.103")
+    s = parse(with_fip("vm1", "auto", with_router_key("gateway_ip", "203.0.113.150")))
+    assert (s.routers[0].gateway_ip, s.instance("vm1").floating_ip) == ("203.0.113.150", "203.0.113.101")
+
+
+def test_external_network_without_pool_allocates_from_the_subnet():
+    s = parse(with_fip("vm1", "auto", NOPOOL))
+    assert s.network("ext-net").allocation_pool is None
+    assert (s.routers[0].gateway_ip, s.instance("vm1").floating_ip) == ("203.0.113.2", "203.0.113.3")
+
+
+def test_external_host_outside_the_pool_is_not_allocated_again():
+    s = parse(with_fip("vm1", "auto", ext("ip: 203.0.113.50", "ip: 203.0.113.2", NOPOOL)))
+    assert s.external_hosts[0].ip == "203.0.113.2"
+    assert (s.routers[0].gateway_ip, s.instance("vm1").floating_ip) == ("203.0.113.3", "203.0.113.4")
+
+
+def test_router_without_external_gateway():
+    s = parse(ext("    external_gateway: ext-net\n", ""))
+    r = s.routers[0]
+    assert (r.external_network, r.gateway_ip, r.gateway_port_id, r.gateway_mac) == (None, None, None, None)
+
+
+def test_router_node_given_explicitly():
+    s = parse(with_router_key("node", "network1"))
+    assert s.routers[0].node == "network1"
+
+
+def test_address_defaults_follow_dhcp():
+    text = with_instance("vm5", network="net2", ip=None, address="static",
+                         text=with_instance("vm4", network="net2", ip=None,
+                                            text=with_instance(ip=None, address="static",
+                                                               text=with_network(dhcp="false"))))
+    s = parse(text)
+    assert s.network("net2").dhcp is False
+    assert [(i.name, i.address, i.ip) for i in s.instances] == [
+        ("vm1", "dhcp", "10.0.0.11"), ("vm2", "dhcp", "10.0.0.12"), ("vm3", "static", "10.0.0.3"),
+        ("vm4", "static", "10.2.0.2"), ("vm5", "static", "10.2.0.3")]
+
+
+def test_external_network_with_dhcp_gets_a_dhcp_port_in_its_pool():
+    s = parse(ext("    external: true\n", "    external: true\n    dhcp: true\n"))
+    assert s.network("ext-net").dhcp_ip == "203.0.113.101"
+    assert s.routers[0].gateway_ip == "203.0.113.102"
+
+
+def test_security_groups_and_rules():
+    text = with_instance(security_groups="[default, web]", text=insert_before("instances:\n", """\
+security_groups:
+  web:
+    project: demo
+    rules:
+      - {direction: ingress, protocol: tcp, port: 8000-8080}
+      - {direction: ingress, protocol: udp, port: 53, remote_ip: 10.9.0.0/16}
+      - {direction: ingress, remote_group: web}
+      - {direction: egress, protocol: icmp, remote_group: default}
+"""))
+    s = parse(text)
+    (g,) = s.security_groups
+    assert (g.name, g.project, g.line) == ("web", "demo", line_of(text, "  web:"))
+    assert [(r.direction, r.protocol, r.port_min, r.port_max, r.remote_ip, r.remote_group) for r in g.rules] == [
+        ("ingress", "tcp", 8000, 8080, "0.0.0.0/0", None),
+        ("ingress", "udp", 53, 53, "10.9.0.0/16", None),
+        ("ingress", "any", None, None, None, "web"),
+        ("egress", "icmp", None, None, None, "default"),
+    ]
+    assert g.rules[0].line == line_of(text, "port: 8000-8080")
+    assert s.instance("vm3").security_groups == ("default", "web")
+    assert s.security_group("demo", "web") is g
+    assert s.security_group("alt", "web") is None
+
+
+def test_checks_with_external_hosts_floating_ips_and_leases():
+    text = with_fip("vm1", "203.0.113.150")
+    text = with_check(text, name="out", to="ext1", path="- passes: router1\n- reaches: ext1\n  source: 203.0.113.101")
+    text = with_check(text, name="in", **{"from": "ext1"}, to="203.0.113.150", proto="tcp:80",
+                      path="- reaches: vm1\n  source: 203.0.113.50\n  destination: 10.0.0.11")
+    text = with_check(text, name="to instance ip", to="10.0.0.12", proto="tcp")
+    text = with_check(text, name="to host ip", to="203.0.113.50", proto="tcp")
+    text = with_lease("vm2", text)
+    s = parse(text)
+    out, inbound, to_ip, to_host_ip, lease = s.checks[1:]
+    assert (out.source, out.destination, out.proto) == ("vm1", "ext1", "icmp")
+    assert [(p.kind, p.target, p.source, p.destination) for p in out.path] == [
+        ("passes", "router1", None, None), ("reaches", "ext1", "203.0.113.101", None)]
+    assert out.path[1].describe() == "probe packets (203.0.113.101 <-> destination) reach ext1"
+    assert out.path[0].describe() == "probe packets pass through router router1"
+    assert (inbound.source, inbound.destination, inbound.proto, inbound.port) == ("ext1", "203.0.113.150", "tcp", 80)
+    assert inbound.path[0].destination == "10.0.0.11"
+    assert (to_ip.destination, to_host_ip.destination) == ("10.0.0.12", "203.0.113.50")
+    assert (lease.name, lease.source, lease.destination, lease.proto, lease.path) == (
+        "vm2 holds its DHCP lease", "vm2", "", "lease", ())
+    assert lease.line == line_of(text, "- lease: vm2")
+
+
+def test_dhcp_server_is_a_path_target():
+    s = parse(with_check(EXT, path="- never_reaches: net1-dhcp"))
+    assert s.checks[1].path[0].target == "net1-dhcp"
+
+
+# --------------------------------------------------------------------------- fixed bugs (found by review)
+
+def test_router_without_interfaces_is_valid():
+    s = parse(ext("    interfaces: [net1]\n", ""))
+    assert s.routers[0].interfaces == ()
+    assert s.routers[0].gateway_ip == "203.0.113.101"
+
+
+def test_security_group_without_rules_is_valid():
+    s = parse(with_instance(security_groups="[web]", text=with_group(None)))
+    assert s.security_group("demo", "web").rules == ()
+
+
+@pytest.mark.parametrize("addr", ["203.0.113.1", "203.0.113.0", "203.0.113.255"])
+def test_explicit_floating_ip_must_be_a_free_host_address(addr):
+    text = with_fip("vm1", addr, NOPOOL)
+    p = only_problem(text)
+    assert (p.line, p.where) == (line_of(text, f"floating_ip: {addr}"), "instances.vm1.floating_ip")
+    assert addr in p.message
+
+
+@pytest.mark.parametrize("addr", ["203.0.113.1", "203.0.113.0", "203.0.113.255"])
+def test_explicit_router_gateway_ip_must_be_a_free_host_address(addr):
+    text = with_router_key("gateway_ip", addr, NOPOOL)
+    p = only_problem(text)
+    assert (p.line, p.where) == (line_of(text, f"gateway_ip: {addr}"), "routers.router1.gateway_ip")
+    assert addr in p.message
 
 
 # --------------------------------------------------------------------------- fixed bugs
