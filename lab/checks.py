@@ -27,6 +27,7 @@ LISTEN_TIMEOUT = 5.0
 QUIET_AFTER = 0.15      # a capture is done when it has been quiet this long after the probe...
 SETTLE_LIMIT = 1.5      # ...or after this long at most
 POLL_INTERVAL = 0.02
+TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d")
 
 
 class CaptureError(LabError):
@@ -69,7 +70,12 @@ class Capture:
     def _read(self) -> None:
         assert self.proc is not None
         for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+            line = line.rstrip("\n")
+            if self.lines and not TIMESTAMP.match(line):
+                # tcpdump prints a tunnel's inner frame on a line of its own: keep them together
+                self.lines[-1] += " | " + line.strip()
+            else:
+                self.lines.append(line)
             self.last_line_at = time.monotonic()
 
     def settle(self) -> None:
@@ -129,7 +135,36 @@ def outer_vlan(line: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _short(line: str, limit: int = 150) -> str:
+def tunnel_id(line: str) -> tuple[str, int] | None:
+    """('vni', N) of a VXLAN frame or ('key', N) of a GRE one, as tcpdump prints them."""
+    m = re.search(r"VXLAN, flags \[I\] \(0x08\), vni (\d+)", line)
+    if m:
+        return ("vni", int(m.group(1)))
+    m = re.search(r"GREv0, (?:Flags \[[^]]*\], )?key=0x([0-9a-f]+)", line)
+    if m:
+        return ("key", int(m.group(1), 16))
+    return None
+
+
+def segment_matches(a: PathAssertion, line: str) -> bool:
+    if a.vlan is not None:
+        return outer_vlan(line) == a.vlan
+    if a.vni is not None:
+        return tunnel_id(line) == ("vni", a.vni)
+    if a.key is not None:
+        return tunnel_id(line) == ("key", a.key)
+    return True
+
+
+def segment_of(line: str) -> str:
+    tid = tunnel_id(line)
+    if tid:
+        return f"{'VNI' if tid[0] == 'vni' else 'GRE key'} {tid[1]}"
+    tag = outer_vlan(line)
+    return f"VLAN {tag}" if tag else "untagged"
+
+
+def _short(line: str, limit: int = 220) -> str:
     # drop the timestamp; keep the part that says what the packet is
     text = line.split(" ", 1)[1] if re.match(r"^\d\d:\d\d:\d\d", line) else line
     return text if len(text) <= limit else text[:limit] + "..."
@@ -149,7 +184,7 @@ def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
         router = plan.router(a.target)
         return [Capture(f"{router.name} {p.ns_dev}", router.netns, p.ns_dev) for p in router.ports]
     node = plan.node(a.target)
-    return [Capture(f"{node.name} {b.nic}", node.netns, b.nic) for b in node.physical_bridges]
+    return [Capture(f"{node.name} {nic}", node.netns, nic) for nic in node.nics]
 
 
 def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, proto: str) -> tuple[bool, str]:
@@ -158,15 +193,17 @@ def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, proto: 
             if packet_matches(line, src, dst, a.packets, proto)]
     what = a.describe()
     if a.kind in ("crosses", "reaches", "passes"):
-        good = [h for h in hits if a.vlan is None or outer_vlan(h[1]) == a.vlan]
+        good = [h for h in hits if segment_matches(a, h[1])]
         if good:
             label, line = good[0]
             return True, f"{what}: {len(good)} seen, e.g. [{label}] {_short(line)}"
-        if hits:  # seen, but not with the VLAN asked for
-            tags = sorted({str(outer_vlan(line)) if outer_vlan(line) else "untagged" for _, line in hits})
+        if hits:  # seen, but not in the segment asked for
+            wanted = (f"VLAN {a.vlan}" if a.vlan is not None else f"VNI {a.vni}" if a.vni is not None
+                      else f"GRE key {a.key}")
+            seen = sorted({segment_of(line) for _, line in hits})
             label, line = hits[0]
-            return False, (f"{what}: none with VLAN {a.vlan}; {len(hits)} seen with VLAN "
-                           f"{', '.join(tags)}, e.g. [{label}] {_short(line)}")
+            return False, (f"{what}: none with {wanted}; {len(hits)} seen with "
+                           f"{', '.join(seen)}, e.g. [{label}] {_short(line)}")
         return False, f"{what}: none seen on {', '.join(c.label for c in captures)}"
     if not hits:
         return True, f"{what}: none of them among the {sum(len(c.lines) for c in captures)} frames " \
@@ -265,6 +302,8 @@ def run_check(plan: Plan, scenario: Scenario, c: Check) -> Result:
         return check_lease(plan, c)
     src_ip = plan.endpoint_ip(c.source)
     dst_ip = plan.endpoint_ip(c.destination) or c.destination
+    # start cold: the probe's ARP is part of the path the assertions look at
+    gateway.run(["ip", "neigh", "flush", "dev", "eth0"], netns=endpoint_netns(plan, c.source), check=False)
     captures_by_assertion = [(a, capture_points(plan, a)) for a in c.path]
     started: list[Capture] = []
     try:

@@ -117,6 +117,9 @@ class Links:
         self._do(f"adding {ip}/{prefixlen} to {ifname}", self.ipr.addr, "add",
                  index=self.index(ifname), address=ip, prefixlen=prefixlen)
 
+    def has_address(self, ifname: str, ip: str) -> bool:
+        return any(a.get("address") == ip for a in self.ipr.get_addr(index=self.index(ifname)))
+
     def default_route(self, gateway: str, ifname: str) -> None:
         # on-link: the gateway may not answer yet (routers come later), the route still stands
         self._do(f"adding default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0",

@@ -105,7 +105,8 @@ def dump_flows(rundir: str, bridge: str) -> str:
 def count_flows(rundir: str, bridge: str, cookie: str) -> int:
     """How many flows of BRIDGE carry the lab's cookie."""
     out = gateway.run(["ovs-ofctl", "dump-flows", bridge, f"cookie={cookie}/-1"], env=env(rundir)).stdout
-    return sum(1 for line in out.splitlines() if "cookie=" in line)
+    # flows that br-tun's learn action made carry the cookie too, with a hard_timeout
+    return sum(1 for line in out.splitlines() if "cookie=" in line and "hard_timeout=" not in line)
 
 
 def stop_pid(pid: int, timeout: float = 5.0) -> None:

@@ -141,6 +141,43 @@ class PhysicalBridge:
 
 
 @dataclass(frozen=True)
+class TunnelPort:
+    """vxlan-<remote ip in hex> / gre-<...> on br-tun: one per remote node and tunnel type."""
+
+    name: str
+    type: str                       # vxlan | gre
+    remote_ip: str
+    remote_node: str
+
+
+@dataclass(frozen=True)
+class TunnelEndpoint:
+    """A node's end of the underlay. Userspace datapath: local_ip on the internal port of
+    br-phy, an OVS bridge holding the NIC (OVS userspace tunnelling). Kernel datapath:
+    local_ip on the NIC itself."""
+
+    wire: str
+    nic: str
+    local_ip: str
+    prefixlen: int
+    bridge: str | None              # br-phy on the userspace datapath, None on the kernel one
+    ports: tuple[TunnelPort, ...]
+
+
+@dataclass(frozen=True)
+class TunnelNetwork:
+    """What br-tun of one node does for one tunnelled network present there."""
+
+    network: str
+    type: str
+    segmentation_id: int
+    local_vlan: int
+    flood_ports: tuple[str, ...]                    # table 22: where broadcasts go
+    unicast: tuple[tuple[str, str], ...] = ()       # l2pop: (remote MAC, tunnel port), table 20
+    arp: tuple[tuple[str, str], ...] = ()           # arp_responder: (remote IP, MAC), table 21
+
+
+@dataclass(frozen=True)
 class NodePlan:
     name: str
     role: str
@@ -151,6 +188,13 @@ class NodePlan:
     ports: tuple[InstancePort, ...]
     routers: tuple[RouterPlan, ...] = ()
     dhcp_servers: tuple[DhcpPlan, ...] = ()
+    tunnel: TunnelEndpoint | None = None
+    tunnel_networks: tuple[TunnelNetwork, ...] = ()
+
+    @property
+    def nics(self) -> tuple[str, ...]:
+        """The node's interfaces on the wires: provider bridges' NICs and the underlay's."""
+        return tuple(b.nic for b in self.physical_bridges) + ((self.tunnel.nic,) if self.tunnel else ())
 
 
 @dataclass(frozen=True)
@@ -193,6 +237,8 @@ class Plan:
     nodes: tuple[NodePlan, ...]
     wires: tuple[WirePlan, ...]
     external_hosts: tuple[ExternalHostPlan, ...] = ()
+    l2_population: bool = False
+    arp_responder: bool = False
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
@@ -408,7 +454,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                 address=inst.address, floating_ip=inst.floating_ip))
         bridges = []
         for physnet in scenario.physical_networks:
-            if node.name not in physnet.nodes:
+            if node.name not in physnet.nodes or physnet.tunnels:
                 continue
             int_patch, phy_patch = naming.patch_ports(physnet.bridge)
             translations = tuple((net_name, vlan, networks[net_name].segmentation_id)
@@ -420,6 +466,57 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                               rundir=f"{state_root}/{lab}/nodes/{node.name}",
                               physical_bridges=tuple(bridges), local_vlans=tuple(local_vlans.items()),
                               ports=tuple(ports), routers=tuple(routers), dhcp_servers=tuple(dhcp_servers)))
+    nodes = _with_tunnels(scenario, nodes, nic_of, datapath)
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,
                 cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires),
-                external_hosts=hosts)
+                external_hosts=hosts, l2_population=scenario.l2_population,
+                arp_responder=scenario.arp_responder)
+
+
+def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], nic_of: dict, datapath: str) -> list[NodePlan]:
+    """br-tun of every node on the underlay: a tunnel port to each other node for each type in
+    use, and per local tunnelled network the flood list, l2pop unicast and ARP entries."""
+    underlay = next((p for p in scenario.physical_networks if p.tunnels), None)
+    networks = {n.name: n for n in scenario.networks}
+    types = sorted({n.type for n in scenario.networks if n.type in ("vxlan", "gre")})
+    if underlay is None or not types:
+        return nodes
+    local_ip = {n.name: n.local_ip for n in scenario.nodes}
+    prefixlen = ipaddress.ip_network(underlay.cidr).prefixlen
+
+    # every port of every tunnelled network, with the node that hosts it (for l2pop)
+    hosted: dict[str, list[tuple[str, str, str]]] = {}   # network -> [(node, mac, ip)]
+    for n in nodes:
+        for p in n.ports:
+            hosted.setdefault(p.network, []).append((n.name, p.mac, p.ip))
+        for port in [d.port for d in n.dhcp_servers] + [q for r in n.routers for q in r.ports]:
+            hosted.setdefault(port.network, []).append((n.name, port.mac, port.ip))
+
+    def port_name(ntype: str, ip: str) -> str:
+        return f"{ntype}-" + "".join(f"{int(b):02x}" for b in ip.split("."))
+
+    out = []
+    for n in nodes:
+        if n.name not in underlay.nodes:
+            out.append(n)
+            continue
+        remotes = [r for r in underlay.nodes if r != n.name]
+        ports = tuple(TunnelPort(port_name(t, local_ip[r]), t, local_ip[r], r) for t in types for r in remotes)
+        endpoint = TunnelEndpoint(underlay.name, nic_of[(n.name, underlay.name)], local_ip[n.name], prefixlen,
+                                  "br-phy" if datapath == "netdev" else None, ports)
+        tunnelled = []
+        for net_name, lvid in n.local_vlans:
+            net = networks[net_name]
+            if net.type not in ("vxlan", "gre"):
+                continue
+            by_node = {p.remote_node: p.name for p in ports if p.type == net.type}
+            remote_ports = [h for h in hosted.get(net_name, []) if h[0] != n.name]
+            if scenario.l2_population:
+                flood = tuple(dict.fromkeys(by_node[h[0]] for h in remote_ports))
+                unicast = tuple((mac, by_node[node]) for node, mac, _ in remote_ports)
+                arp = tuple((ip, mac) for _, mac, ip in remote_ports) if scenario.arp_responder else ()
+            else:
+                flood, unicast, arp = tuple(by_node.values()), (), ()
+            tunnelled.append(TunnelNetwork(net_name, net.type, net.segmentation_id, lvid, flood, unicast, arp))
+        out.append(dataclasses.replace(n, tunnel=endpoint, tunnel_networks=tuple(tunnelled)))
+    return out

@@ -69,6 +69,27 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
             "protocols=OpenFlow10,OpenFlow13,OpenFlow14", "other_config:disable-in-band=true", mark)
 
     bridge("br-int")
+    if node.tunnel:
+        t = node.tunnel
+        bridge("br-tun")
+        cmd("--may-exist", "add-port", "br-int", "patch-tun")
+        cmd("set", "Interface", "patch-tun", "type=patch", "options:peer=patch-int")
+        cmd("set", "Port", "patch-tun", mark)
+        cmd("--may-exist", "add-port", "br-tun", "patch-int")
+        cmd("set", "Interface", "patch-int", "type=patch", "options:peer=patch-tun")
+        cmd("set", "Port", "patch-int", mark)
+        for p in t.ports:
+            cmd("--may-exist", "add-port", "br-tun", p.name)
+            cmd("set", "Interface", p.name, f"type={p.type}", f"options:remote_ip={p.remote_ip}",
+                f"options:local_ip={t.local_ip}", "options:in_key=flow", "options:out_key=flow",
+                "options:df_default=true", "options:egress_pkt_mark=0")
+            cmd("set", "Port", p.name, mark)
+        if t.bridge:
+            # userspace tunnelling: the endpoint address lives on this bridge's internal port
+            cmd("--may-exist", "add-br", t.bridge)
+            cmd("set", "Bridge", t.bridge, f"datapath_type={plan.datapath}", "other_config:disable-in-band=true", mark)
+            cmd("--may-exist", "add-port", t.bridge, t.nic)
+            cmd("set", "Port", t.nic, mark)
     for b in node.physical_bridges:
         bridge(b.bridge)
         cmd("--may-exist", "add-port", b.bridge, b.nic)
@@ -152,6 +173,12 @@ def render_node(plan: Plan, node: NodePlan) -> NodeRender:
     flows = {"br-int": render_template("br-int.flows.j2", node=node, cookie=plan.cookie)}
     for b in node.physical_bridges:
         flows[b.bridge] = render_template("physical-bridge.flows.j2", bridge=b, cookie=plan.cookie)
+    if node.tunnel:
+        flows["br-tun"] = render_template(
+            "br-tun.flows.j2", tunnel=node.tunnel, networks=node.tunnel_networks, cookie=plan.cookie,
+            arp_responder=plan.arp_responder,
+            hexmac=lambda mac: "0x" + mac.replace(":", ""),
+            hexip=lambda ip: "%#x" % int(ipaddress.IPv4Address(ip)))
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
                       iptables=iptables_rules(plan, node),
                       routers={r.name: router_rules(plan, r) for r in node.routers},
@@ -178,6 +205,17 @@ def describe(plan: Plan) -> str:
             lines.append(f"    {p.qvo}  tag={p.local_vlan}  ({p.instance}, network {p.network})")
         for b in n.physical_bridges:
             lines.append(f"    {b.int_patch}  patch <-> {b.bridge}:{b.phy_patch}")
+        if n.tunnel:
+            t = n.tunnel
+            lines.append("    patch-tun  patch <-> br-tun:patch-int")
+            lines.append(f"  br-tun  (local_ip = {t.local_ip}"
+                         + (f" on {t.bridge}, which holds {t.nic})" if t.bridge else f" on {t.nic})"))
+            for p in t.ports:
+                lines.append(f"    {p.name}  {p.type} to {p.remote_node} ({p.remote_ip})")
+            for tn in n.tunnel_networks:
+                flood = ", ".join(tn.flood_ports) or "nowhere"
+                lines.append(f"    local VLAN {tn.local_vlan} <-> {tn.type} id {tn.segmentation_id}  "
+                             f"(network {tn.network}; floods to {flood})")
         for b in n.physical_bridges:
             lines.append(f"  {b.bridge}  (bridge_mappings = {b.physical_network}:{b.bridge})")
             lines.append(f"    {b.nic}  -> wire {b.physical_network}")

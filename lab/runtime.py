@@ -245,6 +245,8 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
                 args += (["--"] if args else []) + ["--if-exists", "del-port", "br-int", dev]
             ovs.vsctl(node.rundir, args)
         _node_configure(node, render)
+        if node.tunnel:
+            _tunnel_endpoint(node)
     left = health(state)
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
@@ -328,10 +330,9 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     try:
         # 1. kernel plumbing: NICs up, and each instance plugged the hybrid way
         with netns.entered(node.netns), Links(node.netns) as links:
-            nics = [b.nic for b in node.physical_bridges]
-            if nics:
-                links.tx_checksum_off(*nics)
-                links.up(*nics)
+            if node.nics:
+                links.tx_checksum_off(*node.nics)
+                links.up(*node.nics)
             for p in node.ports:
                 # six netlink requests per port: qbr, tap (in qbr, up; eth0 made in the
                 # instance namespace), qvb (in qbr, up) with its peer qvo, then qvo up
@@ -370,6 +371,8 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     timings["ovs daemons"] = daemons["ok"]
     # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
     timings.update(_node_configure(node, render))
+    if node.tunnel:
+        _tunnel_endpoint(node)
     # 3. the agents' namespaces: l3 agent rules, dnsmasq
     t = time.monotonic()
     for r in node.routers:
@@ -381,6 +384,17 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
         timings["agents"] = time.monotonic() - t
     progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
              f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
+
+
+def _tunnel_endpoint(node: NodePlan) -> None:
+    """local_ip on br-phy's internal port (userspace: OVS made it in the node namespace and
+    routes tunnels through it) or on the underlay NIC (kernel datapath)."""
+    t = node.tunnel
+    device = t.bridge or t.nic
+    with netns.entered(node.netns), Links(node.netns) as links:
+        if not links.has_address(device, t.local_ip):
+            links.add_address(device, t.local_ip, t.prefixlen)
+        links.up(device)
 
 
 def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
@@ -501,6 +515,9 @@ def health(state: LabState) -> list[str]:
         expected |= {b.int_patch: ("br-int", None) for b in node.physical_bridges}
         expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
         expected |= {p.qvo: ("br-int", p.local_vlan) for p in node.ports}
+        if node.tunnel:
+            expected |= {"patch-tun": ("br-int", None), "patch-int": ("br-tun", None)}
+            expected |= {p.name: ("br-tun", None) for p in node.tunnel.ports}
         expected |= {p.ovs_dev: ("br-int", p.local_vlan)
                      for p in [d.port for d in node.dhcp_servers] + [q for r in node.routers for q in r.ports]}
         for d in node.dhcp_servers:

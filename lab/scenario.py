@@ -11,28 +11,33 @@ The format is documented in docs/scenario-format.md.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import dataclasses
+import ipaddress
+import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import naming
 from .errors import Problem, ScenarioError, ScenarioNotFound
-from .yamlsource import LineDict, LineList, load_yaml
+from .yamlsource import LineDict, LineList, load_yaml, merge_included
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ROLES = ("network", "compute")
-NETWORK_TYPES_NOW = ("vlan", "flat")
-NETWORK_TYPES_LATER = ("vxlan", "gre", "geneve", "local")
+NETWORK_TYPES_NOW = ("vlan", "flat", "vxlan", "gre")
+NETWORK_TYPES_LATER = ("geneve", "local")
+TUNNEL_TYPES = ("vxlan", "gre")
+TUNNEL_ID_MAX = {"vxlan": 2 ** 24 - 1, "gre": 2 ** 32 - 1}
+# Neutron's encapsulation overheads (IPv4 underlay): VXLAN 50, GRE 42 bytes
+DEFAULT_MTU_UNDERLAY = 1500
 RESERVED_BRIDGES = ("br-int", "br-tun")
 PROTOS = ("icmp", "tcp")
 EXPECTS = ("reach", "blocked")
 PACKET_KINDS = ("ip", "arp")
 PATH_KINDS = ("crosses", "never_on", "never_reaches", "reaches", "passes")
 DEFAULT_TCP_PORT = 5001
-DEFAULT_MTU = {"vlan": 1500, "flat": 1500}
+DEFAULT_MTU = {"vlan": 1500, "flat": 1500, "vxlan": 1450, "gre": 1458}
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Node:
     name: str
     role: str
     line: int
+    local_ip: str | None = None     # tunnel endpoint on the underlay
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class PhysicalNetwork:
     vlan_ranges: tuple[tuple[int, int], ...]
     nodes: tuple[str, ...]
     line: int
+    tunnels: bool = False           # the tunnel underlay (VXLAN/GRE endpoints), not a provider network
+    cidr: str | None = None         # the underlay's addresses
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,8 @@ class PathAssertion:
     line: int
     source: str | None = None       # the address pair to look for there, when NAT changed it
     destination: str | None = None
+    vni: int | None = None          # crosses only: VXLAN network identifier seen on the underlay
+    key: int | None = None          # crosses only: GRE key seen on the underlay
 
     def describe(self) -> str:
         what = "ARP requests for the destination" if self.packets == "arp" else "probe packets"
@@ -159,6 +169,8 @@ class PathAssertion:
             pair = f" ({self.source or 'source'} <-> {self.destination or 'destination'})"
         if self.kind == "crosses":
             tag = f" tagged VLAN {self.vlan}" if self.vlan is not None else ""
+            tag += f" in VXLAN VNI {self.vni}" if self.vni is not None else ""
+            tag += f" in GRE key {self.key}" if self.key is not None else ""
             return f"{what}{pair} cross {self.target}{tag}"
         if self.kind == "never_on":
             return f"{what}{pair} never appear on {self.target}"
@@ -195,6 +207,8 @@ class Scenario:
     security_groups: tuple[SecurityGroup, ...] = ()
     routers: tuple[Router, ...] = ()
     external_hosts: tuple[ExternalHost, ...] = ()
+    l2_population: bool = False
+    arp_responder: bool = False
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -253,7 +267,8 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def add(self, line: int, where: str, message: str) -> None:
-        self.problems.append(Problem(self.filename, line, where, message))
+        # lines from an included file know their file (SourceLine)
+        self.problems.append(Problem(getattr(line, "file", self.filename), int(line), where, message))
 
     def mapping(self, parent: LineDict, key: str, where: str, required: bool = False) -> LineDict | None:
         value = parent.get(key)
@@ -347,12 +362,13 @@ def _items(c: _Checker, root: LineDict, key: str, required: bool = True):
     return out
 
 
-def _vlan_ranges(c: _Checker, body: LineDict, where: str) -> tuple[tuple[int, int], ...]:
-    raw = body.get("vlan_ranges")
+def _ranges(c: _Checker, body: LineDict, key: str, where: str, maximum: int) -> tuple[tuple[int, int], ...]:
+    """A list of 'first:last' ranges (network_vlan_ranges, vni_ranges, tunnel_id_ranges)."""
+    raw = body.get(key)
     if raw is None:
         return ()
     if not isinstance(raw, LineList):
-        c.add(body.line_of("vlan_ranges"), where, "must be a list like ['101:199']")
+        c.add(body.line_of(key), where, "must be a list like ['101:199']")
         return ()
     ranges = []
     for i, item in enumerate(raw):
@@ -362,8 +378,8 @@ def _vlan_ranges(c: _Checker, body: LineDict, where: str) -> tuple[tuple[int, in
             c.add(line, where, f"{item!r} is not a range like '101:199'")
             continue
         lo, hi = int(m.group(1)), int(m.group(2))
-        if not (1 <= lo <= hi <= 4094):
-            c.add(line, where, f"range {lo}:{hi} must satisfy 1 <= first <= last <= 4094")
+        if not (1 <= lo <= hi <= maximum):
+            c.add(line, where, f"range {lo}:{hi} must satisfy 1 <= first <= last <= {maximum}")
             continue
         ranges.append((lo, hi))
     return tuple(ranges)
@@ -380,8 +396,9 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         data = None
     if data is None:
         raise ScenarioError(c.problems)
+    _include(c, data, filename)
 
-    c.known_keys(data, ("name", "description", "nodes", "physical_networks", "projects",
+    c.known_keys(data, ("name", "description", "include", "ml2", "agent", "nodes", "physical_networks", "projects",
                         "networks", "security_groups", "instances", "routers", "external_hosts",
                         "checks"), "")
     name = data.get("name", default_name)
@@ -406,12 +423,13 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
     nodes: list[Node] = []
     for nm, body, line in _items(c, data, "nodes"):
         where = f"nodes.{nm}"
-        c.known_keys(body, ("role",), where)
+        c.known_keys(body, ("role", "local_ip"), where)
         if not c.name(nm, line, where, naming.IFNAMSIZ):
             continue
         claim("a node", nm, line, where)
         role = c.string(body, "role", f"{where}.role", choices=ROLES)
-        nodes.append(Node(nm, role or "compute", line))
+        local_ip = c.string(body, "local_ip", f"{where}.local_ip", required=False)
+        nodes.append(Node(nm, role or "compute", line, local_ip))
     node_names = {n.name for n in nodes}
 
     # physical networks (the wires)
@@ -419,12 +437,33 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
     bridges_seen: dict[str, int] = {}
     for nm, body, line in _items(c, data, "physical_networks"):
         where = f"physical_networks.{nm}"
-        c.known_keys(body, ("bridge", "vlan_ranges", "nodes"), where)
+        c.known_keys(body, ("bridge", "vlan_ranges", "nodes", "tunnels", "cidr"), where)
         if not c.name(nm, line, where, naming.IFNAMSIZ):
             continue
         claim("a physical network", nm, line, where)
-        bridge = c.string(body, "bridge", f"{where}.bridge") or "br-invalid"
-        if bridge in RESERVED_BRIDGES:
+        tunnels = c.boolean(body, "tunnels", f"{where}.tunnels", default=False)
+        underlay_cidr = None
+        if tunnels:
+            bridge = ""
+            for key in ("bridge", "vlan_ranges"):
+                if key in body:
+                    c.add(body.line_of(key), f"{where}.{key}", "the tunnel underlay has no bridge mapping "
+                                                              "or VLAN ranges (tunnel endpoints live on it)")
+            if any(p.tunnels for p in physnets):
+                c.add(body.line_of("tunnels"), f"{where}.tunnels", "there is one tunnel underlay already")
+            cidr_text = c.string(body, "cidr", f"{where}.cidr")
+            if cidr_text is not None:
+                try:
+                    underlay_cidr = str(ipaddress.IPv4Network(cidr_text, strict=True))
+                except ValueError as exc:
+                    c.add(body.line_of("cidr"), f"{where}.cidr", f"{cidr_text!r} is not an IPv4 CIDR: {exc}")
+        else:
+            if "cidr" in body:
+                c.add(body.line_of("cidr"), f"{where}.cidr", "only the tunnel underlay (tunnels: true) has a cidr")
+            bridge = c.string(body, "bridge", f"{where}.bridge") or "br-invalid"
+        if tunnels:
+            pass
+        elif bridge in RESERVED_BRIDGES:
             c.add(body.line_of("bridge"), f"{where}.bridge", f"{bridge} is Neutron's own bridge; "
                                                             "map the physical network to another one")
         elif not re.fullmatch(r"[a-z][a-z0-9-]{0,9}", bridge):
@@ -437,7 +476,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                   f"bridge {bridge} already maps another physical network (line {bridges_seen[bridge]})")
         else:
             bridges_seen[bridge] = body.line_of("bridge")
-        ranges = _vlan_ranges(c, body, f"{where}.vlan_ranges")
+        ranges = _ranges(c, body, "vlan_ranges", f"{where}.vlan_ranges", 4094)
         attached = body.get("nodes")
         if attached is None:
             attached_names = tuple(n.name for n in nodes)
@@ -451,8 +490,9 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
             if len(set(attached)) != len(attached):
                 c.add(body.line_of("nodes"), f"{where}.nodes", "lists a node twice")
             attached_names = tuple(n for n in dict.fromkeys(attached) if n in node_names)
-        physnets.append(PhysicalNetwork(nm, bridge, ranges, attached_names, line))
+        physnets.append(PhysicalNetwork(nm, bridge, ranges, attached_names, line, tunnels, underlay_cidr))
     physnet_by_name = {p.name: p for p in physnets}
+    nodes = _tunnel_endpoints(c, data, nodes, next((p for p in physnets if p.tunnels), None))
 
     # projects
     projects: list[str] = []
@@ -473,9 +513,13 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                 projects.append(p)
 
     # networks
+    ml2 = _parse_ml2(c, data)
+    l2pop, arp_responder = _parse_agent(c, data)
+    underlay = next((p for p in physnets if p.tunnels), None)
     networks: list[Network] = []
-    segments: dict[tuple[str, int | None], tuple[str, int]] = {}
+    segments: dict[tuple[str, int | None], tuple[str, int]] = {}   # (physnet or type, id) -> network
     cidr_lines: dict[str, int] = {}
+    to_allocate: list[tuple[int, LineDict]] = []    # networks whose segment ML2 allocates
     for nm, body, line in _items(c, data, "networks"):
         where = f"networks.{nm}"
         c.known_keys(body, ("project", "type", "physical_network", "segmentation_id", "cidr",
@@ -485,21 +529,40 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         project = c.string(body, "project", f"{where}.project")
         if project is not None and project not in projects:
             c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
-        ntype = c.string(body, "type", f"{where}.type")
+        ntype = c.string(body, "type", f"{where}.type", required=False) or ml2["tenant_type"]
         if ntype in NETWORK_TYPES_LATER:
             c.add(body.line_of("type"), f"{where}.type",
                   f"network type {ntype!r} is not supported yet (supported: {', '.join(NETWORK_TYPES_NOW)})")
             continue
-        if ntype is not None and ntype not in NETWORK_TYPES_NOW:
+        if ntype not in NETWORK_TYPES_NOW:
             c.add(body.line_of("type"), f"{where}.type",
                   f"unknown network type {ntype!r} (supported: {', '.join(NETWORK_TYPES_NOW)})")
             continue
-        physnet_name = c.string(body, "physical_network", f"{where}.physical_network")
-        physnet = physnet_by_name.get(physnet_name) if physnet_name else None
-        if physnet_name is not None and physnet is None:
-            c.add(body.line_of("physical_network"), f"{where}.physical_network",
-                  f"unknown physical network {physnet_name!r}")
-        seg = c.integer(body, "segmentation_id", f"{where}.segmentation_id", required=(ntype == "vlan"))
+        physnet = None
+        physnet_name = c.string(body, "physical_network", f"{where}.physical_network", required=(ntype == "flat"))
+        if ntype in TUNNEL_TYPES:
+            if physnet_name is not None:
+                c.add(body.line_of("physical_network"), f"{where}.physical_network",
+                      f"a {ntype} network has no physical network: it is carried over the tunnel underlay")
+            elif underlay is None:
+                c.add(body.line_of("type"), f"{where}.type",
+                      f"a {ntype} network needs a tunnel underlay (a physical network with tunnels: true)")
+            physnet = underlay
+        elif physnet_name is not None:
+            physnet = physnet_by_name.get(physnet_name)
+            if physnet is None:
+                c.add(body.line_of("physical_network"), f"{where}.physical_network",
+                      f"unknown physical network {physnet_name!r}")
+            elif physnet.tunnels:
+                c.add(body.line_of("physical_network"), f"{where}.physical_network",
+                      f"{physnet.name} is the tunnel underlay, not a provider network")
+                physnet = None
+        elif ntype == "vlan":   # a tenant VLAN network: ML2 picks the physnet with a free id
+            physnet = next((p for p in physnets if p.vlan_ranges), None)
+            if physnet is None:
+                c.add(body.line_of("type") if "type" in body else line, where,
+                      "a vlan network needs a physical network with vlan_ranges")
+        seg = c.integer(body, "segmentation_id", f"{where}.segmentation_id", required=False)
         if ntype == "flat" and seg is not None:
             c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
                   "a flat network has no segmentation id")
@@ -508,17 +571,22 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
             if not 1 <= seg <= 4094:
                 c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
                       f"VLAN id {seg} is out of range 1-4094")
+                seg = None
             elif physnet is not None and not any(lo <= seg <= hi for lo, hi in physnet.vlan_ranges):
                 have = ", ".join(f"{lo}:{hi}" for lo, hi in physnet.vlan_ranges) or "no VLAN ranges"
                 c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
                       f"VLAN id {seg} is outside {physnet.name}'s vlan_ranges ({have})")
-        if physnet is not None and ntype in NETWORK_TYPES_NOW and not (ntype == "vlan" and seg is None):
-            key = (physnet.name, seg)
+        if ntype in TUNNEL_TYPES and seg is not None and not 1 <= seg <= TUNNEL_ID_MAX[ntype]:
+            c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
+                  f"{ntype} id {seg} is out of range 1-{TUNNEL_ID_MAX[ntype]}")
+            seg = None
+        if physnet is not None and (seg is not None or ntype == "flat"):
+            key = (ntype if ntype in TUNNEL_TYPES else physnet.name, seg)
             if key in segments:
                 other, oline = segments[key]
-                what = f"VLAN {seg}" if seg is not None else "the flat segment"
-                c.add(line, where, f"{what} of {physnet.name} is already used by network "
-                                   f"{other} (line {oline})")
+                what = {"vlan": f"VLAN {seg} of {physnet.name}", "flat": f"the flat segment of {physnet.name}"}.get(
+                    ntype, f"{ntype} id {seg}")
+                c.add(line, where, f"{what} is already used by network {other} (line {oline})")
             else:
                 segments[key] = (nm, line)
         cidr_text = c.string(body, "cidr", f"{where}.cidr")
@@ -547,24 +615,45 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                 except ValueError:
                     c.add(body.line_of("gateway"), f"{where}.gateway", f"{gateway_text!r} is not an IPv4 address")
         mtu = c.integer(body, "mtu", f"{where}.mtu", required=False)
-        if mtu is not None and not 576 <= mtu <= 9000:
-            c.add(body.line_of("mtu"), f"{where}.mtu", f"MTU {mtu} must be between 576 and 9000")
+        if mtu is not None and not 576 <= mtu <= DEFAULT_MTU.get(ntype, 1500):
+            c.add(body.line_of("mtu"), f"{where}.mtu",
+                  f"MTU {mtu} must be between 576 and {DEFAULT_MTU.get(ntype, 1500)} (a {ntype} network "
+                  f"over a 1500-byte physical network)")
         external = c.boolean(body, "external", f"{where}.external", default=False)
         dhcp = c.boolean(body, "dhcp", f"{where}.dhcp", default=not external)
         pool = _allocation_pool(c, body, where, cidr, gateway)
-        if None in (project, ntype, physnet, cidr, gateway) or (ntype == "vlan" and seg is None):
+        if None in (project, physnet, cidr, gateway):
             continue
         if dhcp:
             claim("a DHCP server", f"{nm}-dhcp", line, where)
-            if physnet is not None and not any(n.role == "network" and n.name in physnet.nodes for n in nodes):
+            if not any(n.role == "network" and n.name in physnet.nodes for n in nodes):
                 c.add(body.line_of("dhcp") if "dhcp" in body else line, f"{where}.dhcp",
                       f"DHCP runs on a network node, and none is attached to {physnet.name} "
                       "(attach one, or set dhcp: false)")
+        if seg is None and ntype != "flat":
+            to_allocate.append((len(networks), body))
         networks.append(Network(nm, project, ntype, physnet.name, seg, str(cidr), gateway,
                                 mtu or DEFAULT_MTU[ntype], line, external=external,
                                 allocation_pool=pool, dhcp=dhcp,
                                 network_id=naming.object_uuid(name, "network", nm)))
         cidr_lines[nm] = body.line_of("cidr")
+    # segmentation ids ML2 allocates: the lowest free of the type's ranges, in file order
+    for index, body in to_allocate:
+        net = networks[index]
+        if net.type == "vlan":
+            physnet = physnet_by_name[net.physical_network]
+            candidates = [(physnet.name, v) for lo, hi in physnet.vlan_ranges for v in range(lo, hi + 1)]
+        else:
+            candidates = [(net.type, v) for lo, hi in ml2["ranges"][net.type] for v in range(lo, hi + 1)]
+        free = next((k for k in candidates if k not in segments), None)
+        if free is None:
+            c.add(net.line, f"networks.{net.name}",
+                  f"no free {net.type} segmentation id left (ranges: "
+                  f"{', '.join(f'{lo}:{hi}' for lo, hi in (ml2['ranges'].get(net.type) or physnet_by_name[net.physical_network].vlan_ranges))})")
+            continue
+        segments[free] = (net.name, net.line)
+        networks[index] = dataclasses.replace(net, segmentation_id=free[1])
+    networks = [n for n in networks if n.segmentation_id is not None or n.type == "flat"]
     # overlapping subnets inside one project (different projects may overlap, as in Neutron)
     for i, a in enumerate(networks):
         for b in networks[i + 1:]:
@@ -773,7 +862,120 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         raise ScenarioError(c.problems)
     return Scenario(name, description, filename, tuple(nodes), tuple(physnets), tuple(projects),
                     tuple(networks), tuple(instances), tuple(checks), tuple(groups_parsed),
-                    tuple(routers), tuple(hosts))
+                    tuple(routers), tuple(hosts), l2pop, arp_responder)
+
+
+def _tunnel_endpoints(c: _Checker, data: LineDict, nodes: list[Node],
+                      underlay: PhysicalNetwork | None) -> list[Node]:
+    """Each node on the underlay gets its local_ip: given, or the underlay's 11th, 12th...
+    host address in node order."""
+    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), LineDict) else LineDict()
+    out = []
+    used: dict[str, str] = {}
+    for index, node in enumerate(nodes):
+        body = raw_nodes.get(node.name)
+        if not isinstance(body, LineDict):
+            body = LineDict()
+            body.line, body.key_lines = node.line, {}
+        where = f"nodes.{node.name}.local_ip"
+        ip = node.local_ip
+        on_underlay = underlay is not None and node.name in underlay.nodes
+        if ip is not None and not on_underlay:
+            c.add(body.line_of("local_ip"), where, "only nodes on the tunnel underlay have a local_ip")
+            ip = None
+        elif ip is not None and underlay.cidr:
+            try:
+                addr = ipaddress.IPv4Address(ip)
+                cidr = ipaddress.ip_network(underlay.cidr)
+                if addr not in cidr or addr in (cidr.network_address, cidr.broadcast_address):
+                    c.add(body.line_of("local_ip"), where, f"{ip} is not a host address of {underlay.name} ({cidr})")
+                    ip = None
+            except ValueError:
+                c.add(body.line_of("local_ip"), where, f"{ip!r} is not an IPv4 address")
+                ip = None
+        elif on_underlay and underlay.cidr:
+            hosts = list(itertools.islice(ipaddress.ip_network(underlay.cidr).hosts(), 10 + index, 11 + index))
+            ip = str(hosts[0]) if hosts else None
+            if ip is None:
+                c.add(underlay.line, f"physical_networks.{underlay.name}.cidr",
+                      f"{underlay.cidr} is too small to give {node.name} a local_ip")
+        if ip is not None and ip in used:
+            c.add(body.line_of("local_ip"), where, f"{ip} is the local_ip of {used[ip]} already")
+        elif ip is not None:
+            used[ip] = node.name
+        out.append(dataclasses.replace(node, local_ip=ip))
+    return out
+
+
+def _parse_ml2(c: _Checker, data: LineDict) -> dict:
+    """ml2: {tenant_network_types: [vxlan], vni_ranges: ['1001:2000'], tunnel_id_ranges: [...]}"""
+    out = {"tenant_type": "vlan", "ranges": {"vxlan": ((1001, 2000),), "gre": ((1, 1000),)}}
+    ml2 = c.mapping(data, "ml2", "ml2")
+    if ml2 is None:
+        return out
+    c.known_keys(ml2, ("tenant_network_types", "vni_ranges", "tunnel_id_ranges"), "ml2")
+    types = ml2.get("tenant_network_types")
+    if types is not None:
+        if not isinstance(types, list) or not types or any(t not in NETWORK_TYPES_NOW for t in types):
+            c.add(ml2.line_of("tenant_network_types"), "ml2.tenant_network_types",
+                  f"must be a list of network types ({', '.join(t for t in NETWORK_TYPES_NOW if t != 'flat')})")
+        elif types[0] == "flat":
+            c.add(ml2.line_of("tenant_network_types"), "ml2.tenant_network_types", "flat is no tenant network type")
+        else:
+            out["tenant_type"] = types[0]
+    for key, ntype in (("vni_ranges", "vxlan"), ("tunnel_id_ranges", "gre")):
+        if key in ml2:
+            ranges = _ranges(c, ml2, key, f"ml2.{key}", TUNNEL_ID_MAX[ntype])
+            if ranges:
+                out["ranges"][ntype] = ranges
+    return out
+
+
+def _parse_agent(c: _Checker, data: LineDict) -> tuple[bool, bool]:
+    """agent: {l2_population: false, arp_responder: false}: the OVS agent's options."""
+    agent = c.mapping(data, "agent", "agent")
+    if agent is None:
+        return False, False
+    c.known_keys(agent, ("l2_population", "arp_responder"), "agent")
+    l2pop = c.boolean(agent, "l2_population", "agent.l2_population", default=False)
+    arp = c.boolean(agent, "arp_responder", "agent.arp_responder", default=False)
+    if arp and not l2pop:
+        c.add(agent.line_of("arp_responder"), "agent.arp_responder",
+              "the ARP responder answers from l2_population's entries: set l2_population: true too")
+    return l2pop, arp
+
+
+def _include(c: _Checker, data: LineDict, filename: str) -> None:
+    """`include: FILE` (or a list): fragments shared by several scenarios, e.g. the logical
+    topology of the classic scenarios. Paths are relative to the including file."""
+    raw = data.get("include")
+    if raw is None:
+        return
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        c.add(data.line_of("include"), "include", "must be a file name or a list of them")
+        return
+    base = Path(filename).parent
+    for i, name in enumerate(names):
+        line = data.line_of("include") if isinstance(raw, str) else raw.line_of(i)
+        path = base / name
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            c.add(line, "include", f"cannot read {path}: {exc.strerror}")
+            continue
+        fragment, problems = load_yaml(text, str(path))
+        c.problems.extend(problems)
+        if fragment is None:
+            continue
+        if not isinstance(fragment, LineDict):
+            c.add(line, "include", f"{path} must hold a mapping")
+            continue
+        if "include" in fragment or "name" in fragment:
+            c.add(fragment.line_of("include" if "include" in fragment else "name"), "include",
+                  f"{path} is a fragment: it may not set name or include other files")
+            continue
+        merge_included(data, fragment, c.problems)
 
 
 def _allocate(net: Network, used: set[str]) -> ipaddress.IPv4Address | None:
@@ -1104,7 +1306,7 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
             if not isinstance(item, LineDict):
                 c.add(pline, pwhere, "must be a mapping like {crosses: physnet1, vlan: 101}")
                 continue
-            c.known_keys(item, PATH_KINDS + ("vlan", "packets", "source", "destination"), pwhere)
+            c.known_keys(item, PATH_KINDS + ("vlan", "vni", "key", "packets", "source", "destination"), pwhere)
             kinds = [k for k in PATH_KINDS if k in item]
             if len(kinds) != 1:
                 c.add(pline, pwhere, f"needs exactly one of: {', '.join(PATH_KINDS)}")
@@ -1126,6 +1328,19 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
                 c.add(item.line_of("vlan"), f"{pwhere}.vlan", "vlan only goes with crosses")
             if vlan is not None and not 1 <= vlan <= 4094:
                 c.add(item.line_of("vlan"), f"{pwhere}.vlan", f"VLAN id {vlan} is out of range 1-4094")
+            on_underlay = kind == "crosses" and physnets[target].tunnels
+            if vlan is not None and on_underlay:
+                c.add(item.line_of("vlan"), f"{pwhere}.vlan", f"{target} carries tunnels: use vni or key")
+            tunnel_ids = {}
+            for tkey in ("vni", "key"):
+                value = c.integer(item, tkey, f"{pwhere}.{tkey}", required=False)
+                if value is None:
+                    continue
+                if not on_underlay:
+                    c.add(item.line_of(tkey), f"{pwhere}.{tkey}",
+                          f"{tkey} only goes with crosses of the tunnel underlay")
+                    continue
+                tunnel_ids[tkey] = value
             packets = c.string(item, "packets", f"{pwhere}.packets", required=False,
                                choices=PACKET_KINDS) or "ip"
             pair = {}
@@ -1135,7 +1350,7 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
                         pair[key] = str(ipaddress.IPv4Address(str(item[key])))
                     except ValueError:
                         c.add(item.line_of(key), f"{pwhere}.{key}", f"{item[key]!r} is not an IPv4 address")
-            path.append(PathAssertion(kind, target, vlan, packets, pline, **pair))
+            path.append(PathAssertion(kind, target, vlan, packets, pline, **pair, **tunnel_ids))
         if src is None or dst is None:
             continue
         checks.append(Check(name, src, dst, proto, port, expect, tuple(path), line))

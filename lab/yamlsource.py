@@ -14,6 +14,17 @@ import yaml
 from .errors import Problem
 
 
+class SourceLine(int):
+    """A 1-based line number that also knows its file (scenarios can include other files)."""
+
+    file: str
+
+    def __new__(cls, value: int, file: str) -> "SourceLine":
+        obj = super().__new__(cls, value)
+        obj.file = file
+        return obj
+
+
 class LineDict(dict):
     """A dict that knows the line of each key (1-based) and of itself."""
 
@@ -51,7 +62,7 @@ def load_yaml(text: str, filename: str) -> tuple[Any, list[Problem]]:
     constructor = yaml.SafeLoader("")
 
     def build(n: yaml.Node, path: str) -> Any:
-        line = n.start_mark.line + 1
+        line = SourceLine(n.start_mark.line + 1, filename)
         if isinstance(n, yaml.MappingNode):
             d = LineDict()
             d.line = line
@@ -60,7 +71,7 @@ def load_yaml(text: str, filename: str) -> tuple[Any, list[Problem]]:
                 key = constructor.construct_object(knode, deep=True)
                 if not isinstance(key, str):
                     key = str(key)
-                kline = knode.start_mark.line + 1
+                kline = SourceLine(knode.start_mark.line + 1, filename)
                 if key in d:
                     problems.append(Problem(filename, kline, f"{path}{key}",
                                             f"duplicate key (first at line {d.key_lines[key]})"))
@@ -73,9 +84,36 @@ def load_yaml(text: str, filename: str) -> tuple[Any, list[Problem]]:
             lst.line = line
             lst.item_lines = []
             for i, item in enumerate(n.value):
-                lst.item_lines.append(item.start_mark.line + 1)
+                lst.item_lines.append(SourceLine(item.start_mark.line + 1, filename))
                 lst.append(build(item, f"{path.rstrip('.')}[{i}]."))
             return lst
         return constructor.construct_object(n, deep=True)
 
     return build(node, ""), problems
+
+
+def merge_included(main: LineDict, included: LineDict, problems: list[Problem]) -> None:
+    """Fold an included scenario fragment into MAIN: sections the main file lacks are taken
+    whole, named entries of mapping sections are added (a name in both is a problem), lists
+    are concatenated (the fragment's first), and the main file's scalars win."""
+    for key, value in included.items():
+        kline = included.line_of(key)
+        if key not in main:
+            main[key] = value
+            main.key_lines[key] = kline
+            continue
+        ours = main[key]
+        if isinstance(ours, LineDict) and isinstance(value, LineDict):
+            for name, body in value.items():
+                if name in ours:
+                    here = ours.line_of(name)
+                    problems.append(Problem(getattr(here, "file", "?"), int(here), f"{key}.{name}",
+                                            f"is also defined in {kline.file}:{int(value.line_of(name))}"))
+                    continue
+                ours[name] = body
+                ours.key_lines[name] = value.line_of(name)
+        elif isinstance(ours, LineList) and isinstance(value, LineList):
+            merged = LineList(list(value) + list(ours))
+            merged.line = value.line
+            merged.item_lines = list(value.item_lines) + list(ours.item_lines)
+            main[key] = merged
