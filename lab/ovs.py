@@ -105,8 +105,10 @@ def dump_flows(rundir: str, bridge: str) -> str:
 def count_flows(rundir: str, bridge: str, cookie: str) -> int:
     """How many flows of BRIDGE carry the lab's cookie."""
     out = gateway.run(["ovs-ofctl", "dump-flows", bridge, f"cookie={cookie}/-1"], env=env(rundir)).stdout
-    # flows that br-tun's learn action made carry the cookie too, with a hard_timeout
-    return sum(1 for line in out.splitlines() if "cookie=" in line and "hard_timeout=" not in line)
+    # flows that br-tun's learn action made carry the cookie too, with a hard_timeout of
+    # their own (the learn flow itself only names one inside its actions)
+    return sum(1 for line in out.splitlines()
+               if "cookie=" in line and "hard_timeout=" not in line.split(" actions=")[0])
 
 
 def stop_pid(pid: int, timeout: float = 5.0) -> None:

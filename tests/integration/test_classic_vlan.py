@@ -44,7 +44,7 @@ def test_checks_pass_with_capture_evidence(classic_vlan):
 
 def test_check_table_and_exit_code(classic_vlan):
     out = lab("check", LAB)
-    assert "13 passed, 0 failed" in out.stdout
+    assert "15 passed, 0 failed" in out.stdout
     assert "evidence:" in out.stdout
 
 

@@ -4,6 +4,7 @@ and two labs at once. After each, the host is exactly as before."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,9 @@ CLASSIC = (REPO / "scenarios" / "classic-vlan.yaml").read_text()
 
 
 def renamed(tmp_path: Path, name: str, text: str = CLASSIC) -> Path:
+    """classic-vlan under another lab name, beside a copy of the fragment it includes."""
+    if not (tmp_path / "include").exists():
+        shutil.copytree(REPO / "scenarios" / "include", tmp_path / "include")
     path = tmp_path / f"{name}.yaml"
     path.write_text(re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.M))
     return path
@@ -55,12 +59,12 @@ def test_kill_9_during_up_then_cleanup_leaves_nothing(tmp_path, clean_host):
 
 
 def test_bad_scenario_creates_nothing(tmp_path, clean_host):
-    bad = renamed(tmp_path, "bad", CLASSIC.replace("segmentation_id: 102", "segmentation_id: 300")
-                  .replace("ip: 192.168.1.13", "ip: 192.168.2.13"))
+    bad = renamed(tmp_path, "bad", CLASSIC.replace('vlan_ranges: ["101:199"]', 'vlan_ranges: ["101:99"]')
+                  .replace("nodes: [network1, compute1, compute2]", "nodes: [network1, compute1, compute9]"))
     out = lab("up", str(bad), check=False)
     assert out.returncode == 2
-    assert f"{bad}:" in out.stderr and "outside physnet1's vlan_ranges" in out.stderr
-    assert "is not a host address of net1" in out.stderr   # every problem, not only the first
+    assert f"{bad}:" in out.stderr and "range 101:99 must satisfy" in out.stderr
+    assert "unknown node 'compute9'" in out.stderr   # every problem, not only the first
     assert not [ns for ns in netns.list_ours() if ns.startswith("nlab.bad.")]
     assert not (STATE_ROOT / "bad").exists()
 
