@@ -149,6 +149,41 @@ def cmd_exec(args) -> int:
     return 0  # not reached
 
 
+def cmd_capture(args) -> int:
+    from . import capture, runtime
+    runtime.require_root()
+    state = runtime.load_state(args.lab)
+    # -w / -c may also come after the target (argparse hands them over with the filter)
+    expression, words = [], list(args.filter)
+    while words:
+        word = words.pop(0)
+        if word in ("-w", "-c") and words:
+            value = words.pop(0)
+            if word == "-w":
+                args.write = value
+            elif not value.isdigit():
+                raise LabStateError(f"-c needs a number of packets, not {value!r}")
+            else:
+                args.count = int(value)
+        else:
+            expression.append(word)
+    return capture.capture(state.plan, args.target, args.write, args.count, expression)
+
+
+def cmd_flows(args) -> int:
+    from . import flows, runtime
+    runtime.require_root()
+    state = runtime.load_state(args.lab)
+    if args.node not in {n.name for n in state.plan.nodes}:
+        raise LabStateError(f"lab {args.lab} has no node {args.node!r} (nodes: "
+                            f"{', '.join(n.name for n in state.plan.nodes)})")
+    try:
+        print(flows.show(state.plan, state.directory, args.node, args.bridge, args.diff))
+    except ValueError as exc:
+        raise LabStateError(str(exc)) from None
+    return 0
+
+
 def cmd_check(args) -> int:
     return _run_checks(args.lab, as_json=args.json)
 
@@ -215,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("lab")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("capture", help="tcpdump at a target, live or into a pcap file",
+                       usage="lab capture LAB TARGET[:IFACE] [-w FILE.pcap] [-c N] [FILTER...]")
+    s.add_argument("lab")
+    s.add_argument("target", help="instance, node, wire, router, DHCP server or external host, "
+                                  "optionally :IFACE (default: eth0, the DHCP port, every port of a wire)")
+    s.add_argument("-w", dest="write", metavar="FILE.pcap", help="write a pcap file instead of decoding")
+    s.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
+    s.add_argument("filter", nargs=argparse.REMAINDER, help="a tcpdump (pcap-filter) expression")
+    s.set_defaults(fn=cmd_capture)
+
+    s = sub.add_parser("flows", help="a node's flow tables in Neutron's words, with packet counters")
+    s.add_argument("lab")
+    s.add_argument("node")
+    s.add_argument("bridge", nargs="?", help="br-int, br-tun, br-vlan... (default: all of the node's)")
+    s.add_argument("--diff", action="store_true", help="only what changed since the previous call")
+    s.set_defaults(fn=cmd_flows)
 
     s = sub.add_parser("cleanup", help="remove whatever any lab left behind, and nothing else")
     s.set_defaults(fn=cmd_cleanup)
