@@ -170,6 +170,38 @@ def cmd_capture(args) -> int:
     return capture.capture(state.plan, args.target, args.write, args.count, expression)
 
 
+def cmd_graph(args) -> int:
+    from . import gateway, graph, runtime
+    from .ovsdb import OvsdbError, read_ports
+    runtime.require_root()
+    state = runtime.load_state(args.lab)
+    live = {}
+    for node in state.plan.nodes:
+        try:
+            live[node.name] = read_ports(node.rundir)
+        except OvsdbError:
+            live[node.name] = {}
+    g = graph.build(state.plan, live)
+    if args.output:
+        suffix = args.output.rsplit(".", 1)[-1].lower()
+        if suffix in ("svg", "png"):
+            gateway.require("dot")
+            gateway.run(["dot", f"-T{suffix}", "-o", args.output], input=graph.to_dot(g))
+        elif suffix in ("dot", "gv"):
+            with open(args.output, "w") as f:
+                f.write(graph.to_dot(g))
+        elif suffix in ("mmd", "mermaid"):
+            with open(args.output, "w") as f:
+                f.write(graph.to_mermaid(g))
+        else:
+            raise LabStateError(f"cannot tell the format of {args.output}: use .svg, .png, .dot or .mmd")
+        print(f"wrote {args.output}")
+        return 0
+    fmt = args.format or "text"
+    print({"text": graph.to_text, "mermaid": graph.to_mermaid, "dot": graph.to_dot}[fmt](g), end="")
+    return 0
+
+
 def cmd_flows(args) -> int:
     from . import flows, runtime
     runtime.require_root()
@@ -260,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
     s.add_argument("filter", nargs=argparse.REMAINDER, help="a tcpdump (pcap-filter) expression")
     s.set_defaults(fn=cmd_capture)
+
+    s = sub.add_parser("graph", help="a picture of the running lab (Graphviz, Mermaid or text)")
+    s.add_argument("lab")
+    s.add_argument("-o", dest="output", metavar="FILE", help="write FILE.svg, FILE.png (Graphviz) or FILE.dot")
+    s.add_argument("--format", choices=("text", "mermaid", "dot"),
+                   help="print this format (default: text, or what -o's suffix says)")
+    s.set_defaults(fn=cmd_graph)
 
     s = sub.add_parser("flows", help="a node's flow tables in Neutron's words, with packet counters")
     s.add_argument("lab")

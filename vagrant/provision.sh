@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(openvswitch-switch tcpdump iptables iproute2 iputils-ping ethtool dnsmasq-base busybox python3 python3-venv python3-pip)
+packages=(openvswitch-switch tcpdump iptables iproute2 iputils-ping ethtool dnsmasq-base busybox graphviz python3 python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
