@@ -39,13 +39,16 @@ class Capture:
     label: str
     netns: str
     iface: str
+    inbound: bool = True     # only frames arriving on IFACE (each frame once per wire port)
     proc: subprocess.Popen | None = None
     lines: list[str] = field(default_factory=list)
     last_line_at: float = 0.0
     reader: threading.Thread | None = None
 
     def start(self) -> None:
-        argv = ["tcpdump", "-i", self.iface, "-Q", "in", "-e", "-nn", "-l", "--immediate-mode", "-s", "256"]
+        argv = ["tcpdump", "-i", self.iface, "-e", "-nn", "-l", "--immediate-mode", "-s", "256"]
+        if self.inbound:
+            argv[3:3] = ["-Q", "in"]
         self.proc = gateway.spawn(argv, netns=self.netns)
         deadline = time.monotonic() + LISTEN_TIMEOUT
         err = []

@@ -170,6 +170,18 @@ def cmd_capture(args) -> int:
     return capture.capture(state.plan, args.target, args.write, args.count, expression)
 
 
+def cmd_trace(args) -> int:
+    from . import runtime, trace
+    runtime.require_root()
+    state = runtime.load_state(args.lab)
+    result = trace.trace(state.plan, args.source, args.destination, args.proto)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        print(trace.render_table(result))
+    return 0 if result.reached else 1
+
+
 def cmd_graph(args) -> int:
     from . import gateway, graph, runtime
     from .ovsdb import OvsdbError, read_ports
@@ -292,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
     s.add_argument("filter", nargs=argparse.REMAINDER, help="a tcpdump (pcap-filter) expression")
     s.set_defaults(fn=cmd_capture)
+
+    s = sub.add_parser("trace", help="the hop-by-hop path of a packet: expected, explained and seen")
+    s.add_argument("lab")
+    s.add_argument("source", help="instance or external host")
+    s.add_argument("destination", help="instance, external host or address (e.g. a floating IP)")
+    s.add_argument("--proto", default="icmp", help="icmp (default), tcp:PORT or udp:PORT")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_trace)
 
     s = sub.add_parser("graph", help="a picture of the running lab (Graphviz, Mermaid or text)")
     s.add_argument("lab")

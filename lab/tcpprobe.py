@@ -67,6 +67,16 @@ def send(host: str, port: int, size: int, timeout: float) -> int:
     return 0 if result["ok"] else 1
 
 
+def send_udp(host: str, port: int, count: int) -> int:
+    """A few datagrams, for `lab trace --proto udp:PORT`: there is no answer to wait for."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in range(count):
+            sock.sendto(f"neutron-lab trace {i}".encode(), (host, port))
+            time.sleep(0.1)
+    print(json.dumps({"host": host, "port": port, "sent": count}), flush=True)
+    return 0
+
+
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
@@ -88,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--bytes", type=int, default=1 << 20)
     c.add_argument("--timeout", type=float, default=5)
+    u = sub.add_parser("udp")
+    u.add_argument("--host", required=True)
+    u.add_argument("--port", type=int, required=True)
+    u.add_argument("--count", type=int, default=3)
     args = p.parse_args(argv)
+    if args.mode == "udp":
+        return send_udp(args.host, args.port, args.count)
     if args.mode == "serve":
         return serve(args.port, args.timeout)
     return send(args.host, args.port, args.bytes, args.timeout)

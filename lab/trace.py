@@ -1,0 +1,468 @@
+"""`lab trace`: the hop-by-hop path of a packet, the way the seed articles draw it.
+
+1. The expected path comes from the plan: the instance's eth0, tap, qbr (iptables), qvb/qvo,
+   br-int, the physical or tunnel bridge, the NIC, the wire, the next node..., through the
+   router's qr-/qg- ports (with NAT changing the addresses) when the packet is routed.
+2. Each OVS hop is explained by `ofproto/trace` on that node (the tables and flows that
+   decided), each iptables hop by the rules whose counters moved, each NAT hop likewise.
+3. Real traffic is sent while tcpdump watches every interface on the path, so every hop shows
+   expected vs seen. A packet that vanishes is pinned to the last hop that saw it and to what
+   dropped it there.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+
+from . import gateway, naming, ovs
+from .checks import Capture, probe_icmp, probe_tcp
+from .errors import LabStateError
+from .plan import NodePlan, Plan
+from .scenario import Check
+
+
+@dataclass
+class Hop:
+    where: str                       # what a person calls this hop
+    kind: str                        # nic | iptables | ovs | wire | nat
+    expected: str                    # the packet we expect there
+    netns: str = ""
+    iface: str | None = None         # where tcpdump watches (nic and wire hops)
+    src: str = ""                    # the address pair expected at this hop (NAT changes it)
+    dst: str = ""
+    seen: str = ""
+    explain: list[str] = field(default_factory=list)
+    ok: bool | None = None           # None: nothing to observe directly (explained only)
+
+
+@dataclass
+class Endpoint:
+    name: str
+    kind: str                        # instance | external-host
+    netns: str
+    ip: str
+    mac: str
+    node: NodePlan | None = None     # instances only
+    port: object = None              # InstancePort
+    network: str = ""
+
+
+@dataclass
+class Trace:
+    src: str
+    dst: str
+    proto: str
+    hops: list[Hop]
+    reached: bool
+    probe: str
+    verdict: str
+    ovs_traces: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"from": self.src, "to": self.dst, "proto": self.proto, "reached": self.reached,
+                "probe": self.probe, "verdict": self.verdict, "hops": [asdict(h) for h in self.hops]}
+
+
+# --------------------------------------------------------------------------- the expected path
+
+class PathBuilder:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.hops: list[Hop] = []
+        self.src_ip = ""
+        self.dst_ip = ""
+        self.ovs_entries: list[tuple[NodePlan, str, dict]] = []   # (node, bridge, flow fields)
+
+    def add(self, where: str, kind: str, netns: str = "", iface: str | None = None, note: str = "") -> None:
+        expected = f"{self.src_ip} > {self.dst_ip}" + (f" ({note})" if note else "")
+        self.hops.append(Hop(where, kind, expected, netns, iface, self.src_ip, self.dst_ip))
+
+    def segment_note(self, network: str) -> str:
+        net = next(n for n in self.plan_networks() if n[0] == network)
+        _, ntype, seg = net
+        return {"vlan": f"VLAN {seg}", "flat": "untagged", "vxlan": f"VXLAN VNI {seg}",
+                "gre": f"GRE key {seg}"}[ntype]
+
+    def plan_networks(self):
+        out = {}
+        for n in self.plan.nodes:
+            for p in n.ports:
+                out[p.network] = (p.network, p.network_type, p.segmentation_id)
+            for tn in n.tunnel_networks:
+                out[tn.network] = (tn.network, tn.type, tn.segmentation_id)
+            for b in n.physical_bridges:
+                for net, _, seg in b.vlan_translations:
+                    out.setdefault(net, (net, "vlan" if seg is not None else "flat", seg))
+        return list(out.values())
+
+    def lvid(self, node: NodePlan, network: str) -> int | None:
+        return dict(node.local_vlans).get(network)
+
+    def instance_out(self, e: Endpoint, dl_dst: str) -> None:
+        p, n = e.port, e.node
+        self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
+        self.add(f"{n.name} {p.tap}", "nic", n.netns, p.tap)
+        self.add(f"{n.name} {p.qbr} (iptables egress)", "iptables", n.netns,
+                 note=f"chain {naming.sg_chain('o', p.port_id)}")
+        self.add(f"{n.name} {p.qvb} -> {p.qvo}", "nic", n.netns, p.qvo)
+        self.add(f"{n.name} br-int", "ovs", n.netns, note=f"local VLAN {p.local_vlan}")
+        self.ovs_entries.append((n, "br-int", {"in_port": p.qvo, "dl_src": p.mac, "dl_dst": dl_dst}))
+
+    def instance_in(self, e: Endpoint) -> None:
+        p, n = e.port, e.node
+        self.add(f"{n.name} {p.qvo} -> {p.qvb}", "nic", n.netns, p.qvb)
+        self.add(f"{n.name} {p.qbr} (iptables ingress)", "iptables", n.netns,
+                 note=f"chain {naming.sg_chain('i', p.port_id)}")
+        self.add(f"{n.name} {p.tap}", "nic", n.netns, p.tap)
+        self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
+
+    def node_to_node(self, a: NodePlan, b: NodePlan, network: str, dl_src: str, dl_dst: str) -> None:
+        """From br-int of A over the network's wire to br-int of B."""
+        note = self.segment_note(network)
+        tunnel = next((tn for tn in a.tunnel_networks if tn.network == network), None)
+        if tunnel:
+            wire, nic_a, bridge = a.tunnel.wire, a.tunnel.nic, "br-tun"
+            nic_b = b.tunnel.nic
+            port_in = next(p.name for p in b.tunnel.ports if p.remote_node == a.name and p.type == tunnel.type)
+            entry = {"in_port": port_in, "tun_id": hex(tunnel.segmentation_id), "dl_src": dl_src, "dl_dst": dl_dst}
+        else:
+            pb = next(pb for pb in a.physical_bridges for net, _, _ in pb.vlan_translations if net == network)
+            pb_b = next(x for x in b.physical_bridges if x.physical_network == pb.physical_network)
+            wire, nic_a, bridge, nic_b = pb.physical_network, pb.nic, pb.bridge, pb_b.nic
+            seg = next(seg for net, _, seg in pb.vlan_translations if net == network)
+            entry = {"in_port": nic_b, "dl_src": dl_src, "dl_dst": dl_dst}
+            if seg is not None:
+                entry["dl_vlan"] = str(seg)
+        self.add(f"{a.name} {bridge}", "ovs", a.netns, note=note)
+        self.add(f"{a.name} {nic_a}", "nic", a.netns, nic_a, note=note)
+        wire_plan = self.plan.wire(wire)
+        member = next(m for m in wire_plan.members if m.name == a.name)
+        self.add(f"wire {wire} (from {a.name})", "wire", wire_plan.netns, member.wire_ifname, note=note)
+        self.add(f"{b.name} {nic_b}", "nic", b.netns, nic_b, note=note)
+        self.add(f"{b.name} {bridge} -> br-int", "ovs", b.netns,
+                 note=f"local VLAN {self.lvid(b, network)}")
+        self.ovs_entries.append((b, bridge, entry))
+
+
+def endpoint(plan: Plan, name: str) -> Endpoint:
+    for n in plan.nodes:
+        for p in n.ports:
+            if p.instance == name:
+                return Endpoint(name, "instance", p.netns, p.ip, p.mac, n, p, p.network)
+    for h in plan.external_hosts:
+        if h.name == name:
+            return Endpoint(name, "external-host", h.netns, h.ip, h.mac, network=h.network)
+    raise LabStateError(f"lab {plan.lab} has no instance or external host {name!r}")
+
+
+def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, Endpoint, str]:
+    src = endpoint(plan, src_name)
+    b = PathBuilder(plan)
+    # the destination: an endpoint, or an address (an instance's, an external host's, a floating IP)
+    dst, dst_ip, via_fip = None, dst_spec, None
+    if dst_spec in plan.targets():
+        dst = endpoint(plan, dst_spec)
+        dst_ip = dst.ip
+    else:
+        for p in plan.ports:
+            if dst_spec == p.ip and (src.kind != "instance" or p.network == src.network):
+                dst = endpoint(plan, p.instance)
+            if dst_spec == p.floating_ip:
+                dst, via_fip = endpoint(plan, p.instance), p.floating_ip
+        for h in plan.external_hosts:
+            if dst_spec == h.ip:
+                dst = endpoint(plan, h.name)
+    if dst is None:
+        raise LabStateError(f"nothing in lab {plan.lab} answers at {dst_spec}")
+    b.src_ip, b.dst_ip = src.ip, dst_ip
+    router_of = {i.network: r for r in plan.routers for i in r.interfaces}
+
+    if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
+        b.instance_out(src, dst.mac)
+        if src.node.name != dst.node.name:
+            b.node_to_node(src.node, dst.node, src.network, src.mac, dst.mac)
+        b.instance_in(dst)
+        return b, dst, dst_ip
+
+    if src.kind == "instance":
+        router = router_of.get(src.network)
+        if router is None:
+            raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
+        x = plan.node(router.node)
+        qr_in = next(i for i in router.interfaces if i.network == src.network)
+        b.instance_out(src, qr_in.mac)
+        b.node_to_node(src.node, x, src.network, src.mac, qr_in.mac)
+        b.add(f"{router.name} {qr_in.ns_dev}", "nic", router.netns, qr_in.ns_dev)
+        if dst.kind == "instance" and not via_fip:
+            qr_out = next((i for i in router.interfaces if i.network == dst.network), None)
+            if qr_out is None:
+                raise LabStateError(f"router {router.name} has no interface on {dst.network}")
+            b.add(f"{router.name} routing {qr_in.ns_dev} -> {qr_out.ns_dev}", "nat", router.netns, note="no NAT")
+            b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev)
+            b.ovs_entries.append((x, "br-int", {"in_port": qr_out.ovs_dev, "dl_src": qr_out.mac, "dl_dst": dst.mac}))
+            b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {qr_out.local_vlan}")
+            b.node_to_node(x, dst.node, dst.network, qr_out.mac, dst.mac)
+            b.instance_in(dst)
+            return b, dst, dst_ip
+        # out to the external network: SNAT to the floating IP, or to the router's gateway address
+        gw = router.gateway
+        if gw is None:
+            raise LabStateError(f"router {router.name} has no external gateway")
+        b.add(f"{router.name} NAT", "nat", router.netns, note="SNAT")
+        b.src_ip = src.port.floating_ip or gw.ip
+        b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev, note="after SNAT")
+        ext_mac = dst.mac if dst.kind == "external-host" else ""
+        b.ovs_entries.append((x, "br-int", {"in_port": gw.ovs_dev, "dl_src": gw.mac, "dl_dst": ext_mac}))
+        b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {gw.local_vlan}")
+        _external_leg_out(b, plan, x, gw.network, dst)
+        return b, dst, dst_ip
+
+    # from an external host: in through a floating IP
+    if not via_fip:
+        raise LabStateError(f"from {src.name}, only floating IPs are reachable (not {dst_spec})")
+    router = router_of[dst.network]
+    x = plan.node(router.node)
+    gw = router.gateway
+    b.add(f"{src.name} eth0", "nic", src.netns, "eth0")
+    ext_wire = plan.wire(next(h.wire for h in plan.external_hosts if h.name == src.name))
+    member = next(m for m in ext_wire.members if m.name == src.name)
+    b.add(f"wire {ext_wire.name} (from {src.name})", "wire", ext_wire.netns, member.wire_ifname)
+    pb = next(p for p in x.physical_bridges if p.physical_network == ext_wire.name)
+    b.add(f"{x.name} {pb.nic}", "nic", x.netns, pb.nic)
+    b.add(f"{x.name} {pb.bridge} -> br-int", "ovs", x.netns, note=f"local VLAN {gw.local_vlan}")
+    b.ovs_entries.append((x, pb.bridge, {"in_port": pb.nic, "dl_src": src.mac, "dl_dst": gw.mac}))
+    b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev)
+    b.add(f"{router.name} NAT", "nat", router.netns, note="DNAT")
+    b.dst_ip = dst.ip
+    qr_out = next(i for i in router.interfaces if i.network == dst.network)
+    b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev, note="after DNAT")
+    b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {qr_out.local_vlan}")
+    b.ovs_entries.append((x, "br-int", {"in_port": qr_out.ovs_dev, "dl_src": qr_out.mac, "dl_dst": dst.mac}))
+    b.node_to_node(x, dst.node, dst.network, qr_out.mac, dst.mac)
+    b.instance_in(dst)
+    return b, dst, via_fip
+
+
+def _external_leg_out(b: PathBuilder, plan: Plan, x: NodePlan, network: str, dst: Endpoint) -> None:
+    pb = next(p for p in x.physical_bridges for net, _, _ in p.vlan_translations if net == network)
+    b.add(f"{x.name} {pb.bridge}", "ovs", x.netns, note="untagged" if dict(
+        (n, s) for n, _, s in pb.vlan_translations).get(network) is None else "")
+    b.add(f"{x.name} {pb.nic}", "nic", x.netns, pb.nic)
+    wire = plan.wire(pb.physical_network)
+    member = next(m for m in wire.members if m.name == x.name)
+    b.add(f"wire {wire.name} (from {x.name})", "wire", wire.netns, member.wire_ifname)
+    if dst.kind == "external-host":
+        b.add(f"{dst.name} eth0", "nic", dst.netns, "eth0")
+
+
+# --------------------------------------------------------------------------- explanations
+
+def ofproto_trace(node: NodePlan, bridge: str, fields: dict, proto: str, src_ip: str, dst_ip: str) -> str:
+    flow = [f"in_port={fields['in_port']}"]
+    if "tun_id" in fields:
+        flow.append(f"tun_id={fields['tun_id']}")
+    if fields.get("dl_vlan"):
+        flow.append(f"dl_vlan={fields['dl_vlan']}")
+    kind = {"icmp": "icmp", "tcp": "tcp", "udp": "udp"}[proto]
+    flow.insert(0, kind)
+    if fields.get("dl_src"):
+        flow.append(f"dl_src={fields['dl_src']}")
+    if fields.get("dl_dst"):
+        flow.append(f"dl_dst={fields['dl_dst']}")
+    flow += [f"nw_src={src_ip}", f"nw_dst={dst_ip}", "nw_ttl=64"]
+    out = gateway.run(["ovs-appctl", "ofproto/trace", bridge, ",".join(flow)], env=ovs.env(node.rundir),
+                      check=False)
+    return out.stdout + out.stderr
+
+
+def summarize_ofproto(text: str) -> list[str]:
+    """'br-int: t0 prio 9 -> t25 prio 2 -> ... -> NORMAL (forwarding to learned port)' per bridge,
+    then the datapath actions."""
+    lines, current, steps = [], None, []
+    for raw in text.splitlines():
+        m = re.match(r'^bridge\("([^"]+)"\)', raw)
+        if m:
+            if current:
+                lines.append(f"{current}: " + " -> ".join(steps))
+            current, steps = m.group(1), []
+            continue
+        m = re.match(r"^\s*(\d+)\. (.*?), priority (\d+)", raw)
+        if m and current:
+            steps.append(f"table {m.group(1)} prio {m.group(3)}" + (f" [{m.group(2)}]" if m.group(2) else ""))
+            continue
+        m = re.match(r"^\s+(NORMAL|drop|output:.*|set_field:\d+->vlan_vid|mod_vlan_vid:\d+|strip_vlan|pop_vlan)\s*$", raw)
+        if m and current:
+            steps.append(m.group(1))
+            continue
+        m = re.match(r"^\s+-> (.*)$", raw)
+        if m and current and steps:
+            steps[-1] += f" ({m.group(1)})"
+        if raw.startswith("Datapath actions:"):
+            if current:
+                lines.append(f"{current}: " + " -> ".join(steps))
+                current = None
+            lines.append(raw.strip())
+    if current:
+        lines.append(f"{current}: " + " -> ".join(steps))
+    return lines
+
+
+def _zero(netns: str, table: str, chains: list[str]) -> None:
+    for chain in chains:
+        gateway.run(["iptables", "-w", "5", "-t", table, "-Z", chain], netns=netns, check=False)
+
+
+def _counted(netns: str, table: str, chain: str) -> list[str]:
+    """The rules of CHAIN whose counters moved, as `iptables -S` writes them."""
+    out = gateway.run(["iptables", "-w", "5", "-t", table, "-S", chain, "-v"], netns=netns, check=False).stdout
+    hits = []
+    for number, line in enumerate((ln for ln in out.splitlines() if ln.startswith("-A ")), start=1):
+        m = re.search(r" -c (\d+) \d+", line)
+        if m and int(m.group(1)) > 0:
+            rule = re.sub(r" -c \d+ \d+", "", line)
+            hits.append(f"{m.group(1)} pkts  rule {number}: {rule}")
+    return hits
+
+
+# --------------------------------------------------------------------------- running it
+
+def trace(plan: Plan, src: str, dst: str, proto: str = "icmp", progress=None) -> Trace:
+    kind, _, port = proto.partition(":")
+    if kind not in ("icmp", "tcp", "udp") or (kind != "icmp" and not port.isdigit()):
+        raise LabStateError(f"--proto must be icmp, tcp:PORT or udp:PORT, not {proto!r}")
+    builder, dst_ep, target_ip = build_path(plan, src, dst)
+    hops = builder.hops
+    src_ep = endpoint(plan, src)
+
+    # iptables / NAT chains whose counters will tell which rule decided
+    counters: list[tuple[Hop, str, str, list[str]]] = []
+    for hop in hops:
+        if hop.kind == "iptables":
+            chain = hop.expected.rsplit("chain ", 1)[-1].rstrip(")")
+            chains = [chain, f"{naming.IPTABLES_WRAP}-sg-fallback"]
+            if chain.startswith(f"{naming.IPTABLES_WRAP}-o"):
+                chains.append(chain.replace(f"{naming.IPTABLES_WRAP}-o", f"{naming.IPTABLES_WRAP}-s", 1))
+            counters.append((hop, hop.netns, "filter", chains))
+        elif hop.kind == "nat":
+            counters.append((hop, hop.netns, "nat", ["neutron-l3-agent-PREROUTING", "neutron-l3-agent-OUTPUT",
+                                                     "neutron-l3-agent-float-snat", "neutron-l3-agent-snat"]))
+    for _, netns, table, chains in counters:
+        _zero(netns, table, chains)
+
+    gateway.run(["ip", "neigh", "flush", "dev", "eth0"], netns=src_ep.netns, check=False)
+    captures = [(h, Capture(h.where, h.netns, h.iface, inbound=False)) for h in hops if h.iface]
+    started = []
+    try:
+        for _, cap in captures:
+            cap.start()
+            started.append(cap)
+        check = Check(f"trace {src} -> {dst}", src, target_ip, kind if kind != "udp" else "icmp",
+                      int(port) if port else None, "reach", (), 0)
+        if kind == "icmp":
+            reached, probe = probe_icmp(plan, check, target_ip)
+        elif kind == "tcp":
+            reached, probe = probe_tcp(plan, check, target_ip)
+        else:
+            reached, probe = _probe_udp(plan, src_ep, target_ip, int(port))
+        for cap in started:
+            cap.settle()
+    finally:
+        for cap in started:
+            cap.stop()
+
+    pattern_proto = {"icmp": "ICMP", "tcp": "Flags [", "udp": "UDP"}[kind]
+    for hop, cap in captures:
+        fwd = re.compile(rf"(?<![\d.]){re.escape(hop.src)}(?:\.\d+)? > {re.escape(hop.dst)}(?:\.\d+)?:")
+        hits = [line for line in cap.lines if fwd.search(line) and pattern_proto in line]
+        hop.ok = bool(hits)
+        hop.seen = f"{len(hits)} packet(s)" if hits else "not seen"
+        if hits:
+            sample = hits[0].split(" ", 1)[1] if re.match(r"^\d\d:", hits[0]) else hits[0]
+            hop.explain.append(sample[:200])
+    for hop, netns, table, chains in counters:
+        found = []
+        for chain in chains:
+            found += _counted(netns, table, chain)
+        hop.explain += found or ["no rule counted a packet"]
+        hop.seen = "rules matched" if found else "nothing matched"
+    # OVS: explain the first OVS hop of each node entry with ofproto/trace
+    ovs_texts = {}
+    ovs_hops = [h for h in hops if h.kind == "ovs"]
+    for (node, bridge, fields), hop in zip(builder.ovs_entries, _entry_hops(ovs_hops, builder.ovs_entries)):
+        text = ofproto_trace(node, bridge, fields, kind, hop.src, hop.dst)
+        ovs_texts[f"{node.name} {bridge} {fields['in_port']}"] = text
+        hop.explain += summarize_ofproto(text)
+        hop.seen = "traced"
+
+    for hop in ovs_hops:
+        if not hop.explain:
+            hop.seen = "traced above"
+    verdict = _verdict(hops, reached)
+    return Trace(src, dst, proto, hops, reached, probe, verdict, ovs_texts)
+
+
+def _entry_hops(ovs_hops: list[Hop], entries: list) -> list[Hop]:
+    """The OVS hop each ofproto/trace entry explains: the first OVS hop on that node after the
+    previous entry's."""
+    out, start = [], 0
+    for node, _, _ in entries:
+        for i in range(start, len(ovs_hops)):
+            if ovs_hops[i].netns == node.netns:
+                out.append(ovs_hops[i])
+                start = i + 1
+                break
+        else:
+            out.append(Hop("?", "ovs", ""))
+    return out
+
+
+def _verdict(hops: list[Hop], reached: bool) -> str:
+    observed = [h for h in hops if h.ok is not None]
+    if reached and all(h.ok for h in observed):
+        return "delivered: every hop saw the packet"
+    last = None
+    for h in hops:
+        if h.ok:
+            last = h
+        elif h.ok is False:
+            break
+    if last is None:
+        return "not delivered: no hop saw the packet (is the source up?)"
+    idx = hops.index(last)
+    blame = []
+    for h in hops[idx + 1:]:
+        if h.kind == "iptables":
+            drops = [e for e in h.explain if "-j DROP" in e]
+            blame.append(f"{h.where}: " + ("; ".join(drops) if drops else "; ".join(h.explain)))
+            break
+        if h.kind == "ovs":
+            drops = [e for e in h.explain if "drop" in e]
+            blame.append(f"{h.where}: " + ("; ".join(drops) if drops else "; ".join(h.explain[-1:])))
+            break
+        if h.ok is False:
+            break
+    state = "delivered, but" if reached else "not delivered:"
+    return f"{state} last seen at {last.where}" + (f"; dropped by {blame[0]}" if blame else "")
+
+
+def _probe_udp(plan: Plan, src: Endpoint, dst_ip: str, port: int) -> tuple[bool, str]:
+    out = gateway.run([sys.executable, "-m", "lab.tcpprobe", "udp", "--host", dst_ip, "--port", str(port)],
+                      netns=src.netns, check=False)
+    return out.returncode == 0, (out.stdout.strip() or out.stderr.strip())[:200]
+
+
+def render_table(t: Trace) -> str:
+    rows = [("hop", "expected", "seen")] + [(h.where, h.expected, h.seen) for h in t.hops]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    out = [f"trace {t.src} -> {t.dst} ({t.proto}): {t.probe}", ""]
+    out.append("  ".join(rows[0][i].ljust(widths[i]) for i in range(3)))
+    out.append("  ".join("-" * w for w in widths))
+    for h, row in zip(t.hops, rows[1:]):
+        mark = {True: "", False: "  <-- not seen", None: ""}[h.ok]
+        out.append("  ".join(row[i].ljust(widths[i]) for i in range(3)).rstrip() + mark)
+        for e in h.explain:
+            out.append(f"      {e}")
+    out += ["", t.verdict]
+    return "\n".join(out)
