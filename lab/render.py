@@ -114,7 +114,7 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         cmd("--may-exist", "add-port", "br-int", p.qvo)
         cmd("set", "Port", p.qvo, f"tag={p.local_vlan}", mark,
             f"other_config:net_uuid={net_uuid}", f"other_config:network_type={p.network_type}",
-            f"other_config:physical_network={p.physical_network}",
+            f"other_config:physical_network={p.physical_network if p.network_type in ('vlan', 'flat') else 'None'}",
             f"other_config:segmentation_id={seg}", f"other_config:tag={p.local_vlan}")
         cmd("set", "Interface", p.qvo, f"external_ids:iface-id={p.port_id}",
             "external_ids:iface-status=active", f'external_ids:attached-mac="{p.mac}"',

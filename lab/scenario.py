@@ -265,6 +265,14 @@ class _Checker:
     def __init__(self, filename: str):
         self.filename = filename
         self.problems: list[Problem] = []
+        self.included = False
+
+    def at(self, line: int) -> str:
+        """How a message refers to another line: 'line N', or 'FILE:N' once files are included
+        (the message may stand in one file and refer to the other)."""
+        if not self.included:
+            return f"line {int(line)}"
+        return f"{getattr(line, 'file', self.filename)}:{int(line)}"
 
     def add(self, line: int, where: str, message: str) -> None:
         # lines from an included file know their file (SourceLine)
@@ -413,7 +421,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
     def claim(kind: str, nm: str, line: int, where: str) -> None:
         if nm in targets:
             other, oline = targets[nm]
-            c.add(line, where, f"name {nm!r} is already used by {other} at line {oline}; nodes, "
+            c.add(line, where, f"name {nm!r} is already used by {other} at {c.at(oline)}; nodes, "
                                "instances, physical networks, routers, external hosts and DHCP "
                                "servers (<network>-dhcp) share one name space")
         else:
@@ -473,7 +481,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                   f"{naming.IFNAMSIZ} characters)")
         elif bridge in bridges_seen:
             c.add(body.line_of("bridge"), f"{where}.bridge",
-                  f"bridge {bridge} already maps another physical network (line {bridges_seen[bridge]})")
+                  f"bridge {bridge} already maps another physical network ({c.at(bridges_seen[bridge])})")
         else:
             bridges_seen[bridge] = body.line_of("bridge")
         ranges = _ranges(c, body, "vlan_ranges", f"{where}.vlan_ranges", 4094)
@@ -580,13 +588,15 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
             c.add(body.line_of("segmentation_id"), f"{where}.segmentation_id",
                   f"{ntype} id {seg} is out of range 1-{TUNNEL_ID_MAX[ntype]}")
             seg = None
+        # an explicit id that is wrong stays wrong: ML2 does not pick another one instead
+        seg_rejected = "segmentation_id" in body and seg is None and ntype != "flat"
         if physnet is not None and (seg is not None or ntype == "flat"):
             key = (ntype if ntype in TUNNEL_TYPES else physnet.name, seg)
             if key in segments:
                 other, oline = segments[key]
                 what = {"vlan": f"VLAN {seg} of {physnet.name}", "flat": f"the flat segment of {physnet.name}"}.get(
                     ntype, f"{ntype} id {seg}")
-                c.add(line, where, f"{what} is already used by network {other} (line {oline})")
+                c.add(line, where, f"{what} is already used by network {other} ({c.at(oline)})")
             else:
                 segments[key] = (nm, line)
         cidr_text = c.string(body, "cidr", f"{where}.cidr")
@@ -622,7 +632,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         external = c.boolean(body, "external", f"{where}.external", default=False)
         dhcp = c.boolean(body, "dhcp", f"{where}.dhcp", default=not external)
         pool = _allocation_pool(c, body, where, cidr, gateway)
-        if None in (project, physnet, cidr, gateway):
+        if None in (project, physnet, cidr, gateway) or seg_rejected:
             continue
         if dhcp:
             claim("a DHCP server", f"{nm}-dhcp", line, where)
@@ -659,7 +669,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         for b in networks[i + 1:]:
             if a.project == b.project and ipaddress.ip_network(a.cidr).overlaps(ipaddress.ip_network(b.cidr)):
                 c.add(cidr_lines[b.name], f"networks.{b.name}.cidr",
-                      f"{b.cidr} overlaps {a.cidr} of network {a.name} (line {a.line}) in project {a.project}")
+                      f"{b.cidr} overlaps {a.cidr} of network {a.name} ({c.at(a.line)}) in project {a.project}")
     net_by_name = {n.name: n for n in networks}
 
     groups_parsed = _parse_security_groups(c, data, projects)
@@ -760,7 +770,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         key = (net_name, ip)
         if key in used:
             other, oline = used[key]
-            c.add(line, where, f"{ip} is already used by {other} (line {oline}) on network {net_name}")
+            c.add(line, where, f"{ip} is already used by {other} ({c.at(oline)}) on network {net_name}")
             return False
         used[key] = (who, line)
         return True
@@ -822,7 +832,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
         if mac in macs:
             other, oline = macs[mac]
             c.add(body.line_of("mac") if "mac" in body else line, f"instances.{nm}.mac",
-                  f"{mac} is already used by {other} (line {oline})")
+                  f"{mac} is already used by {other} ({c.at(oline)})")
             continue
         macs[mac] = (nm, line)
         instances.append(Instance(nm, node, net.name, str(ip), mac, port_id, groups, line,
@@ -897,7 +907,10 @@ def _tunnel_endpoints(c: _Checker, data: LineDict, nodes: list[Node],
             hosts = list(itertools.islice(ipaddress.ip_network(underlay.cidr).hosts(), 10 + index, 11 + index))
             ip = str(hosts[0]) if hosts else None
             if ip is None:
-                c.add(underlay.line, f"physical_networks.{underlay.name}.cidr",
+                physnets_raw = data.get("physical_networks")
+                raw = physnets_raw.get(underlay.name) if isinstance(physnets_raw, LineDict) else None
+                cline = raw.line_of("cidr") if isinstance(raw, LineDict) else underlay.line
+                c.add(cline, f"physical_networks.{underlay.name}.cidr",
                       f"{underlay.cidr} is too small to give {node.name} a local_ip")
         if ip is not None and ip in used:
             c.add(body.line_of("local_ip"), where, f"{ip} is the local_ip of {used[ip]} already")
@@ -964,6 +977,9 @@ def _include(c: _Checker, data: LineDict, filename: str) -> None:
         except OSError as exc:
             c.add(line, "include", f"cannot read {path}: {exc.strerror}")
             continue
+        except UnicodeDecodeError:
+            c.add(line, "include", f"cannot read {path}: not UTF-8 text")
+            continue
         fragment, problems = load_yaml(text, str(path))
         c.problems.extend(problems)
         if fragment is None:
@@ -976,6 +992,7 @@ def _include(c: _Checker, data: LineDict, filename: str) -> None:
                   f"{path} is a fragment: it may not set name or include other files")
             continue
         merge_included(data, fragment, c.problems)
+        c.included = True
 
 
 def _allocate(net: Network, used: set[str]) -> ipaddress.IPv4Address | None:
@@ -1133,7 +1150,7 @@ def _parse_routers(c: _Checker, data: LineDict, projects: list[str], nodes: list
             elif net.name in attached:
                 other, oline = attached[net.name]
                 c.add(iline, iwhere, f"network {net.name} is already attached to router {other} "
-                                     f"(line {oline}); its gateway address can be on one router only")
+                                     f"({c.at(oline)}); its gateway address can be on one router only")
             elif node not in physnets[net.physical_network].nodes:
                 c.add(iline, iwhere, f"{node} is not attached to {net.physical_network}, which carries {net.name}")
             else:
@@ -1339,6 +1356,10 @@ def _parse_checks(c: _Checker, data: LineDict, instances: dict[str, Instance], t
                 if not on_underlay:
                     c.add(item.line_of(tkey), f"{pwhere}.{tkey}",
                           f"{tkey} only goes with crosses of the tunnel underlay")
+                    continue
+                limit = TUNNEL_ID_MAX["vxlan" if tkey == "vni" else "gre"]
+                if not 1 <= value <= limit:
+                    c.add(item.line_of(tkey), f"{pwhere}.{tkey}", f"{tkey} {value} is out of range 1-{limit}")
                     continue
                 tunnel_ids[tkey] = value
             packets = c.string(item, "packets", f"{pwhere}.packets", required=False,

@@ -18,7 +18,7 @@ from . import hoststate
 
 REPO = Path(__file__).resolve().parents[2]
 NEEDED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "tcpdump", "ping", "iptables-restore",
-          "dnsmasq", "busybox")
+          "dnsmasq", "busybox", "dot")
 
 
 def pytest_collection_modifyitems(config, items):

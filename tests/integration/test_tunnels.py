@@ -74,3 +74,11 @@ def test_status_knows_both_labs(tunnel_labs):
     status = json.loads(lab("status", "--json").stdout)
     assert {item["lab"] for item in status["labs"]} >= set(TUNNELS)
     assert all(not item["problems"] for item in status["labs"])
+
+
+def test_flows_name_tunnel_ids(tunnel_labs):
+    out = lab("flows", "classic-vxlan", "compute1", "br-tun").stdout
+    assert "table 4 — VXLAN tunnel id to local VLAN" in out and "table 22 — flood to tunnels" in out
+    assert "tunnel id 1001 = net1" in out and "learns MAC -> tunnel into table 20" in out
+    gre = lab("flows", "classic-gre", "compute2", "br-tun").stdout
+    assert "table 3 — GRE tunnel id to local VLAN" in gre and "tunnel id 1 = net1" in gre

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import shlex
 from pathlib import Path
@@ -40,7 +41,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py"
 
-SCENARIOS = ["classic-vlan"]
+SCENARIOS = ["classic-vlan", "classic-vxlan", "classic-gre"]
 
 
 def check_golden(path: Path, actual: str) -> None:
@@ -125,28 +126,49 @@ def test_no_stale_golden_files(name):
     assert not stale, f"stale golden files {sorted(stale)}; remove them or run: {REGENERATE}"
 
 
-def test_every_router_and_dhcp_server_has_golden_files():
-    plan = build_plan(scenario_for_golden("classic-vlan"))
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_router_and_dhcp_server_has_golden_files(name):
+    plan = build_plan(scenario_for_golden(name))
+    mine = [p for p in RENDERED if p.startswith(f"{name}/")]
     for r in plan.routers:
-        assert f"classic-vlan/{r.node}/router-{r.name}.rules" in RENDERED
+        assert f"{name}/{r.node}/router-{r.name}.rules" in mine
     for d in plan.dhcp_servers:
         for fname in DHCP_GOLDEN_FILES + ("argv.txt",):
-            assert f"classic-vlan/{d.node}/dhcp-{d.name}/{fname}" in RENDERED
-    assert len([p for p in RENDERED if "/router-" in p]) == len(plan.routers) == 1
-    assert len([p for p in RENDERED if p.endswith("/argv.txt")]) == len(plan.dhcp_servers) == 3
+            assert f"{name}/{d.node}/dhcp-{d.name}/{fname}" in mine
+    assert len([p for p in mine if "/router-" in p]) == len(plan.routers) == 1
+    assert len([p for p in mine if p.endswith("/argv.txt")]) == len(plan.dhcp_servers) == 3
 
 
-def test_dhcp_files_are_pinned():
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_bridge_has_golden_flows(name):
+    """br-int and each physical bridge everywhere; br-tun on every node of a tunnel scenario."""
+    plan = build_plan(scenario_for_golden(name))
+    flows = {p for p in RENDERED if p.startswith(f"{name}/") and p.endswith(".flows")}
+    expected = set()
+    for n in plan.nodes:
+        expected.add(f"{name}/{n.name}/br-int.flows")
+        expected |= {f"{name}/{n.name}/{b.bridge}.flows" for b in n.physical_bridges}
+        if n.tunnel:
+            expected.add(f"{name}/{n.name}/br-tun.flows")
+    assert flows == expected
+    tunnels = name != "classic-vlan"
+    assert all((plan.node(n).tunnel is not None) == tunnels for n in ("network1", "compute1", "compute2"))
+    assert len([p for p in flows if p.endswith("/br-tun.flows")]) == (3 if tunnels else 0)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_dhcp_files_are_pinned(name):
     """Every file the DHCP server gets is in the golden set, except the (empty) lease file."""
-    plan = build_plan(scenario_for_golden("classic-vlan"))
+    plan = build_plan(scenario_for_golden(name))
     for node, r in render_plan(plan).items():
         for server, d in r.dhcp.items():
             assert set(d.files) == set(DHCP_GOLDEN_FILES) | {"leases"}, server
             assert d.files["leases"] == "", server
 
 
-def test_golden_text_is_deterministic():
-    assert rendered_files("classic-vlan") == rendered_files("classic-vlan")
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_golden_text_is_deterministic(name):
+    assert rendered_files(name) == rendered_files(name)
 
 
 def test_no_absolute_paths_leak():
@@ -268,3 +290,225 @@ def test_udhcpc_script():
     assert text.startswith("#!/bin/sh\n")
     assert 'ip link set "$interface" mtu "$mtu"' in text
     assert "echo \"lease ip=$ip" in text
+
+
+# --------------------------------------------------------------------------- br-tun: what Neutron's OVS agent programs
+
+def tun_flows(name: str, node: str) -> list[str]:
+    """The node's br-tun flows without their cookie (checked once, in test_br_tun_cookie)."""
+    lines = RENDERED[f"{name}/{node}/br-tun.flows"].splitlines()
+    cookie = f"cookie={build_plan(scenario_for_golden(name)).cookie},"
+    assert all(x.startswith(cookie) for x in lines), name
+    return [x[len(cookie):] for x in lines]
+
+
+def table(flows: list[str], n: int) -> list[str]:
+    return [f for f in flows if f.startswith(f"table={n},")]
+
+
+@pytest.mark.parametrize("name", ["classic-vxlan", "classic-gre"])
+def test_br_tun_cookie_and_tables(name):
+    for node in ("network1", "compute1", "compute2"):
+        flows = tun_flows(name, node)
+        tables = {int(f.split(",")[0][len("table="):]) for f in flows}
+        # 21 (ARP responder) is only needed with arp_responder (classic-vxlan)
+        assert {0, 2, 3, 4, 6, 10, 20, 22} <= tables <= {0, 2, 3, 4, 6, 10, 20, 21, 22}
+        if name == "classic-vxlan":
+            assert 21 in tables
+        # every table ends in a catch-all
+        assert "table=0,priority=0,actions=drop" in flows
+        assert "table=6,priority=0,actions=drop" in flows
+        assert "table=20,priority=0,actions=resubmit(,22)" in flows
+        assert "table=22,priority=0,actions=drop" in flows
+
+
+@pytest.mark.parametrize("name, ntype, table_id", [("classic-vxlan", "vxlan", 4), ("classic-gre", "gre", 3)])
+def test_br_tun_table_0_from_br_int_and_from_the_tunnels(name, ntype, table_id):
+    remotes = {"network1": ("c633640c", "c633640d"), "compute1": ("c633640b", "c633640d"),
+               "compute2": ("c633640b", "c633640c")}
+    for node, hexes in remotes.items():
+        assert table(tun_flows(name, node), 0) == [
+            "table=0,priority=1,in_port=patch-int,actions=resubmit(,2)",
+            *(f"table=0,priority=1,in_port={ntype}-{h},actions=resubmit(,{table_id})" for h in hexes),
+            "table=0,priority=0,actions=drop"]
+
+
+def test_br_tun_table_2_unicast_multicast_and_arp():
+    unicast = "table=2,priority=0,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00,actions=resubmit(,20)"
+    multicast = "table=2,priority=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=resubmit(,22)"
+    arp = "table=2,priority=1,arp,dl_dst=ff:ff:ff:ff:ff:ff,actions=resubmit(,21)"
+    for node in ("network1", "compute1", "compute2"):
+        assert table(tun_flows("classic-vxlan", node), 2) == [arp, unicast, multicast]
+        assert table(tun_flows("classic-gre", node), 2) == [unicast, multicast]    # no ARP responder
+
+
+def test_br_tun_tunnel_id_to_local_vlan():
+    # classic-vxlan: VNI 1001 (0x3e9) is net1, 1002 net2, 1003 alt-net; local VLANs per node
+    assert table(tun_flows("classic-vxlan", "compute1"), 4) == [
+        "table=4,priority=1,tun_id=0x3e9,actions=mod_vlan_vid:1,resubmit(,10)",
+        "table=4,priority=0,actions=drop"]
+    assert table(tun_flows("classic-vxlan", "compute2"), 4) == [
+        "table=4,priority=1,tun_id=0x3eb,actions=mod_vlan_vid:1,resubmit(,10)",
+        "table=4,priority=1,tun_id=0x3e9,actions=mod_vlan_vid:2,resubmit(,10)",
+        "table=4,priority=1,tun_id=0x3ea,actions=mod_vlan_vid:3,resubmit(,10)",
+        "table=4,priority=0,actions=drop"]
+    assert table(tun_flows("classic-vxlan", "compute1"), 3) == ["table=3,priority=0,actions=drop"]
+    # classic-gre: keys 1, 2, 3 in table 3 (GRE), table 4 only drops
+    assert table(tun_flows("classic-gre", "network1"), 3) == [
+        "table=3,priority=1,tun_id=0x1,actions=mod_vlan_vid:1,resubmit(,10)",
+        "table=3,priority=1,tun_id=0x2,actions=mod_vlan_vid:2,resubmit(,10)",
+        "table=3,priority=1,tun_id=0x3,actions=mod_vlan_vid:3,resubmit(,10)",
+        "table=3,priority=0,actions=drop"]
+    assert table(tun_flows("classic-gre", "network1"), 4) == ["table=4,priority=0,actions=drop"]
+
+
+@pytest.mark.parametrize("name", ["classic-vxlan", "classic-gre"])
+def test_br_tun_table_10_learns_and_outputs_to_br_int(name):
+    cookie = build_plan(scenario_for_golden(name)).cookie
+    assert table(tun_flows(name, "compute1"), 10) == [
+        "table=10,priority=1,actions=learn(table=20,hard_timeout=300,priority=1,"
+        f"cookie={cookie},NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+        "load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[]),"
+        "output:patch-int"]
+
+
+def test_br_tun_l2pop_unicast_entries():
+    plan = build_plan(scenario_for_golden("classic-vxlan"))
+    macs = {p.instance: p.mac for p in plan.ports}
+    dhcp = {d.network: d.port.mac for d in plan.dhcp_servers}
+    qr = {i.network: i.mac for i in plan.router("router1").interfaces}
+    out = "actions=strip_vlan,load:0x3e9->NXM_NX_TUN_ID[],output:"
+    assert table(tun_flows("classic-vxlan", "compute1"), 20) == [
+        f"table=20,priority=2,dl_vlan=1,dl_dst={dhcp['net1']},{out}vxlan-c633640b",
+        f"table=20,priority=2,dl_vlan=1,dl_dst={qr['net1']},{out}vxlan-c633640b",
+        f"table=20,priority=2,dl_vlan=1,dl_dst={macs['vm2']},{out}vxlan-c633640d",
+        f"table=20,priority=2,dl_vlan=1,dl_dst={macs['vm4']},{out}vxlan-c633640d",
+        "table=20,priority=0,actions=resubmit(,22)"]
+    # remote ports only: compute1's own vm1 and vm3 never appear on compute1
+    text = RENDERED["classic-vxlan/compute1/br-tun.flows"]
+    assert macs["vm1"] not in text and macs["vm3"] not in text
+    # without l2_population nothing but the learned flows (made at run time) and the default
+    for node in ("network1", "compute1", "compute2"):
+        assert table(tun_flows("classic-gre", node), 20) == ["table=20,priority=0,actions=resubmit(,22)"]
+
+
+def arp_flow(vlan: int, ip: str, mac: str) -> str:
+    return (f"table=21,priority=1,arp,dl_vlan={vlan},arp_tpa={ip},actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],"
+            f"mod_dl_src:{mac},load:0x2->NXM_OF_ARP_OP[],move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],"
+            f"move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],load:0x{mac.replace(':', '')}->NXM_NX_ARP_SHA[],"
+            f"load:{int(ipaddress.IPv4Address(ip)):#x}->NXM_OF_ARP_SPA[],in_port")
+
+
+def test_br_tun_arp_responder_for_remote_ports_only():
+    plan = build_plan(scenario_for_golden("classic-vxlan"))
+    p = plan.port
+    dhcp = {d.network: d.port for d in plan.dhcp_servers}
+    qr = {i.network: i for i in plan.router("router1").interfaces}
+    assert table(tun_flows("classic-vxlan", "compute1"), 21) == [
+        arp_flow(1, "192.168.1.2", dhcp["net1"].mac), arp_flow(1, "192.168.1.1", qr["net1"].mac),
+        arp_flow(1, "192.168.1.12", p("vm2").mac), arp_flow(1, "192.168.1.14", p("vm4").mac),
+        "table=21,priority=0,actions=resubmit(,22)"]
+    assert arp_flow(1, "192.168.1.12", "fa:16:3e:46:e8:73").endswith(
+        "load:0xfa163e46e873->NXM_NX_ARP_SHA[],load:0xc0a8010c->NXM_OF_ARP_SPA[],in_port")
+    # compute2: alt-net (local VLAN 1) answers for its DHCP port only, not for net1's
+    # 192.168.1.2 on the same address; its own instances (alt-vm1, vm2, vm4, vm5) never
+    flows = table(tun_flows("classic-vxlan", "compute2"), 21)
+    assert flows[0] == arp_flow(1, "192.168.1.2", dhcp["alt-net"].mac)
+    assert arp_flow(2, "192.168.1.2", dhcp["net1"].mac) in flows
+    for vm in ("alt-vm1", "vm2", "vm4", "vm5"):
+        assert not [f for f in flows if f"arp_tpa={p(vm).ip}," in f and f"mod_dl_src:{p(vm).mac}," in f], vm
+    assert len(flows) == 1 + 4 + 2 + 1       # alt-net: DHCP; net1: DHCP, qr, vm1, vm3; net2: DHCP, qr
+    # network1 hosts no instance: it answers for every instance, none of its own ports
+    flows = table(tun_flows("classic-vxlan", "network1"), 21)
+    assert len(flows) == 6 + 1
+    assert all(f"mod_dl_src:{d.port.mac}," not in "".join(flows) for d in plan.dhcp_servers)
+
+
+def test_br_tun_flood_lists():
+    head = "table=22,priority=1,dl_vlan="
+    # classic-vxlan (l2_population): only to the nodes that host the network
+    assert table(tun_flows("classic-vxlan", "compute1"), 22) == [
+        f"{head}1,actions=strip_vlan,load:0x3e9->NXM_NX_TUN_ID[],output:vxlan-c633640b,output:vxlan-c633640d",
+        "table=22,priority=0,actions=drop"]
+    assert table(tun_flows("classic-vxlan", "compute2"), 22) == [
+        f"{head}1,actions=strip_vlan,load:0x3eb->NXM_NX_TUN_ID[],output:vxlan-c633640b",     # alt-net
+        f"{head}2,actions=strip_vlan,load:0x3e9->NXM_NX_TUN_ID[],output:vxlan-c633640b,output:vxlan-c633640c",
+        f"{head}3,actions=strip_vlan,load:0x3ea->NXM_NX_TUN_ID[],output:vxlan-c633640b",     # net2
+        "table=22,priority=0,actions=drop"]
+    assert table(tun_flows("classic-vxlan", "network1"), 22) == [
+        f"{head}1,actions=strip_vlan,load:0x3e9->NXM_NX_TUN_ID[],output:vxlan-c633640c,output:vxlan-c633640d",
+        f"{head}2,actions=strip_vlan,load:0x3ea->NXM_NX_TUN_ID[],output:vxlan-c633640d",
+        f"{head}3,actions=strip_vlan,load:0x3eb->NXM_NX_TUN_ID[],output:vxlan-c633640d",     # alt-net: compute2 only
+        "table=22,priority=0,actions=drop"]
+    # classic-gre (no l2_population): to every other node
+    assert table(tun_flows("classic-gre", "compute2"), 22) == [
+        f"{head}1,actions=strip_vlan,load:0x3->NXM_NX_TUN_ID[],output:gre-c633640b,output:gre-c633640c",
+        f"{head}2,actions=strip_vlan,load:0x1->NXM_NX_TUN_ID[],output:gre-c633640b,output:gre-c633640c",
+        f"{head}3,actions=strip_vlan,load:0x2->NXM_NX_TUN_ID[],output:gre-c633640b,output:gre-c633640c",
+        "table=22,priority=0,actions=drop"]
+
+
+def ovsdb_commands(name: str, node: str) -> list[str]:
+    return RENDERED[f"{name}/{node}/ovsdb.txt"].splitlines()
+
+
+@pytest.mark.parametrize("name, ntype", [("classic-vxlan", "vxlan"), ("classic-gre", "gre")])
+def test_ovsdb_br_tun_patch_and_tunnel_ports(name, ntype):
+    mark = f"external_ids:neutron-lab={name}"
+    lines = ovsdb_commands(name, "compute1")
+    for cmd in ("--may-exist add-br br-tun",
+                f"set Bridge br-tun datapath_type=netdev fail_mode=secure protocols=OpenFlow10,OpenFlow13,"
+                f"OpenFlow14 other_config:disable-in-band=true {mark}",
+                "--may-exist add-port br-int patch-tun",
+                "set Interface patch-tun type=patch options:peer=patch-int",
+                "--may-exist add-port br-tun patch-int",
+                "set Interface patch-int type=patch options:peer=patch-tun",
+                f"--may-exist add-port br-tun {ntype}-c633640b",
+                f"set Interface {ntype}-c633640b type={ntype} options:remote_ip=198.51.100.11 "
+                "options:local_ip=198.51.100.12 options:in_key=flow options:out_key=flow "
+                "options:df_default=true options:egress_pkt_mark=0",
+                f"set Port {ntype}-c633640d {mark}",
+                # userspace tunnelling: br-phy holds the NIC, local_ip lives on its internal port
+                "--may-exist add-br br-phy",
+                f"set Bridge br-phy datapath_type=netdev other_config:disable-in-band=true {mark}",
+                "--may-exist add-port br-phy eth1"):
+        assert cmd in lines, cmd
+    # no provider bridge for the underlay
+    assert not [x for x in lines if "br-vlan" in x or "int-br-" in x]
+    assert lines.index("--may-exist add-br br-int") < lines.index("--may-exist add-br br-tun")
+
+
+def test_ovsdb_kernel_datapath_has_no_br_phy():
+    plan = build_plan(scenario_for_golden("classic-vxlan"), datapath="system")
+    text = ovsdb_text(render_plan(plan)["compute1"].ovsdb)
+    assert "br-phy" not in text
+    assert "set Bridge br-tun datapath_type=system " in text
+    assert "set Interface vxlan-c633640b type=vxlan options:remote_ip=198.51.100.11 options:local_ip=198.51.100.12" in text
+
+
+@pytest.mark.parametrize("name, ntype, seg", [("classic-vxlan", "vxlan", 1001), ("classic-gre", "gre", 1)])
+def test_ovsdb_instance_port_of_a_tunnel_network(name, ntype, seg):
+    vm1 = build_plan(scenario_for_golden(name)).port("vm1")
+    (line,) = [x for x in ovsdb_commands(name, "compute1") if x.startswith(f"set Port {vm1.qvo} ")]
+    assert f" other_config:network_type={ntype} " in line
+    assert f" other_config:segmentation_id={seg} " in line
+    assert line.startswith(f"set Port {vm1.qvo} tag=1 ")
+
+
+def test_ovsdb_tunnel_port_has_no_physical_network():
+    vm1 = build_plan(scenario_for_golden("classic-vxlan")).port("vm1")
+    (line,) = [x for x in ovsdb_commands("classic-vxlan", "compute1") if x.startswith(f"set Port {vm1.qvo} ")]
+    assert " other_config:physical_network=None " in line
+
+
+def test_show_tunnel_lines():
+    show = RENDERED["classic-vxlan/show.txt"].splitlines()
+    for line in ("  br-tun  (local_ip = 198.51.100.12 on br-phy, which holds eth1)",
+                 "    vxlan-c633640b  vxlan to network1 (198.51.100.11)",
+                 "    local VLAN 1 <-> vxlan id 1001  (network net1; floods to vxlan-c633640b, vxlan-c633640d)",
+                 "    local VLAN 3 <-> vxlan id 1003  (network alt-net; floods to vxlan-c633640d)"):
+        assert line in show, line
+    assert any(" mtu 1450 " in x for x in show if x.startswith("  vm1: "))
+    gre = RENDERED["classic-gre/show.txt"].splitlines()
+    assert "    local VLAN 1 <-> gre id 3  (network alt-net; floods to gre-c633640b, gre-c633640c)" in gre
+    assert any(" mtu 1458 " in x for x in gre if x.startswith("  vm1: "))

@@ -1,14 +1,17 @@
-"""Scenario -> Plan for the built-in classic-vlan scenario."""
+"""Scenario -> Plan for the built-in classic scenarios (classic-vlan; classic-vxlan and
+classic-gre for the tunnel parts)."""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 
 import pytest
 
 from lab import naming
-from lab.plan import DhcpHost, FloatingIP, Plan, PortRule, build_plan
+from lab.plan import (DhcpHost, FloatingIP, Plan, PortRule, TunnelEndpoint, TunnelNetwork, TunnelPort,
+                      build_plan)
 from lab.scenario import load_scenario
 
 LAB = "classic-vlan"
@@ -58,8 +61,9 @@ def test_physical_bridge_translations(plan):
     (c2,) = plan.node("compute2").physical_bridges
     n1_vlan, n1_ex = plan.node("network1").physical_bridges
     assert c1.vlan_translations == (("net1", 1, 101),)
-    assert c2.vlan_translations == (("alt-net", 1, 102), ("net1", 2, 101), ("net2", 3, 103))
-    assert n1_vlan.vlan_translations == (("net1", 1, 101), ("net2", 2, 103), ("alt-net", 3, 102))
+    # ML2 allocated the VLANs in network order: net1 101, net2 102, alt-net 103
+    assert c2.vlan_translations == (("alt-net", 1, 103), ("net1", 2, 101), ("net2", 3, 102))
+    assert n1_vlan.vlan_translations == (("net1", 1, 101), ("net2", 2, 102), ("alt-net", 3, 103))
     for b in (c1, c2, n1_vlan):
         assert (b.bridge, b.physical_network, b.nic) == ("br-vlan", "physnet1", "eth1")
         assert (b.int_patch, b.phy_patch) == ("int-br-vlan", "phy-br-vlan")
@@ -263,3 +267,198 @@ def test_datapath_and_state_root(scenario):
 
 def test_cookie(plan):
     assert plan.cookie == naming.flow_cookie("classic-vlan")
+
+
+def test_classic_vlan_has_no_tunnels(plan):
+    assert (plan.l2_population, plan.arp_responder) == (False, False)
+    for n in plan.nodes:
+        assert (n.tunnel, n.tunnel_networks) == (None, ())
+        assert n.nics == tuple(b.nic for b in n.physical_bridges)
+    assert plan.node("network1").nics == ("eth1", "eth2")
+
+
+# --------------------------------------------------------------------------- tunnels (classic-vxlan, classic-gre)
+
+LOCAL_IP = {"network1": "198.51.100.11", "compute1": "198.51.100.12", "compute2": "198.51.100.13"}
+NODES = tuple(LOCAL_IP)
+
+
+def hex_ip(ip: str) -> str:
+    """Neutron's tunnel port suffix: the remote address as 8 hex digits."""
+    return f"{int(ipaddress.IPv4Address(ip)):08x}"
+
+
+@pytest.fixture(scope="module")
+def vxlan_scenario():
+    return load_scenario("classic-vxlan")
+
+
+@pytest.fixture(scope="module")
+def vxlan(vxlan_scenario):
+    return build_plan(vxlan_scenario)
+
+
+@pytest.fixture(scope="module")
+def gre():
+    return build_plan(load_scenario("classic-gre"))
+
+
+def tunnel_net(plan, node: str, network: str) -> TunnelNetwork:
+    return next(t for t in plan.node(node).tunnel_networks if t.network == network)
+
+
+def port_to(plan, node: str, remote: str) -> str:
+    return next(p.name for p in plan.node(node).tunnel.ports if p.remote_node == remote)
+
+
+def test_tunnel_port_names():
+    assert hex_ip("198.51.100.12") == "c633640c"
+    assert {n: hex_ip(ip) for n, ip in LOCAL_IP.items()} == {
+        "network1": "c633640b", "compute1": "c633640c", "compute2": "c633640d"}
+
+
+@pytest.mark.parametrize("name, ntype", [("vxlan", "vxlan"), ("gre", "gre")])
+def test_tunnel_endpoints(name, ntype, request):
+    plan = request.getfixturevalue(name)
+    for node in NODES:
+        t = plan.node(node).tunnel
+        assert isinstance(t, TunnelEndpoint)
+        # the underlay is the node's only wire besides external: eth1 everywhere
+        assert (t.wire, t.nic, t.local_ip, t.prefixlen, t.bridge) == ("underlay", "eth1", LOCAL_IP[node], 24, "br-phy")
+        remotes = [r for r in NODES if r != node]
+        assert t.ports == tuple(TunnelPort(f"{ntype}-{hex_ip(LOCAL_IP[r])}", ntype, LOCAL_IP[r], r) for r in remotes)
+        assert all(len(p.name) <= naming.IFNAMSIZ for p in t.ports)
+    assert port_to(plan, "network1", "compute1") == f"{ntype}-c633640c"
+    assert port_to(plan, "compute2", "compute1") == f"{ntype}-c633640c"
+    assert port_to(plan, "compute1", "network1") == f"{ntype}-c633640b"
+    assert port_to(plan, "compute1", "compute2") == f"{ntype}-c633640d"
+
+
+def test_tunnel_nics_and_bridges(vxlan):
+    assert vxlan.node("network1").nics == ("eth2", "eth1")       # br-ex's NIC, then the underlay's
+    assert vxlan.node("compute1").nics == vxlan.node("compute2").nics == ("eth1",)
+    # the underlay is no provider network: no br-vlan; br-ex (external) on network1 only
+    assert [b.bridge for b in vxlan.node("network1").physical_bridges] == ["br-ex"]
+    assert vxlan.node("compute1").physical_bridges == vxlan.node("compute2").physical_bridges == ()
+    underlay = vxlan.wire("underlay")
+    assert [(m.name, m.peer_ifname) for m in underlay.members] == [
+        ("network1", "eth1"), ("compute1", "eth1"), ("compute2", "eth1")]
+
+
+def test_tunnel_endpoint_on_the_kernel_datapath(vxlan_scenario):
+    plan = build_plan(vxlan_scenario, datapath="system")
+    for node in NODES:
+        t = plan.node(node).tunnel
+        assert (t.bridge, t.nic, t.local_ip) == (None, "eth1", LOCAL_IP[node])
+    assert build_plan(load_scenario("classic-gre"), datapath="system").node("compute1").tunnel.bridge is None
+
+
+def test_vni_allocation(vxlan):
+    assert [(t.network, t.type, t.segmentation_id, t.local_vlan) for t in vxlan.node("network1").tunnel_networks] == [
+        ("net1", "vxlan", 1001, 1), ("net2", "vxlan", 1002, 2), ("alt-net", "vxlan", 1003, 3)]
+    assert [(t.network, t.segmentation_id, t.local_vlan) for t in vxlan.node("compute2").tunnel_networks] == [
+        ("alt-net", 1003, 1), ("net1", 1001, 2), ("net2", 1002, 3)]
+    assert [(t.network, t.segmentation_id, t.local_vlan) for t in vxlan.node("compute1").tunnel_networks] == [
+        ("net1", 1001, 1)]
+    # ext-net is flat on br-ex, not tunnelled
+    assert all(t.network != "ext-net" for n in vxlan.nodes for t in n.tunnel_networks)
+    assert {p.instance: (p.network_type, p.segmentation_id) for p in vxlan.ports} == {
+        "vm1": ("vxlan", 1001), "vm3": ("vxlan", 1001), "alt-vm1": ("vxlan", 1003),
+        "vm2": ("vxlan", 1001), "vm4": ("vxlan", 1001), "vm5": ("vxlan", 1002)}
+
+
+def test_gre_keys(gre):
+    assert [(t.network, t.type, t.segmentation_id) for t in gre.node("network1").tunnel_networks] == [
+        ("net1", "gre", 1), ("net2", "gre", 2), ("alt-net", "gre", 3)]
+    assert {p.instance: (p.network_type, p.segmentation_id) for p in gre.ports} == {
+        "vm1": ("gre", 1), "vm3": ("gre", 1), "alt-vm1": ("gre", 3),
+        "vm2": ("gre", 1), "vm4": ("gre", 1), "vm5": ("gre", 2)}
+
+
+@pytest.mark.parametrize("name, mtu", [("vxlan", 1450), ("gre", 1458)])
+def test_tunnel_mtu(name, mtu, request):
+    plan = request.getfixturevalue(name)
+    assert {p.instance: p.mtu for p in plan.ports} == dict.fromkeys(
+        ("vm1", "vm3", "alt-vm1", "vm2", "vm4", "vm5"), mtu)
+    assert {d.name: d.mtu for d in plan.dhcp_servers} == dict.fromkeys(("net1-dhcp", "net2-dhcp", "alt-net-dhcp"), mtu)
+    r = plan.router("router1")
+    assert [i.mtu for i in r.interfaces] == [mtu, mtu]
+    assert r.gateway.mtu == 1500                                # ext-net: flat
+    assert plan.external_host("ext1").mtu == 1500
+
+
+def test_l2pop_flood_lists(vxlan):
+    assert (vxlan.l2_population, vxlan.arp_responder) == (True, True)
+    # compute1 floods net1 to network1 (DHCP and router ports) and compute2 (vm2, vm4) only
+    assert tunnel_net(vxlan, "compute1", "net1").flood_ports == ("vxlan-c633640b", "vxlan-c633640d")
+    # alt-net lives on compute2 (alt-vm1) and network1 (its DHCP port): never flooded to compute1
+    assert tunnel_net(vxlan, "compute2", "alt-net").flood_ports == ("vxlan-c633640b",)
+    assert tunnel_net(vxlan, "network1", "alt-net").flood_ports == ("vxlan-c633640d",)
+    assert all(t.network != "alt-net" for t in vxlan.node("compute1").tunnel_networks)
+    # net2: network1 (DHCP, router) and compute2 (vm5)
+    assert tunnel_net(vxlan, "network1", "net2").flood_ports == ("vxlan-c633640d",)
+    assert tunnel_net(vxlan, "compute2", "net2").flood_ports == ("vxlan-c633640b",)
+    assert tunnel_net(vxlan, "network1", "net1").flood_ports == ("vxlan-c633640c", "vxlan-c633640d")
+
+
+def remote_ports(plan, node: str, network: str) -> list[tuple[str, str, str]]:
+    """(node, MAC, IP) of every port of the network on another node: instances, DHCP, routers."""
+    out = []
+    for n in plan.nodes:
+        if n.name == node:
+            continue
+        out += [(n.name, p.mac, p.ip) for p in n.ports if p.network == network]
+        out += [(n.name, d.port.mac, d.port.ip) for d in n.dhcp_servers if d.network == network]
+        out += [(n.name, q.mac, q.ip) for r in n.routers for q in r.ports if q.network == network]
+    return out
+
+
+def test_l2pop_unicast_and_arp_entries_are_the_remote_ports(vxlan):
+    for n in vxlan.nodes:
+        local_macs = {p.mac for p in n.ports} | {d.port.mac for d in n.dhcp_servers} | \
+            {q.mac for r in n.routers for q in r.ports}
+        for t in n.tunnel_networks:
+            remote = remote_ports(vxlan, n.name, t.network)
+            assert remote, (n.name, t.network)
+            assert t.unicast == tuple((mac, port_to(vxlan, n.name, node)) for node, mac, _ in remote)
+            assert t.arp == tuple((ip, mac) for _, mac, ip in remote)
+            assert not local_macs & {mac for mac, _ in t.unicast}, (n.name, t.network)
+    # compute1 answers ARP for net1's DHCP port and router interface and for compute2's vm2 and
+    # vm4, never for its own vm1 and vm3
+    arp = dict(tunnel_net(vxlan, "compute1", "net1").arp)
+    assert set(arp) == {"192.168.1.2", "192.168.1.1", "192.168.1.12", "192.168.1.14"}
+    assert arp["192.168.1.12"] == vxlan.port("vm2").mac
+    assert not {"192.168.1.11", "192.168.1.13"} & set(arp)
+    # the same address on two networks (alt-net overlaps net1): each network has its own entry
+    assert dict(tunnel_net(vxlan, "compute2", "alt-net").arp) == {
+        "192.168.1.2": next(d.port.mac for d in vxlan.dhcp_servers if d.network == "alt-net")}
+
+
+def test_without_l2pop_broadcasts_go_to_every_node(gre):
+    assert (gre.l2_population, gre.arp_responder) == (False, False)
+    for n in gre.nodes:
+        every = tuple(p.name for p in n.tunnel.ports)
+        for t in n.tunnel_networks:
+            assert (t.flood_ports, t.unicast, t.arp) == (every, (), ()), (n.name, t.network)
+    # alt-net is flooded to compute1 too, which has no alt-net port
+    assert "gre-c633640c" in tunnel_net(gre, "compute2", "alt-net").flood_ports
+
+
+def test_json_round_trip_with_tunnels(vxlan):
+    data = json.loads(json.dumps(vxlan.to_json()))
+    back = Plan.from_json(data)
+    assert back == vxlan
+    t = back.node("compute1").tunnel
+    assert isinstance(t, TunnelEndpoint) and isinstance(t.ports[0], TunnelPort)
+    tn = back.node("compute1").tunnel_networks[0]
+    assert isinstance(tn, TunnelNetwork)
+    assert isinstance(tn.flood_ports, tuple) and isinstance(tn.unicast[0], tuple) and isinstance(tn.arp[0], tuple)
+    assert (back.l2_population, back.arp_responder) == (True, True)
+    assert back.node("compute1").nics == ("eth1",)
+
+
+def test_json_round_trip_kernel_datapath_without_tunnel_bridge(vxlan_scenario):
+    plan = build_plan(vxlan_scenario, datapath="system")
+    back = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan
+    assert back.node("network1").tunnel.bridge is None

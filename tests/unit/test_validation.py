@@ -167,8 +167,8 @@ CASES = [
          ("  vm1:", -1), "instances.vm1",
          lambda t: f"duplicate key (first at line {line_of(t, '  vm1:', 0)})"),
     case("unknown-top-level-key", BASE + "firewalls:\n  f1: {}\n", "firewalls:", "firewalls",
-         "unknown key (expected one of: name, description, nodes, physical_networks, projects, "
-         "networks, security_groups, instances, routers, external_hosts, checks)"),
+         "unknown key (expected one of: name, description, include, ml2, agent, nodes, physical_networks, "
+         "projects, networks, security_groups, instances, routers, external_hosts, checks)"),
     case("bad-lab-name", mutate("name: unit", "name: Unit_Lab"), "name: Unit_Lab", "name",
          "lab name 'Unit_Lab' must be lowercase letters"),
     case("project-twice", mutate("projects: [demo]", "projects: [demo, demo]"), "projects:",
@@ -177,7 +177,7 @@ CASES = [
          "projects", "project name 'Alt' must be lowercase"),
     # ---- nodes
     case("unknown-node-key", mutate("    role: network\n", "    role: network\n    flavor: m1.small\n"),
-         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role)"),
+         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip)"),
     case("bad-role", mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage"),
          "role: storage", "nodes.compute2.role", "'storage' is not one of: network, compute"),
     case("node-name-too-long", with_node("compute-number-3"), "compute-number-3:",
@@ -234,12 +234,12 @@ CASES = [
     case("network-unknown-key", with_network(qos="gold"), "qos: gold", "networks.net2.qos",
          "unknown key (expected one of: project, type, physical_network, segmentation_id, cidr, "
          "gateway, mtu, external, allocation_pool, dhcp)"),
-    case("network-vxlan", with_network(type="vxlan"), "type: vxlan", "networks.net2.type",
-         "network type 'vxlan' is not supported yet (supported: vlan, flat)"),
+    case("network-local", with_network(type="local"), "type: local", "networks.net2.type",
+         "network type 'local' is not supported yet (supported: vlan, flat, vxlan, gre)"),
     case("network-geneve", with_network(type="geneve"), "type: geneve", "networks.net2.type",
-         "network type 'geneve' is not supported yet"),
+         "network type 'geneve' is not supported yet (supported: vlan, flat, vxlan, gre)"),
     case("network-unknown-type", with_network(type="ethernet"), "type: ethernet", "networks.net2.type",
-         "unknown network type 'ethernet' (supported: vlan, flat)"),
+         "unknown network type 'ethernet' (supported: vlan, flat, vxlan, gre)"),
     case("network-unknown-physnet", with_network(physical_network="physnet9"), "physnet9",
          "networks.net2.physical_network", "unknown physical network 'physnet9'"),
     case("vlan-outside-physnet-ranges", with_network(segmentation_id="300"), "segmentation_id: 300",
@@ -276,7 +276,9 @@ CASES = [
     case("gateway-not-an-address", with_network(gateway="router"), "gateway: router",
          "networks.net2.gateway", "'router' is not an IPv4 address"),
     case("mtu-out-of-range", with_network(mtu="100"), "mtu: 100", "networks.net2.mtu",
-         "MTU 100 must be between 576 and 9000"),
+         "MTU 100 must be between 576 and 1500 (a vlan network over a 1500-byte physical network)"),
+    case("mtu-above-vlan-maximum", with_network(mtu="9000"), "mtu: 9000", "networks.net2.mtu",
+         "MTU 9000 must be between 576 and 1500 (a vlan network over a 1500-byte physical network)"),
     case("network-name-uppercase", with_network("Net2"), "Net2:", "networks.Net2",
          "name 'Net2' must start with a lowercase letter"),
     # ---- instances
@@ -371,8 +373,8 @@ CASES = [
          "checks[0].path[0].packets", "'bogus' is not one of: ip, arp"),
     case("path-unknown-key", with_path("crosses: physnet1\nvia: br-int"), "via: br-int",
          "checks[0].path[0].via",
-         "unknown key (expected one of: crosses, never_on, never_reaches, reaches, passes, vlan, packets, "
-         "source, destination)"),
+         "unknown key (expected one of: crosses, never_on, never_reaches, reaches, passes, vlan, vni, key, "
+         "packets, source, destination)"),
     case("path-not-a-list", mutate("    path:\n      - crosses: physnet1\n        vlan: 101\n",
                                    "    path: physnet1\n"),
          "path: physnet1", "checks[0].path", "must be a list of path assertions"),
@@ -739,6 +741,180 @@ CASES += [
          "destination: vm2", "checks[1].path[0].destination", "'vm2' is not an IPv4 address"),
     case("passes-with-vlan", with_check(EXT, path="- passes: router1\n  vlan: 101"), ("vlan: 101", -1),
          "checks[1].path[0].vlan", "vlan only goes with crosses"),
+]
+
+
+# --------------------------------------------------------------------------- ML2, agent, tunnels
+
+# BASE plus the tunnel underlay: a physical network with tunnels: true (every node on it, so
+# network1, compute1 and compute2 get local_ip 198.51.100.11, .12 and .13).
+TUN = with_physnet("underlay", bridge=None, vlan_ranges=None, tunnels="true", cidr="198.51.100.0/24")
+# TUN plus net2 as a VXLAN network (VNI allocated by ML2: 1001)
+VXNET = with_network(type="vxlan", physical_network=None, segmentation_id=None, text=TUN)
+ROLES = {"network1": "network", "compute1": "compute", "compute2": "compute"}
+
+
+def with_ml2(body: str, text: str = BASE) -> str:
+    """A top-level ml2 section (``body``: raw YAML, 2-space indented lines)."""
+    return insert_before("nodes:\n", "ml2:\n" + body, text)
+
+
+def with_agent(body: str, text: str = BASE) -> str:
+    return insert_before("nodes:\n", "agent:\n" + body, text)
+
+
+def with_local_ip(node: str, ip: str, text: str = TUN) -> str:
+    head = f"  {node}:\n    role: {ROLES[node]}\n"
+    return mutate(head, head + f"    local_ip: {ip}\n", text)
+
+
+def underlay_nodes(nodes: str, text: str = TUN) -> str:
+    return mutate("    tunnels: true\n", f"    tunnels: true\n    nodes: {nodes}\n", text)
+
+
+def tunnel_net(name: str = "net2", ntype: str = "vxlan", text: str = TUN, **fields: str | None) -> str:
+    body = {"type": ntype, "physical_network": None, "segmentation_id": None} | fields
+    return with_network(name, text, **body)
+
+
+UNDERLAY_KEYS = "the tunnel underlay has no bridge mapping or VLAN ranges (tunnel endpoints live on it)"
+# net1 flat on a physnet1 without VLAN ranges (BASE's check still crosses physnet1)
+NO_VLAN_RANGES = mutate("    type: vlan\n    physical_network: physnet1\n    segmentation_id: 101\n",
+                        "    type: flat\n    physical_network: physnet1\n",
+                        mutate("    vlan_ranges: ['101:199']\n", ""))
+
+CASES += [
+    # ---- ml2
+    case("ml2-not-a-mapping", insert_before("nodes:\n", "ml2: vxlan\n"), "ml2: vxlan", "ml2",
+         "must be a mapping, not str 'vxlan'"),
+    case("ml2-unknown-key", with_ml2("  mechanism_drivers: [openvswitch]\n"), "mechanism_drivers:",
+         "ml2.mechanism_drivers",
+         "unknown key (expected one of: tenant_network_types, vni_ranges, tunnel_id_ranges)"),
+    case("ml2-tenant-type-geneve", with_ml2("  tenant_network_types: [geneve]\n"), "tenant_network_types:",
+         "ml2.tenant_network_types", "must be a list of network types (vlan, vxlan, gre)"),
+    case("ml2-tenant-types-empty", with_ml2("  tenant_network_types: []\n"), "tenant_network_types:",
+         "ml2.tenant_network_types", "must be a list of network types (vlan, vxlan, gre)"),
+    case("ml2-tenant-types-not-a-list", with_ml2("  tenant_network_types: vxlan\n"), "tenant_network_types:",
+         "ml2.tenant_network_types", "must be a list of network types (vlan, vxlan, gre)"),
+    case("ml2-tenant-type-flat", with_ml2("  tenant_network_types: [flat]\n"), "tenant_network_types:",
+         "ml2.tenant_network_types", "flat is no tenant network type"),
+    case("ml2-vni-range-malformed", with_ml2("  vni_ranges: ['1001-2000']\n"), "vni_ranges:",
+         "ml2.vni_ranges", "'1001-2000' is not a range like '101:199'"),
+    case("ml2-vni-range-above-24-bits", with_ml2("  vni_ranges: ['1:16777216']\n"), "vni_ranges:",
+         "ml2.vni_ranges", "range 1:16777216 must satisfy 1 <= first <= last <= 16777215"),
+    case("ml2-tunnel-id-range-above-32-bits", with_ml2("  tunnel_id_ranges: ['1:4294967296']\n"),
+         "tunnel_id_ranges:", "ml2.tunnel_id_ranges",
+         "range 1:4294967296 must satisfy 1 <= first <= last <= 4294967295"),
+    case("vni-ranges-exhausted",
+         tunnel_net("net3", cidr="10.3.0.0/24", text=with_ml2("  vni_ranges: ['1001:1001']\n", VXNET)),
+         "  net3:", "networks.net3", "no free vxlan segmentation id left (ranges: 1001:1001)"),
+    case("tunnel-id-ranges-exhausted",
+         tunnel_net("net3", "gre", cidr="10.3.0.0/24",
+                    text=tunnel_net(ntype="gre", text=with_ml2("  tunnel_id_ranges: ['7:7']\n", TUN))),
+         "  net3:", "networks.net3", "no free gre segmentation id left (ranges: 7:7)"),
+    case("vlan-ranges-exhausted",
+         with_network(segmentation_id=None, text=mutate("vlan_ranges: ['101:199']", "vlan_ranges: ['101:101']")),
+         "  net2:", "networks.net2", "no free vlan segmentation id left (ranges: 101:101)"),
+    case("tenant-vlan-without-vlan-ranges", with_network(physical_network=None, segmentation_id=None,
+                                                         text=NO_VLAN_RANGES),
+         "type: vlan", "networks.net2", "a vlan network needs a physical network with vlan_ranges"),
+    # ---- agent
+    case("arp-responder-without-l2pop", with_agent("  arp_responder: true\n"), "arp_responder: true",
+         "agent.arp_responder",
+         "the ARP responder answers from l2_population's entries: set l2_population: true too"),
+    case("arp-responder-with-l2pop-false", with_agent("  l2_population: false\n  arp_responder: true\n"),
+         "arp_responder: true", "agent.arp_responder",
+         "the ARP responder answers from l2_population's entries: set l2_population: true too"),
+    case("agent-unknown-key", with_agent("  tunnel_csum: true\n"), "tunnel_csum:", "agent.tunnel_csum",
+         "unknown key (expected one of: l2_population, arp_responder)"),
+    case("agent-l2pop-not-bool", with_agent("  l2_population: 1\n"), "l2_population: 1",
+         "agent.l2_population", "must be true or false, not int 1"),
+    case("agent-not-a-mapping", insert_before("nodes:\n", "agent: l2pop\n"), "agent: l2pop", "agent",
+         "must be a mapping, not str 'l2pop'"),
+    # ---- the tunnel underlay
+    case("underlay-with-bridge", with_physnet("underlay", tunnels="true", cidr="198.51.100.0/24", vlan_ranges=None),
+         "bridge: br-two", "physical_networks.underlay.bridge", UNDERLAY_KEYS),
+    case("underlay-with-vlan-ranges",
+         with_physnet("underlay", bridge=None, tunnels="true", cidr="198.51.100.0/24"),
+         "vlan_ranges: ['201:299']", "physical_networks.underlay.vlan_ranges", UNDERLAY_KEYS),
+    # a missing key is reported at the first line of its mapping
+    case("underlay-without-cidr", with_physnet("underlay", bridge=None, vlan_ranges=None, tunnels="true"),
+         "tunnels: true", "physical_networks.underlay.cidr", "is required"),
+    case("underlay-cidr-host-bits",
+         with_physnet("underlay", bridge=None, vlan_ranges=None, tunnels="true", cidr="198.51.100.1/24"),
+         "cidr: 198.51.100.1/24", "physical_networks.underlay.cidr",
+         "'198.51.100.1/24' is not an IPv4 CIDR: 198.51.100.1/24 has host bits set"),
+    case("two-underlays",
+         with_physnet("under2", bridge=None, vlan_ranges=None, tunnels="true", cidr="198.51.101.0/24", text=TUN),
+         ("tunnels: true", -1), "physical_networks.under2.tunnels", "there is one tunnel underlay already"),
+    case("provider-physnet-with-cidr",
+         mutate("    vlan_ranges: ['101:199']\n", "    vlan_ranges: ['101:199']\n    cidr: 10.9.0.0/24\n"),
+         "cidr: 10.9.0.0/24", "physical_networks.physnet1.cidr",
+         "only the tunnel underlay (tunnels: true) has a cidr"),
+    case("tunnels-not-bool", with_physnet(tunnels="1"), "tunnels: 1", "physical_networks.physnet2.tunnels",
+         "must be true or false, not int 1"),
+    case("underlay-too-small-for-default-local-ip",
+         underlay_nodes("[network1]", mutate("cidr: 198.51.100.0/24", "cidr: 198.51.100.0/29", TUN)),
+         "cidr: 198.51.100.0/29", "physical_networks.underlay.cidr",
+         "198.51.100.0/29 is too small to give network1 a local_ip"),
+    # ---- local_ip
+    case("local-ip-outside-underlay", with_local_ip("compute1", "198.51.101.5"), "local_ip: 198.51.101.5",
+         "nodes.compute1.local_ip", "198.51.101.5 is not a host address of underlay (198.51.100.0/24)"),
+    case("local-ip-broadcast", with_local_ip("compute1", "198.51.100.255"), "local_ip: 198.51.100.255",
+         "nodes.compute1.local_ip", "198.51.100.255 is not a host address of underlay (198.51.100.0/24)"),
+    case("local-ip-malformed", with_local_ip("compute1", "banana"), "local_ip: banana",
+         "nodes.compute1.local_ip", "'banana' is not an IPv4 address"),
+    case("local-ip-twice", with_local_ip("compute2", "198.51.100.12"), "local_ip: 198.51.100.12",
+         "nodes.compute2.local_ip", "198.51.100.12 is the local_ip of compute1 already"),
+    case("local-ip-off-the-underlay",
+         with_local_ip("compute2", "198.51.100.20", underlay_nodes("[network1, compute1]")),
+         "local_ip: 198.51.100.20", "nodes.compute2.local_ip", "only nodes on the tunnel underlay have a local_ip"),
+    case("local-ip-without-underlay", with_local_ip("compute1", "198.51.100.20", BASE),
+         "local_ip: 198.51.100.20", "nodes.compute1.local_ip", "only nodes on the tunnel underlay have a local_ip"),
+    # ---- tunnel networks
+    case("vxlan-with-physical-network", tunnel_net(physical_network="physnet1"), ("physical_network: physnet1", -1),
+         "networks.net2.physical_network",
+         "a vxlan network has no physical network: it is carried over the tunnel underlay"),
+    case("gre-with-physical-network", tunnel_net(ntype="gre", physical_network="underlay"),
+         "physical_network: underlay", "networks.net2.physical_network",
+         "a gre network has no physical network: it is carried over the tunnel underlay"),
+    case("vxlan-without-underlay", tunnel_net(text=BASE), "type: vxlan", "networks.net2.type",
+         "a vxlan network needs a tunnel underlay (a physical network with tunnels: true)"),
+    case("gre-without-underlay", tunnel_net(ntype="gre", text=BASE), "type: gre", "networks.net2.type",
+         "a gre network needs a tunnel underlay (a physical network with tunnels: true)"),
+    case("vlan-on-the-underlay", with_network(physical_network="underlay", text=TUN),
+         "physical_network: underlay", "networks.net2.physical_network",
+         "underlay is the tunnel underlay, not a provider network"),
+    case("flat-on-the-underlay", with_network(type="flat", physical_network="underlay", segmentation_id=None, text=TUN),
+         "physical_network: underlay", "networks.net2.physical_network",
+         "underlay is the tunnel underlay, not a provider network"),
+    case("vxlan-id-above-24-bits", tunnel_net(segmentation_id="16777216"), "segmentation_id: 16777216",
+         "networks.net2.segmentation_id", "vxlan id 16777216 is out of range 1-16777215"),
+    case("vxlan-id-zero", tunnel_net(segmentation_id="0"), "segmentation_id: 0",
+         "networks.net2.segmentation_id", "vxlan id 0 is out of range 1-16777215"),
+    case("gre-key-above-32-bits", tunnel_net(ntype="gre", segmentation_id="4294967296"),
+         "segmentation_id: 4294967296", "networks.net2.segmentation_id",
+         "gre id 4294967296 is out of range 1-4294967295"),
+    case("vxlan-id-twice", tunnel_net("net3", cidr="10.3.0.0/24", segmentation_id="1001",
+                                      text=tunnel_net(segmentation_id="1001")),
+         "  net3:", "networks.net3",
+         lambda t: f"vxlan id 1001 is already used by network net2 (line {line_of(t, '  net2:')})"),
+    case("vxlan-mtu-above-maximum", tunnel_net(mtu="1451"), "mtu: 1451", "networks.net2.mtu",
+         "MTU 1451 must be between 576 and 1450 (a vxlan network over a 1500-byte physical network)"),
+    case("gre-mtu-above-maximum", tunnel_net(ntype="gre", mtu="1459"), "mtu: 1459", "networks.net2.mtu",
+         "MTU 1459 must be between 576 and 1458 (a gre network over a 1500-byte physical network)"),
+    case("instance-of-vxlan-network-off-the-underlay",
+         with_instance(network="net2", ip="10.2.0.13", node="compute2", text=underlay_nodes("[network1, compute1]", VXNET)),
+         ("node: compute2", -1), "instances.vm3.node", "compute2 is not attached to underlay, which carries network net2"),
+    # ---- path assertions on the underlay
+    case("path-vlan-on-the-underlay", with_check(VXNET, path="- crosses: underlay\n  vlan: 101"),
+         ("vlan: 101", -1), "checks[1].path[0].vlan", "underlay carries tunnels: use vni or key"),
+    case("path-vni-on-a-provider-network", with_check(VXNET, path="- crosses: physnet1\n  vni: 1001"),
+         "vni: 1001", "checks[1].path[0].vni", "vni only goes with crosses of the tunnel underlay"),
+    case("path-key-with-never-on", with_check(VXNET, path="- never_on: underlay\n  key: 1"),
+         "key: 1", "checks[1].path[0].key", "key only goes with crosses of the tunnel underlay"),
+    case("path-vni-not-integer", with_check(VXNET, path="- crosses: underlay\n  vni: abc"),
+         "vni: abc", "checks[1].path[0].vni", "must be an integer, not str 'abc'"),
 ]
 
 
@@ -1156,14 +1332,355 @@ def test_explicit_router_gateway_ip_must_be_a_free_host_address(addr):
 # --------------------------------------------------------------------------- fixed bugs
 
 def test_vlan_without_segmentation_id_does_not_collide_with_flat():
+    """A vlan network without segmentation_id gets one from ML2 (the lowest free VLAN of
+    physnet1's ranges: net1 holds 101) and is not mistaken for a second flat segment of the
+    physical network by the flat network net3."""
     text = with_network("net3", with_network(segmentation_id=None),
                         type="flat", segmentation_id=None, cidr="10.3.0.0/24")
-    problems = problems_of(text)
-    assert [(p.where, p.message) for p in problems] == [
-        ("networks.net2.segmentation_id", "is required")]
+    s = parse(text)
+    net2, net3 = s.network("net2"), s.network("net3")
+    assert (net2.type, net2.physical_network, net2.segmentation_id) == ("vlan", "physnet1", 102)
+    assert (net3.type, net3.physical_network, net3.segmentation_id) == ("flat", "physnet1", None)
+    assert s.network("net1").segmentation_id == 101
 
 
 def test_duplicate_key_in_list_item_where_path():
     text = mutate("  - name: vm1 to vm2\n", "  - name: vm1 to vm2\n    name: again\n")
     p = only_problem(text)
     assert (p.line, p.where) == (line_of(text, "name: again"), "checks[0].name")
+
+
+# --------------------------------------------------------------------------- ML2, agent, tunnels: valid
+
+def test_tunnel_underlay_and_vxlan_network():
+    s = parse(VXNET)
+    u = s.physical_network("underlay")
+    assert (u.tunnels, u.cidr, u.bridge, u.vlan_ranges) == (True, "198.51.100.0/24", "", ())
+    assert u.nodes == ("network1", "compute1", "compute2")
+    assert s.physical_network("physnet1").tunnels is False
+    assert s.physical_network("physnet1").cidr is None
+    # default local_ip: the underlay's 11th, 12th, 13th host, in node order
+    assert [(n.name, n.local_ip) for n in s.nodes] == [
+        ("network1", "198.51.100.11"), ("compute1", "198.51.100.12"), ("compute2", "198.51.100.13")]
+    net2 = s.network("net2")
+    assert (net2.type, net2.physical_network, net2.segmentation_id, net2.mtu) == ("vxlan", "underlay", 1001, 1450)
+    assert (s.l2_population, s.arp_responder) == (False, False)
+
+
+def test_nodes_without_underlay_have_no_local_ip():
+    assert [n.local_ip for n in parse(BASE).nodes] == [None, None, None]
+    s = parse(underlay_nodes("[network1, compute2]"))
+    assert [(n.name, n.local_ip) for n in s.nodes] == [
+        ("network1", "198.51.100.11"), ("compute1", None), ("compute2", "198.51.100.13")]
+
+
+def test_explicit_local_ip():
+    s = parse(with_local_ip("compute1", "198.51.100.99"))
+    assert [n.local_ip for n in s.nodes] == ["198.51.100.11", "198.51.100.99", "198.51.100.13"]
+
+
+def test_gre_network_defaults():
+    s = parse(tunnel_net(ntype="gre"))
+    net2 = s.network("net2")
+    assert (net2.type, net2.physical_network, net2.segmentation_id, net2.mtu) == ("gre", "underlay", 1, 1458)
+
+
+@pytest.mark.parametrize("ntype, mtu", [("vxlan", "1450"), ("gre", "1458"), ("vxlan", "1400"), ("gre", "576")])
+def test_tunnel_mtu_up_to_the_maximum_is_valid(ntype, mtu):
+    assert parse(tunnel_net(ntype=ntype, mtu=mtu)).network("net2").mtu == int(mtu)
+
+
+@pytest.mark.parametrize("ntype, seg", [("vxlan", 16777215), ("vxlan", 1), ("gre", 4294967295)])
+def test_tunnel_ids_at_the_limits_are_valid(ntype, seg):
+    assert parse(tunnel_net(ntype=ntype, segmentation_id=str(seg))).network("net2").segmentation_id == seg
+
+
+def test_network_without_type_gets_the_first_tenant_network_type():
+    # no ml2 section: vlan, on the first physical network with VLAN ranges
+    s = parse(with_network(type=None, physical_network=None, segmentation_id=None))
+    net2 = s.network("net2")
+    assert (net2.type, net2.physical_network, net2.segmentation_id, net2.mtu) == ("vlan", "physnet1", 102, 1500)
+    s = parse(with_network(type=None, physical_network=None, segmentation_id=None,
+                           text=with_ml2("  tenant_network_types: [gre, vxlan]\n", TUN)))
+    net2 = s.network("net2")
+    assert (net2.type, net2.physical_network, net2.segmentation_id, net2.mtu) == ("gre", "underlay", 1, 1458)
+    # net1 says type: vlan, so it stays a VLAN network
+    assert s.network("net1").type == "vlan"
+
+
+def test_tenant_vlan_network_goes_to_the_first_physnet_with_vlan_ranges():
+    text = with_network(physical_network=None, segmentation_id=None,
+                        text=with_physnet("physnet2", text=NO_VLAN_RANGES))
+    net2 = parse(text).network("net2")
+    assert (net2.physical_network, net2.segmentation_id) == ("physnet2", 201)
+
+
+def test_explicit_segmentation_ids_are_reserved_before_allocation():
+    # net2 comes first but has no id; net3 holds 1001 explicitly, so net2 gets 1002
+    text = tunnel_net("net3", cidr="10.3.0.0/24", segmentation_id="1001", text=VXNET)
+    s = parse(text)
+    assert (s.network("net2").segmentation_id, s.network("net3").segmentation_id) == (1002, 1001)
+    # the same for VLANs: net2 (no id) after net1's 101 and net3's explicit 102
+    text = with_network("net3", cidr="10.3.0.0/24", segmentation_id="102",
+                        text=with_network(segmentation_id=None))
+    s = parse(text)
+    assert [n.segmentation_id for n in s.networks] == [101, 103, 102]
+
+
+def test_allocation_walks_the_ranges_in_file_order():
+    text = tunnel_net("net4", "gre", cidr="10.4.0.0/24", text=tunnel_net(
+        "net3", "gre", cidr="10.3.0.0/24", text=tunnel_net(
+            ntype="gre", text=with_ml2("  tunnel_id_ranges: ['9:9', '2:3']\n", TUN))))
+    s = parse(text)
+    assert [(n.name, n.segmentation_id) for n in s.networks] == [("net1", 101), ("net2", 9), ("net3", 2), ("net4", 3)]
+
+
+def test_vxlan_and_gre_ids_are_separate_pools():
+    text = tunnel_net("net3", "gre", cidr="10.3.0.0/24", segmentation_id="1001",
+                      text=tunnel_net(segmentation_id="1001"))
+    s = parse(text)
+    assert [(n.type, n.segmentation_id) for n in s.networks[1:]] == [("vxlan", 1001), ("gre", 1001)]
+
+
+def test_vni_ranges_from_ml2():
+    s = parse(with_ml2("  tenant_network_types: [vxlan]\n  vni_ranges: ['5000:5010']\n", VXNET))
+    assert s.network("net2").segmentation_id == 5000
+
+
+def test_agent_options():
+    s = parse(with_agent("  l2_population: true\n  arp_responder: true\n", VXNET))
+    assert (s.l2_population, s.arp_responder) == (True, True)
+    s = parse(with_agent("  l2_population: true\n", VXNET))
+    assert (s.l2_population, s.arp_responder) == (True, False)
+
+
+def test_path_vni_and_key_on_the_underlay():
+    text = with_check(VXNET, path="- crosses: underlay\n  vni: 1001\n- crosses: underlay\n  key: 7\n  packets: arp")
+    vni, key = parse(text).checks[1].path
+    assert (vni.kind, vni.target, vni.vlan, vni.vni, vni.key) == ("crosses", "underlay", None, 1001, None)
+    assert (key.vni, key.key, key.packets) == (None, 7, "arp")
+    assert vni.line == line_of(text, "- crosses: underlay", 0)
+    assert vni.describe() == "probe packets cross underlay in VXLAN VNI 1001"
+    assert key.describe() == "ARP requests for the destination cross underlay in GRE key 7"
+
+
+def test_classic_scenarios_segmentation_ids():
+    from lab.scenario import load_scenario
+    ids = {name: {n.name: (n.type, n.segmentation_id, n.mtu) for n in load_scenario(name).networks}
+           for name in ("classic-vlan", "classic-vxlan", "classic-gre")}
+    assert ids["classic-vlan"] == {"ext-net": ("flat", None, 1500), "net1": ("vlan", 101, 1500),
+                                   "net2": ("vlan", 102, 1500), "alt-net": ("vlan", 103, 1500)}
+    assert ids["classic-vxlan"] == {"ext-net": ("flat", None, 1500), "net1": ("vxlan", 1001, 1450),
+                                    "net2": ("vxlan", 1002, 1450), "alt-net": ("vxlan", 1003, 1450)}
+    assert ids["classic-gre"] == {"ext-net": ("flat", None, 1500), "net1": ("gre", 1, 1458),
+                                  "net2": ("gre", 2, 1458), "alt-net": ("gre", 3, 1458)}
+
+
+# --------------------------------------------------------------------------- include
+
+# A fragment for BASE without its nodes and projects (those come from the fragment).
+FRAGMENT = """\
+# shared topology
+nodes:
+  network1:
+    role: network
+  compute1:
+    role: compute
+projects: [demo]
+checks:
+  - name: from the fragment
+    from: vm2
+    to: vm1
+description: the fragment's description
+"""
+
+
+def main_with_include(include: str = "include: frag.yaml", text: str = BASE) -> str:
+    """BASE with an include line after its name, and network1/compute1 and the projects moved
+    out (to FRAGMENT)."""
+    text = mutate("  network1:\n    role: network\n  compute1:\n    role: compute\n", "", text)
+    text = mutate("projects: [demo]\n", "", text)
+    return mutate("name: unit\n", f"name: unit\n{include}\n", text)
+
+
+def write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def parse_file(tmp_path, main: str, **fragments: str):
+    """Write the fragments (file name -> text) and the main file into tmp_path and parse it."""
+    for name, text in fragments.items():
+        write(tmp_path, name, text)
+    filename = write(tmp_path, "main.yaml", main)
+    return parse_scenario(main, filename, default_name="unit"), filename
+
+
+def file_problems(tmp_path, main: str, **fragments: str):
+    for name, text in fragments.items():
+        write(tmp_path, name, text)
+    filename = write(tmp_path, "main.yaml", main)
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(main, filename, default_name="unit")
+    return info.value.problems, filename
+
+
+def test_include_merges_the_fragment(tmp_path):
+    main = main_with_include()
+    s, filename = parse_file(tmp_path, main, **{"frag.yaml": FRAGMENT})
+    frag = str(tmp_path / "frag.yaml")
+    # a section the main file lacks is taken whole (projects), named entries are added (nodes:
+    # the main file's own first), lists are concatenated (the fragment's first), the main
+    # file's scalars win (description)
+    assert s.projects == ("demo",)
+    assert [n.name for n in s.nodes] == ["compute2", "network1", "compute1"]
+    assert [c.name for c in s.checks] == ["from the fragment", "vm1 to vm2"]
+    assert s.description == "two computes and a network node on one VLAN physical network"
+    # lines of what came from the fragment are the fragment's, and know their file
+    assert s.node("network1").line == line_of(FRAGMENT, "  network1:")
+    assert s.node("network1").line.file == frag
+    assert s.node("compute2").line == line_of(main, "  compute2:")
+    assert s.node("compute2").line.file == filename
+    assert s.checks[0].line == line_of(FRAGMENT, "- name: from the fragment")
+    assert s.checks[0].line.file == frag
+    assert s.source == filename
+
+
+def test_include_a_list_of_files_relative_to_the_including_file(tmp_path):
+    nodes, rest = FRAGMENT.split("projects:")
+    main = main_with_include("include: [parts/nodes.yaml, parts/rest.yaml]")
+    s, _ = parse_file(tmp_path, main, **{"parts/nodes.yaml": nodes, "parts/rest.yaml": "projects:" + rest})
+    assert [n.name for n in s.nodes] == ["compute2", "network1", "compute1"]
+    assert s.node("compute1").line.file == str(tmp_path / "parts/nodes.yaml")
+    assert s.checks[0].line.file == str(tmp_path / "parts/rest.yaml")
+
+
+def test_problem_inside_an_included_file_names_that_file_and_line(tmp_path):
+    fragment = mutate("  compute1:\n    role: compute\n", "  compute1:\n    role: storage\n", FRAGMENT)
+    problems, _ = file_problems(tmp_path, main_with_include(), **{"frag.yaml": fragment})
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (str(tmp_path / "frag.yaml"), line_of(fragment, "role: storage"), "nodes.compute1.role",
+         "'storage' is not one of: network, compute")]
+
+
+def test_missing_key_inside_an_included_file(tmp_path):
+    fragment = FRAGMENT + "routers:\n  router1:\n    interfaces: [net1]\n"
+    problems, _ = file_problems(tmp_path, main_with_include(), **{"frag.yaml": fragment})
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (str(tmp_path / "frag.yaml"), line_of(fragment, "interfaces: [net1]"), "routers.router1.project",
+         "is required")]
+
+
+def test_yaml_error_inside_an_included_file(tmp_path):
+    fragment = mutate("projects: [demo]", "projects: [demo", FRAGMENT)
+    problems, _ = file_problems(tmp_path, main_with_include(), **{"frag.yaml": fragment})
+    frag = str(tmp_path / "frag.yaml")
+    # (the main file then lacks what the fragment should have given: reported there)
+    assert [(p.file, p.line, p.where, p.message) for p in problems if p.file == frag] == [
+        (frag, line_of(fragment, "checks:"), "(file)", "not valid YAML: expected ',' or ']', but got ':'")]
+
+
+def test_duplicate_key_inside_an_included_file(tmp_path):
+    fragment = mutate("  compute1:\n    role: compute\n", "  compute1:\n    role: compute\n    role: network\n",
+                      FRAGMENT)
+    problems, _ = file_problems(tmp_path, main_with_include(), **{"frag.yaml": fragment})
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (str(tmp_path / "frag.yaml"), line_of(fragment, "role: network", -1), "nodes.compute1.role",
+         f"duplicate key (first at line {line_of(fragment, 'role: compute')})")]
+
+
+def test_name_defined_in_the_fragment_and_the_main_file(tmp_path):
+    main = mutate("  compute2:\n", "  compute1:\n    role: compute\n  compute2:\n", main_with_include())
+    problems, filename = file_problems(tmp_path, main, **{"frag.yaml": FRAGMENT})
+    frag = str(tmp_path / "frag.yaml")
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (filename, line_of(main, "  compute1:"), "nodes.compute1",
+         f"is also defined in {frag}:{line_of(FRAGMENT, '  compute1:')}")]
+
+
+@pytest.mark.parametrize("key", ["name: other", "include: more.yaml"])
+def test_fragment_may_not_set_name_or_include(tmp_path, key):
+    fragment = FRAGMENT.replace("# shared topology\n", f"# shared topology\n{key}\n")
+    # BASE is complete on its own, so the ignored fragment leaves one problem
+    main = mutate("name: unit\n", "name: unit\ninclude: frag.yaml\n")
+    problems, _ = file_problems(tmp_path, main, **{"frag.yaml": fragment, "more.yaml": "{}\n"})
+    frag = str(tmp_path / "frag.yaml")
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (frag, line_of(fragment, key), "include",
+         f"{frag} is a fragment: it may not set name or include other files")]
+
+
+def test_missing_include_file(tmp_path):
+    main = mutate("name: unit\n", "name: unit\ninclude: nope.yaml\n")
+    problems, filename = file_problems(tmp_path, main)
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (filename, line_of(main, "include: nope.yaml"), "include",
+         f"cannot read {tmp_path / 'nope.yaml'}: No such file or directory")]
+
+
+def test_missing_include_file_in_a_list(tmp_path):
+    main = mutate("name: unit\n", "name: unit\ninclude:\n  - ok.yaml\n  - nope.yaml\n")
+    problems, filename = file_problems(tmp_path, main, **{"ok.yaml": "agent: {l2_population: false}\n"})
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (filename, line_of(main, "- nope.yaml"), "include",
+         f"cannot read {tmp_path / 'nope.yaml'}: No such file or directory")]
+
+
+def test_include_of_a_directory(tmp_path):
+    (tmp_path / "adir").mkdir()
+    main = mutate("name: unit\n", "name: unit\ninclude: adir\n")
+    problems, filename = file_problems(tmp_path, main)
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (filename, line_of(main, "include: adir"), "include", f"cannot read {tmp_path / 'adir'}: Is a directory")]
+
+
+def test_include_must_be_a_file_name_or_a_list(tmp_path):
+    main = mutate("name: unit\n", "name: unit\ninclude: {file: frag.yaml}\n")
+    problems, filename = file_problems(tmp_path, main)
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (filename, line_of(main, "include:"), "include", "must be a file name or a list of them")]
+
+
+def test_fragment_must_hold_a_mapping(tmp_path):
+    main = mutate("name: unit\n", "name: unit\ninclude: frag.yaml\n")
+    problems, filename = file_problems(tmp_path, main, **{"frag.yaml": "- nodes\n- networks\n"})
+    assert [(p.file, p.line, p.where, p.message) for p in problems] == [
+        (filename, line_of(main, "include: frag.yaml"), "include", f"{tmp_path / 'frag.yaml'} must hold a mapping")]
+
+
+def test_include_file_that_is_not_text(tmp_path):
+    (tmp_path / "frag.yaml").write_bytes(b"nodes: {}\n# \xff\xfe\n")
+    main = mutate("name: unit\n", "name: unit\ninclude: frag.yaml\n")
+    problems, filename = file_problems(tmp_path, main)
+    assert [(p.file, p.line, p.where) for p in problems] == [(filename, line_of(main, "include: frag.yaml"),
+                                                              "include")]
+    assert problems[0].message.startswith(f"cannot read {tmp_path / 'frag.yaml'}")
+
+
+def test_reference_to_a_line_of_the_other_file_names_that_file(tmp_path):
+    # net1 (main file) holds VLAN 101; the fragment's net9 asks for it too
+    fragment = FRAGMENT + ("networks:\n  net9:\n    project: demo\n    type: vlan\n    physical_network: physnet1\n"
+                           "    segmentation_id: 101\n    cidr: 10.9.0.0/24\n")
+    main = main_with_include()
+    problems, filename = file_problems(tmp_path, main, **{"frag.yaml": fragment})
+    (p,) = problems
+    assert (p.file, p.line, p.where) == (str(tmp_path / "frag.yaml"), line_of(fragment, "  net9:"), "networks.net9")
+    assert p.message.startswith("VLAN 101 of physnet1 is already used by network net1")
+    # the reference must name the main file (in whatever words) next to net1's line there
+    assert "main.yaml" in p.message and f"{line_of(main, '  net1:')}" in p.message
+
+
+@pytest.mark.parametrize("text, snippet, where, message", [
+    pytest.param(with_network(segmentation_id="5000", text=mutate("vlan_ranges: ['101:199']", "vlan_ranges: ['101:101']")),
+                 "segmentation_id: 5000", "networks.net2.segmentation_id", "VLAN id 5000 is out of range 1-4094",
+                 id="vlan"),
+    pytest.param(tunnel_net("net3", cidr="10.3.0.0/24", text=tunnel_net(
+                     segmentation_id="16777216", text=with_ml2("  vni_ranges: ['1001:1001']\n", TUN))),
+                 "segmentation_id: 16777216", "networks.net2.segmentation_id",
+                 "vxlan id 16777216 is out of range 1-16777215", id="vxlan"),
+])
+def test_invalid_explicit_segmentation_id_is_not_replaced_by_an_allocated_one(text, snippet, where, message):
+    p = only_problem(text)
+    assert (p.file, p.line, p.where, p.message) == ("unit.yaml", line_of(text, snippet), where, message)
