@@ -321,6 +321,19 @@ class _Checker:
             return None
         return value
 
+    def mac(self, d: LineDict, where: str) -> str | None:
+        """An optional unicast MAC address under key 'mac'."""
+        if "mac" not in d:
+            return None
+        mac = str(d["mac"]).lower()
+        if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
+            self.add(d.line_of("mac"), where, f"{d['mac']!r} is not a MAC address")
+            return None
+        if int(mac[:2], 16) & 1:
+            self.add(d.line_of("mac"), where, f"{mac} is a multicast address")
+            return None
+        return mac
+
     def boolean(self, d: LineDict, key: str, where: str, default: bool) -> bool:
         value = d.get(key)
         if value is None:
@@ -718,15 +731,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                         ip = None
             except ValueError:
                 c.add(body.line_of("ip"), f"{where}.ip", f"{body['ip']!r} is not an IPv4 address")
-        mac = None
-        if "mac" in body:
-            mac = str(body["mac"]).lower()
-            if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
-                c.add(body.line_of("mac"), f"{where}.mac", f"{body['mac']!r} is not a MAC address")
-                mac = None
-            elif int(mac[:2], 16) & 1:
-                c.add(body.line_of("mac"), f"{where}.mac", f"{mac} is a multicast address")
-                mac = None
+        mac = c.mac(body, f"{where}.mac")
         groups = body.get("security_groups", ["default"])
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             c.add(body.line_of("security_groups"), f"{where}.security_groups",
@@ -1223,12 +1228,7 @@ def _parse_external_hosts(c: _Checker, data: LineDict, physnets: dict[str, Physi
                     ip = str(addr)
             except ValueError:
                 c.add(body.line_of("ip"), f"{where}.ip", f"{raw_ip!r} is not an IPv4 address")
-        mac = None
-        if "mac" in body:
-            mac = str(body["mac"]).lower()
-            if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac) or int(mac[:2], 16) & 1:
-                c.add(body.line_of("mac"), f"{where}.mac", f"{body['mac']!r} is not a unicast MAC address")
-                mac = None
+        mac = c.mac(body, f"{where}.mac")
         if net is None or ip is None:
             continue
         out.append({"name": nm, "network": net, "ip": ip, "ip_line": body.line_of("ip"),

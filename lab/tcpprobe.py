@@ -67,12 +67,15 @@ def send(host: str, port: int, size: int, timeout: float) -> int:
     return 0 if result["ok"] else 1
 
 
+UDP_PACING = 0.1   # seconds between datagrams, so each shows up on its own in captures
+
+
 def send_udp(host: str, port: int, count: int) -> int:
     """A few datagrams, for `lab trace --proto udp:PORT`: there is no answer to wait for."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for i in range(count):
             sock.sendto(f"neutron-lab trace {i}".encode(), (host, port))
-            time.sleep(0.1)
+            time.sleep(UDP_PACING)
     print(json.dumps({"host": host, "port": port, "sent": count}), flush=True)
     return 0
 

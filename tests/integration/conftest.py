@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,19 @@ def lab(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
 def host_before():
     """The host as it was before any lab: compared after every teardown."""
     return hoststate.snapshot()
+
+
+@contextmanager
+def running(host_before, *names: str):
+    """Labs up for a test module; afterwards down (and swept), and the host as it was."""
+    from lab import runtime
+    try:
+        for name in names:
+            lab("up", name)
+        yield {name: runtime.load_state(name) for name in names}
+    finally:
+        for name in names:
+            if name in runtime.list_labs():
+                lab("down", name, check=False)
+        lab("cleanup", check=False)
+        hoststate.assert_unchanged(host_before)

@@ -12,21 +12,15 @@ from lab import agents, checks, runtime
 from lab.scenario import Check, PathAssertion
 
 from . import hoststate
-from .conftest import lab
+from .conftest import lab, running
 
 LAB = "classic-vlan"
 
 
 @pytest.fixture(scope="module")
 def classic_vlan(host_before):
-    lab("up", LAB)
-    try:
-        yield runtime.load_state(LAB)
-    finally:
-        if runtime.list_labs() and LAB in runtime.list_labs():
-            lab("down", LAB, check=False)
-        lab("cleanup", check=False)
-        hoststate.assert_unchanged(host_before)
+    with running(host_before, LAB) as labs:
+        yield labs[LAB]
 
 
 def test_checks_pass_with_capture_evidence(classic_vlan):

@@ -12,24 +12,18 @@ import time
 
 import pytest
 
-from lab import capture, runtime
+from lab import capture
 
 from . import hoststate
-from .conftest import REPO, lab
+from .conftest import REPO, lab, running
 
 LAB = "classic-vlan"
 
 
 @pytest.fixture(scope="module")
 def live(host_before):
-    lab("up", LAB)
-    try:
-        yield runtime.load_state(LAB)
-    finally:
-        if LAB in runtime.list_labs():
-            lab("down", LAB, check=False)
-        lab("cleanup", check=False)
-        hoststate.assert_unchanged(host_before)
+    with running(host_before, LAB) as labs:
+        yield labs[LAB]
 
 
 def test_trace_of_a_working_path(live):
@@ -100,7 +94,7 @@ def test_live_capture_on_an_instance_stops_by_itself(live):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "listening" not in (line := proc.stderr.readline()):
+        while time.monotonic() < deadline and "listening" not in proc.stderr.readline():
             pass
         lab("exec", LAB, "vm1", "--", "ping", "-c", "2", "-i", "0.2", "-W", "1", "192.168.1.12")
         out, _ = proc.communicate(timeout=10)

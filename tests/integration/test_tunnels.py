@@ -8,10 +8,8 @@ import json
 
 import pytest
 
-from lab import runtime
 
-from . import hoststate
-from .conftest import lab
+from .conftest import lab, running
 
 # scenario -> (segment word in the evidence, tunnel port prefix, br-tun table, TCP MSS)
 TUNNELS = {
@@ -22,16 +20,8 @@ TUNNELS = {
 
 @pytest.fixture(scope="module")
 def tunnel_labs(host_before):
-    try:
-        for name in TUNNELS:         # both up at once
-            lab("up", name)
-        yield {name: runtime.load_state(name) for name in TUNNELS}
-    finally:
-        for name in TUNNELS:
-            if name in runtime.list_labs():
-                lab("down", name, check=False)
-        lab("cleanup", check=False)
-        hoststate.assert_unchanged(host_before)
+    with running(host_before, *TUNNELS) as labs:   # both up at once
+        yield labs
 
 
 @pytest.mark.parametrize("name", list(TUNNELS))

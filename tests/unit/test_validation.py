@@ -523,7 +523,7 @@ CASES += [
          lambda t: f"203.0.113.50 is already used by ext1 (line {line_of(t, 'ip: 203.0.113.50', 0)}) "
                    "on network ext-net"),
     case("host-multicast-mac", with_host(mac="'01:00:5e:00:00:01'"), "mac: '01:00:5e", "external_hosts.ext2.mac",
-         "'01:00:5e:00:00:01' is not a unicast MAC address"),
+         "01:00:5e:00:00:01 is a multicast address"),
     case("host-unknown-key", with_host(gateway="203.0.113.1"), ("gateway: 203.0.113.1", -1), "external_hosts.ext2.gateway",
          "unknown key (expected one of: network, ip, mac)"),
     case("host-named-like-node", with_host("compute1"), ("  compute1:", -1), "external_hosts.compute1",
