@@ -89,7 +89,8 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
             out, err = proc.communicate()
         lease = re.search(r"lease ip=(\S+) mask=(\d+) mtu=(\S*)", out or "")
         if lease is None:
-            missing.append(f"{p.instance}: no lease ({(err or out or 'no answer').strip().splitlines()[-1:]})")
+            said = (err or out or "").strip().splitlines()
+            missing.append(f"{p.instance}: no lease ({said[-1] if said else 'no answer from the client'})")
         elif lease.group(1) != p.ip:
             missing.append(f"{p.instance}: leased {lease.group(1)}, expected {p.ip}")
     return missing

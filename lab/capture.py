@@ -59,7 +59,7 @@ def capture(plan: Plan, target_spec: str, write: str | None, count: int | None, 
     targets = plan.targets()
     if target not in targets:
         raise LabStateError(f"lab {plan.lab} has no target {target!r} (its targets: {', '.join(sorted(targets))})")
-    kind, netns = targets[target]
+    _, netns = targets[target]
     iface = iface or default_interface(plan, target)
     if iface:
         gateway.exec_replace(tcpdump_argv(iface, count, write, expression), netns=netns)

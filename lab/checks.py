@@ -9,7 +9,9 @@ known); an instance on its eth0; a node on its NICs.
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -34,6 +36,23 @@ class CaptureError(LabError):
     pass
 
 
+def read_lines_until(stream, marker: str, timeout: float) -> list[str]:
+    """Lines of a child's pipe up to the one holding MARKER, waiting at most TIMEOUT seconds
+    in all (a child that prints nothing cannot hang us). Reads the file descriptor itself, so
+    no line can hide in a Python buffer while select() waits."""
+    fd, text = stream.fileno(), ""
+    deadline = time.monotonic() + timeout
+    while marker not in text:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        text += chunk.decode(errors="replace")
+    return text.splitlines(keepends=True)
+
+
 @dataclass
 class Capture:
     label: str
@@ -50,19 +69,9 @@ class Capture:
         if self.inbound:
             argv[3:3] = ["-Q", "in"]
         self.proc = gateway.spawn(argv, netns=self.netns)
-        deadline = time.monotonic() + LISTEN_TIMEOUT
-        err = []
         # tcpdump says "listening on IFACE" on stderr once its socket is bound
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            err.append(line)
-            if "listening on" in line:
-                break
-        else:
-            line = ""
-        if not err or "listening on" not in err[-1]:
+        err = read_lines_until(self.proc.stderr, "listening on", LISTEN_TIMEOUT)
+        if not any("listening on" in line for line in err):
             self.stop()
             raise CaptureError(f"tcpdump on {self.iface} in netns {self.netns} did not start: "
                                f"{''.join(err).strip() or 'no output'}")
@@ -183,6 +192,9 @@ def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
         return [Capture(f"{wire.name} from {m.name}", wire.netns, m.wire_ifname) for m in wire.members]
     if kind in ("instance", "external-host"):
         return [Capture(f"{a.target} eth0", ns, "eth0")]
+    if kind == "dhcp":
+        dhcp = next(d for d in plan.dhcp_servers if d.name == a.target)
+        return [Capture(f"{dhcp.name} {dhcp.port.ns_dev}", ns, dhcp.port.ns_dev)]
     if kind == "router":
         router = plan.router(a.target)
         return [Capture(f"{router.name} {p.ns_dev}", router.netns, p.ns_dev) for p in router.ports]
@@ -251,7 +263,7 @@ def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
     server = gateway.spawn([sys.executable, "-m", "lab.tcpprobe", "serve", "--port", str(c.port),
                             "--timeout", str(timeout + 5)], netns=dst_netns)
     try:
-        ready = server.stdout.readline()
+        ready = "".join(read_lines_until(server.stdout, "listening", LISTEN_TIMEOUT))
         if "listening" not in ready:
             err = server.stderr.read() if server.poll() is not None else ""
             raise CaptureError(f"TCP probe server in {dst_netns} did not start: {err.strip() or ready}")
@@ -300,7 +312,7 @@ def check_lease(plan: Plan, c: Check) -> Result:
     return Result(c, f"lease {port.ip}/{port.prefixlen} for {port.mac}", seen, passed, evidence)
 
 
-def run_check(plan: Plan, scenario: Scenario, c: Check) -> Result:
+def run_check(plan: Plan, c: Check) -> Result:
     if c.proto == "lease":
         return check_lease(plan, c)
     src_ip = plan.endpoint_ip(c.source)
@@ -337,7 +349,7 @@ def run_checks(plan: Plan, scenario: Scenario, progress: Callable[[str], None] |
     gateway.require("tcpdump", "ping")
     results = []
     for c in scenario.checks:
-        r = run_check(plan, scenario, c)
+        r = run_check(plan, c)
         if progress:
             progress(f"{'PASS' if r.passed else 'FAIL'}  {c.name}")
         results.append(r)

@@ -39,7 +39,8 @@ def cmd_show(args) -> int:
     from .render import describe, render_plan
     from .scenario import load_scenario
     scenario = load_scenario(args.scenario)
-    plan = build_plan(scenario, datapath=args.datapath or "netdev")
+    from .ovs import detect_datapath
+    plan = build_plan(scenario, datapath=args.datapath or detect_datapath())
     if args.json:
         print(json.dumps(plan.to_json(), indent=1))
         return 0
@@ -107,6 +108,7 @@ def cmd_cleanup(args) -> int:
 
 def cmd_status(args) -> int:
     from . import runtime
+    runtime.require_root()   # the nodes' OVSDB sockets are root's
     labs = runtime.status(args.lab)
     if args.json:
         print(json.dumps(labs[0] if args.lab else {"labs": labs}, indent=1))

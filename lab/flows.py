@@ -129,12 +129,12 @@ def annotate(flow: Flow, bridge: str, plan: Plan, node: NodePlan) -> str:
     return f"{flow.n_packets:>8} pkts  prio {flow.priority:<5} {text}{note}"
 
 
-def table_name(bridge: str, node: NodePlan, table: int) -> str:
+def table_name(bridge: str, table: int) -> str:
     kind = bridge if bridge in ("br-int", "br-tun") else "physical"
     return TABLES[kind].get(table, "")
 
 
-def dump(plan: Plan, node: NodePlan, bridge: str) -> list[Flow]:
+def dump(node: NodePlan, bridge: str) -> list[Flow]:
     return parse_flows(gateway.run(["ovs-ofctl", "dump-flows", "--names", bridge], env=ovs.env(node.rundir)).stdout)
 
 
@@ -153,7 +153,7 @@ def render(plan: Plan, node: NodePlan, bridge: str, flows: list[Flow], previous:
                 continue
         if f.table != current_table:
             current_table = f.table
-            name = table_name(bridge, node, f.table)
+            name = table_name(bridge, f.table)
             lines.append(f"  table {f.table}" + (f" — {name}" if name else ""))
         line = annotate(f, bridge, plan, node)
         if previous is not None:
@@ -180,7 +180,7 @@ def show(plan: Plan, state_dir: Path, node_name: str, bridge: str | None, diff: 
     for b in ([bridge] if bridge else bridges_of(node)):
         if b not in bridges_of(node):
             raise ValueError(f"{node.name} has no bridge {b} (its bridges: {', '.join(bridges_of(node))})")
-        flows = dump(plan, node, b)
+        flows = dump(node, b)
         path = snapshot_path(state_dir, node.name, b)
         previous = None
         if diff:

@@ -64,12 +64,9 @@ class Links:
             return False
         return True
 
-    def names(self) -> list[str]:
-        return [link.get("ifname") for link in self.ipr.get_links()]
-
     def veth(self, ifname: str, peer: str, *, peer_netns: str | None = None,
              peer_mac: str | None = None, mtu: int | None = None, master: str | None = None,
-             up: bool = False) -> None:
+             up: bool = False, mac: str | None = None) -> None:
         """A veth pair: IFNAME here (optionally already in bridge MASTER and up, in the same
         request), PEER here or straight in PEER_NETNS. The peer starts down."""
         peer_spec: dict = {"ifname": peer}
@@ -82,6 +79,8 @@ class Links:
         spec: dict = {"ifname": ifname, "kind": "veth", "peer": peer_spec}
         if mtu:
             spec["mtu"] = mtu
+        if mac:
+            spec["address"] = mac
         if master:
             spec["master"] = self.index(master)
         if up:
@@ -101,17 +100,9 @@ class Links:
         self._do(f"deleting {ifname}", self.ipr.link, "del", index=self.index(ifname))
         self._index.pop(ifname, None)
 
-    def set_master(self, ifname: str, bridge: str, up: bool = False) -> None:
-        spec = {"state": "up"} if up else {}
-        self._do(f"adding {ifname} to {bridge}", self.ipr.link, "set", index=self.index(ifname),
-                 master=self.index(bridge), **spec)
-
     def up(self, *ifnames: str) -> None:
         for ifname in ifnames:
             self._do(f"setting {ifname} up", self.ipr.link, "set", index=self.index(ifname), state="up")
-
-    def set_mac(self, ifname: str, mac: str) -> None:
-        self._do(f"setting MAC of {ifname}", self.ipr.link, "set", index=self.index(ifname), address=mac)
 
     def add_address(self, ifname: str, ip: str, prefixlen: int) -> None:
         self._do(f"adding {ip}/{prefixlen} to {ifname}", self.ipr.addr, "add",

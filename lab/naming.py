@@ -1,7 +1,7 @@
 """Names and identifiers, derived the way Neutron derives them. Pure functions.
 
 Neutron names a port's devices with a 3-character prefix and the first 11 characters of the
-port UUID (15 characters in all, the 14 characters; the kernel allows 15). Our UUIDs are uuid5 of the
+port UUID (15 characters in all, the IFNAMSIZ leaves 15). Our UUIDs are uuid5 of the
 scenario objects, so the same scenario always gives the same names.
 """
 

@@ -165,4 +165,7 @@ def write_sysctl(key: str, value: str) -> None:
     here = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
     if (here.st_dev, here.st_ino) == _HOST_NETNS:
         raise NetnsError(f"refusing to write {key} in the host's network namespace")
-    Path("/proc/sys", *key.split(".")).write_text(value)
+    try:
+        Path("/proc/sys", *key.split(".")).write_text(value)
+    except OSError as exc:
+        raise NetnsError(f"cannot set {key}={value} in a lab namespace: {exc.strerror}") from None

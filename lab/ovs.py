@@ -31,6 +31,18 @@ def detect_datapath() -> str:
     return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
 
 
+def check_datapath(datapath: str) -> str:
+    """netdev, or system when the kernel can do it; anything else is a clear error."""
+    from .plan import DATAPATHS
+    if datapath not in DATAPATHS:
+        raise OvsError(f"datapath {datapath!r} is not one of: {', '.join(DATAPATHS)} "
+                       "(from --datapath or LAB_DATAPATH)")
+    if datapath == "system" and not Path("/sys/module/openvswitch").exists():
+        raise OvsError("the system (kernel) datapath needs the openvswitch kernel module: "
+                       "`modprobe openvswitch`, or use --datapath netdev")
+    return datapath
+
+
 def schema_path() -> str:
     for p in SCHEMA_PATHS:
         if os.path.exists(p):
@@ -60,7 +72,7 @@ def is_ours(pid: int, rundir: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
-    return rundir in cmdline
+    return rundir.rstrip("/") + "/" in cmdline   # compute1's rundir is no prefix of compute10's
 
 
 def start(netns: str, rundir: str, datapath: str) -> list[int]:
@@ -96,10 +108,6 @@ def vsctl(rundir: str, args: list[str] | tuple[str, ...], timeout: float = 20) -
 def replace_flows(rundir: str, bridge: str, flow_file: str) -> None:
     gateway.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "replace-flows", bridge, flow_file],
                 env=env(rundir))
-
-
-def dump_flows(rundir: str, bridge: str) -> str:
-    return gateway.run(["ovs-ofctl", "dump-flows", bridge], env=env(rundir)).stdout
 
 
 def count_flows(rundir: str, bridge: str, cookie: str) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -21,5 +23,30 @@ def data_dir(name: str) -> Path:
     raise FileNotFoundError(f"cannot find the {name}/ directory near {PACKAGE_DIR}")
 
 
+LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")   # what scenario.py accepts as a lab name
+STATE_MARK = "ledger.jsonl"                       # every state directory `up` makes holds one
+
+
+def check_lab_name(lab: str) -> str:
+    """A lab name from the command line, before it becomes a path: never '..', '' or 'a/b'."""
+    if not LAB_NAME.match(lab or ""):
+        from .errors import LabStateError
+        raise LabStateError(f"{lab!r} is not a lab name (lowercase letters, digits and '-', "
+                            "starting with a letter)")
+    return lab
+
+
 def lab_dir(lab: str) -> Path:
-    return STATE_ROOT / lab
+    return STATE_ROOT / check_lab_name(lab)
+
+
+def remove_lab_dir(lab: str) -> None:
+    """Delete a lab's state directory, and only that: a direct child of STATE_ROOT that `up`
+    made (it holds the ledger)."""
+    directory = lab_dir(lab)
+    if not directory.exists():
+        return
+    if directory.resolve().parent != STATE_ROOT.resolve() or not (directory / STATE_MARK).exists():
+        from .errors import LabStateError
+        raise LabStateError(f"refusing to delete {directory}: not a lab state directory")
+    shutil.rmtree(directory)

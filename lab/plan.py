@@ -75,6 +75,9 @@ class NamespacePort:
     mtu: int
     local_vlan: int
     device_owner: str               # network:router_interface / router_gateway / dhcp
+    network_type: str = ""
+    physical_network: str | None = None     # None on tunnelled networks
+    segmentation_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -305,26 +308,27 @@ class Plan:
 
     @staticmethod
     def from_json(data: dict) -> "Plan":
-        return _from_data(Plan, data)
+        return from_data(Plan, data)
 
 
-def _from_data(tp, value):
-    """Rebuild frozen dataclasses (and their tuples) from asdict() output."""
+def from_data(tp, value):
+    """Rebuild frozen dataclasses (and their tuples) from asdict() output: plans and the
+    scenario snapshot a running lab keeps."""
     if value is None:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _from_data(args[0], value)
+        return from_data(args[0], value)
     if dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
-        return tp(**{f.name: _from_data(hints[f.name], value[f.name])
+        return tp(**{f.name: from_data(hints[f.name], value[f.name])
                      for f in dataclasses.fields(tp) if f.name in value})
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_data(args[0], v) for v in value)
-        return tuple(_from_data(a, v) for a, v in zip(args, value))
+            return tuple(from_data(args[0], v) for v in value)
+        return tuple(from_data(a, v) for a, v in zip(args, value))
     return value
 
 
@@ -466,11 +470,25 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                               rundir=f"{state_root}/{lab}/nodes/{node.name}",
                               physical_bridges=tuple(bridges), local_vlans=tuple(local_vlans.items()),
                               ports=tuple(ports), routers=tuple(routers), dhcp_servers=tuple(dhcp_servers)))
+    nodes = [_with_segments(n, networks) for n in nodes]
     nodes = _with_tunnels(scenario, nodes, nic_of, datapath)
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,
                 cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires),
                 external_hosts=hosts, l2_population=scenario.l2_population,
                 arp_responder=scenario.arp_responder)
+
+
+def _with_segments(node: NodePlan, networks: dict[str, Network]) -> NodePlan:
+    """Router and DHCP ports know their network's segment, as the OVS agent records it."""
+    def seg(port: NamespacePort) -> NamespacePort:
+        net = networks[port.network]
+        physnet = net.physical_network if net.type in ("vlan", "flat") else None
+        return dataclasses.replace(port, network_type=net.type, physical_network=physnet,
+                                   segmentation_id=net.segmentation_id)
+    routers = tuple(dataclasses.replace(r, interfaces=tuple(seg(i) for i in r.interfaces),
+                                        gateway=seg(r.gateway) if r.gateway else None) for r in node.routers)
+    dhcp = tuple(dataclasses.replace(d, port=seg(d.port)) for d in node.dhcp_servers)
+    return dataclasses.replace(node, routers=routers, dhcp_servers=dhcp)
 
 
 def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], nic_of: dict, datapath: str) -> list[NodePlan]:

@@ -104,6 +104,9 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         cmd("--may-exist", "add-port", "br-int", port.ovs_dev)
         cmd("set", "Port", port.ovs_dev, f"tag={port.local_vlan}", mark,
             f"other_config:net_uuid={naming.object_uuid(plan.lab, 'network', port.network)}",
+            f"other_config:network_type={port.network_type}",
+            f"other_config:physical_network={port.physical_network or 'None'}",
+            f"other_config:segmentation_id={'None' if port.segmentation_id is None else port.segmentation_id}",
             f"other_config:tag={port.local_vlan}")
         cmd("set", "Interface", port.ovs_dev, f"external_ids:iface-id={port.port_id}",
             "external_ids:iface-status=active", f'external_ids:attached-mac="{port.mac}"')
@@ -162,9 +165,10 @@ def udhcpc_script() -> str:
 
 
 def iptables_rules(plan: Plan, node: NodePlan) -> str:
+    # iptables_hybrid keeps one conntrack zone per port (CONNTRACK_ZONE_PER_PORT), from 4097
     ports = [{"port": p, "i": naming.sg_chain("i", p.port_id), "o": naming.sg_chain("o", p.port_id),
-              "s": naming.sg_chain("s", p.port_id), "zone": CONNTRACK_ZONE_BASE + p.local_vlan}
-             for p in node.ports]
+              "s": naming.sg_chain("s", p.port_id), "zone": CONNTRACK_ZONE_BASE + 1 + index}
+             for index, p in enumerate(node.ports)]
     return render_template("iptables-hybrid.rules.j2", lab=plan.lab, node=node, ports=ports,
                            wrap=naming.IPTABLES_WRAP)
 

@@ -9,9 +9,9 @@ any lab left behind, even without a ledger, by our marks only (namespace prefix,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +22,8 @@ from typing import Callable
 from . import agents, gateway, naming, netns, ovs, processes
 from .errors import ApplyError, LabError, LabStateError, NotRoot
 from .kernel import Links
-from .paths import STATE_ROOT, lab_dir
-from .plan import NodePlan, Plan, build_plan
+from .paths import LAB_NAME, STATE_MARK, STATE_ROOT, lab_dir, remove_lab_dir
+from .plan import NodePlan, Plan, build_plan, from_data
 from .render import NodeRender, render_plan
 from .scenario import Scenario, load_scenario
 
@@ -74,14 +74,10 @@ class LabState:
     plan: Plan
     ledger: Ledger
 
-    @property
-    def scenario_copy(self) -> Path:
-        return self.directory / "scenario.yaml"
-
     def scenario(self) -> Scenario:
-        from .scenario import parse_scenario
-        return parse_scenario(self.scenario_copy.read_text(), self.plan.scenario_file,
-                              default_name=self.lab)
+        """The scenario as it was when the lab came up (checks included): later edits of the
+        file or of what it includes do not change a running lab."""
+        return from_data(Scenario, json.loads((self.directory / "scenario.json").read_text()))
 
 
 def load_state(lab: str) -> LabState:
@@ -116,7 +112,11 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
     scenario = load_scenario(name_or_path)          # every scenario error before anything else
     require_root()
     gateway.require(*REQUIRED_PROGRAMS)
-    chosen = datapath or os.environ.get("LAB_DATAPATH") or ovs.detect_datapath()
+    chosen = datapath or os.environ.get("LAB_DATAPATH")
+    if chosen is None and (lab_dir(scenario.name) / "plan.json").exists():
+        chosen = load_state(scenario.name).plan.datapath     # `up` again: the datapath it has
+    chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
+    check_kernel()
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
     if plan.dhcp_servers:
         gateway.require("dnsmasq", "busybox")
@@ -141,7 +141,7 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
     phases: dict[str, float] = {}
     step = "preparing"
     try:
-        (directory / "scenario.yaml").write_text(Path(scenario.source).read_text())
+        (directory / "scenario.json").write_text(json.dumps(dataclasses.asdict(scenario), indent=1))
         step = "creating namespaces"
         t = time.monotonic()
         progress(f"{step} ({len(plan.namespaces())})")
@@ -188,7 +188,10 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
         (directory / "plan.json").write_text(json.dumps(plan.to_json(), indent=1))
     except BaseException as exc:
         progress(f"failed while {step}: removing what was made")
-        _teardown(plan.lab, ledger.entries(), progress=_quiet)
+        try:
+            _teardown(plan.lab, ledger.entries(), progress=_quiet)
+        except BaseException as cleanup_exc:  # keep the first error; say the sweep is owed
+            progress(f"removing failed too ({cleanup_exc}); run `lab cleanup`")
         if isinstance(exc, KeyboardInterrupt):
             raise
         if isinstance(exc, LabError):
@@ -270,6 +273,14 @@ def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledge
             links.tx_checksum_off(port.ovs_dev)
 
 
+def check_kernel() -> None:
+    """What the host's kernel must offer before anything is made: br_netfilter (iptables on
+    bridged traffic, for the hybrid firewall). provision.sh loads it; we never load modules."""
+    if not Path("/proc/sys/net/bridge").is_dir():
+        raise LabError("the kernel's br_netfilter is not loaded, and the iptables_hybrid firewall "
+                       "needs it: run `modprobe br_netfilter` (vagrant/provision.sh does)")
+
+
 def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
     nodes = {n.netns for n in plan.nodes}
     for name in plan.namespaces():
@@ -280,9 +291,10 @@ def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
 
 def _prepare_namespace(name: str, is_node: bool) -> None:
     with netns.entered(name):
-        # IPv4 lab: no IPv6 autoconfiguration chatter in the captures
-        netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-        netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+        # IPv4 lab: no IPv6 autoconfiguration chatter in the captures (if the kernel has IPv6)
+        if Path("/proc/sys/net/ipv6").is_dir():
+            netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+            netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
         if is_node:
             # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
             netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
@@ -337,8 +349,9 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 # six netlink requests per port: qbr, tap (in qbr, up; eth0 made in the
                 # instance namespace), qvb (in qbr, up) with its peer qvo, then qvo up
                 links.bridge(p.qbr, mtu=p.mtu, up=True)
+                # libvirt gives the host side of a VM's NIC the guest MAC with fe: first
                 links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu,
-                           master=p.qbr, up=True)
+                           master=p.qbr, up=True, mac="fe" + p.mac[2:])
                 links.veth(p.qvb, p.qvo, mtu=p.mtu, master=p.qbr, up=True)
                 links.tx_checksum_off(p.tap, p.qvb, p.qvo)
                 links.up(p.qvo)
@@ -448,7 +461,7 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     names += [ns for ns in _lab_namespaces(lab) if ns not in names]
     inodes = {i for i in (netns.inode(n) for n in names) if i}
     victims += [p for p in processes.in_namespaces(inodes) if p not in victims]
-    victims += [p for p in processes.with_cmdline_containing(f"{directory}/") if p not in victims]
+    victims += [p for p in processes.daemons_under(f"{directory}/") if p not in victims]
     for pid in victims:
         ovs.stop_pid(pid)
     if victims:
@@ -457,8 +470,7 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
         netns.delete(name)
     if names:
         progress(f"deleted {len(names)} namespace(s)")
-    if directory.exists():
-        shutil.rmtree(directory)
+    remove_lab_dir(lab)
 
 
 def cleanup(progress: Progress = _quiet) -> list[str]:
@@ -466,7 +478,7 @@ def cleanup(progress: Progress = _quiet) -> list[str]:
     require_root()
     labs = set()
     if STATE_ROOT.is_dir():
-        labs |= {p.name for p in STATE_ROOT.iterdir() if p.is_dir()}
+        labs |= {p.name for p in STATE_ROOT.iterdir() if (p / STATE_MARK).exists() and LAB_NAME.match(p.name)}
     for ns in netns.list_ours():
         parts = naming.split_netns(ns)
         if parts:

@@ -328,7 +328,7 @@ def _counted(netns: str, table: str, chain: str) -> list[str]:
 
 # --------------------------------------------------------------------------- running it
 
-def trace(plan: Plan, src: str, dst: str, proto: str = "icmp", progress=None) -> Trace:
+def trace(plan: Plan, src: str, dst: str, proto: str = "icmp") -> Trace:
     kind, _, port = proto.partition(":")
     if kind not in ("icmp", "tcp", "udp") or (kind != "icmp" and not port.isdigit()):
         raise LabStateError(f"--proto must be icmp, tcp:PORT or udp:PORT, not {proto!r}")

@@ -24,6 +24,9 @@ class SourceLine(int):
         obj.file = file
         return obj
 
+    def __reduce__(self):   # copy/deepcopy/pickle (dataclasses.asdict deep-copies fields)
+        return (SourceLine, (int(self), self.file))
+
 
 class LineDict(dict):
     """A dict that knows the line of each key (1-based) and of itself."""

@@ -26,9 +26,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The lab runs its own ovsdb-server/ovs-vswitchd per node; it never uses the system one.
+# br_netfilter lets iptables see bridged traffic (the iptables_hybrid firewall in qbr-); like
+# Docker, loading it also turns bridge-nf-call-iptables on for bridges in the host namespace.
 # On a VM with the openvswitch kernel module, load it so the kernel datapath is used.
-if [ ! -d /sys/module/openvswitch ] && [ -d "/lib/modules/$(uname -r)" ]; then
-  modprobe openvswitch 2>/dev/null || true
+if [ -d "/lib/modules/$(uname -r)" ]; then
+  [ -d /proc/sys/net/bridge ] || modprobe br_netfilter 2>/dev/null || true
+  [ -d /sys/module/openvswitch ] || modprobe openvswitch 2>/dev/null || true
 fi
 
 python=${PYTHON:-python3}

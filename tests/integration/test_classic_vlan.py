@@ -47,15 +47,15 @@ def test_a_wrong_expectation_fails(classic_vlan):
     and claiming same-host traffic crosses physnet1 must fail too."""
     state = classic_vlan
     wrong_sg = Check("wrong: reach vm4", "vm1", "vm4", "icmp", None, "reach", (), 0)
-    r = checks.run_check(state.plan, state.scenario(), wrong_sg)
+    r = checks.run_check(state.plan, wrong_sg)
     assert not r.passed and r.seen.startswith("no reply")
     wrong_path = Check("wrong: same host crosses", "vm1", "vm3", "icmp", None, "reach",
                        (PathAssertion("crosses", "physnet1", 101, "ip", 0),), 0)
-    r = checks.run_check(state.plan, state.scenario(), wrong_path)
+    r = checks.run_check(state.plan, wrong_path)
     assert not r.passed and "none seen" in r.evidence[0]
     wrong_vlan = Check("wrong: VLAN 102", "vm1", "vm2", "icmp", None, "reach",
                        (PathAssertion("crosses", "physnet1", 102, "ip", 0),), 0)
-    r = checks.run_check(state.plan, state.scenario(), wrong_vlan)
+    r = checks.run_check(state.plan, wrong_vlan)
     assert not r.passed and "none with VLAN 102" in r.evidence[0] and "seen with VLAN 101" in r.evidence[0]
 
 
@@ -181,7 +181,7 @@ def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
     assert "repaired" in lab("up", LAB).stdout
     assert lab("status", LAB).returncode == 0
     snat = next(c for c in classic_vlan.scenario().checks if c.name == "SNAT to the router gateway")
-    result = checks.run_check(classic_vlan.plan, classic_vlan.scenario(), snat)
+    result = checks.run_check(classic_vlan.plan, snat)
     assert result.passed, result.evidence
 
 
