@@ -26,7 +26,8 @@ def cmd_list(args) -> int:
     for p in paths:
         try:
             s = load_scenario(p)
-            first = s.description.split(". ")[0].strip().rstrip(".")
+            first = s.description.split(". ")[0].split(": ")[0].strip().rstrip(".")
+            first = first if len(first) <= 90 else first[:87] + "..."
             print(f"{s.name:<20} {len(s.nodes)} nodes, {len(s.instances)} instances, "
                   f"{len(s.checks)} checks  {first}")
         except ScenarioError as exc:
@@ -285,10 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_status)
 
-    s = sub.add_parser("exec", help="run a command in an instance, node or wire namespace",
+    s = sub.add_parser("exec", help="run a command at a target (instance, node, wire, router, DHCP server, external host)",
                        usage="lab exec LAB TARGET -- COMMAND...")
     s.add_argument("lab")
-    s.add_argument("target", help="instance, node or wire (physical network) name")
+    s.add_argument("target", help="instance, node, wire (physical network), router, <network>-dhcp or external host")
     s.add_argument("command", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_exec)
 
