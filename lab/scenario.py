@@ -321,6 +321,14 @@ class _Checker:
             return None
         return value
 
+    def project(self, d: LineDict, where: str, projects: list[str]) -> str | None:
+        """The required 'project' key, naming one of the scenario's projects."""
+        project = self.string(d, "project", where)
+        if project is not None and project not in projects:
+            self.add(d.line_of("project"), where, f"unknown project {project!r}")
+            return None
+        return project
+
     def mac(self, d: LineDict, where: str) -> str | None:
         """An optional unicast MAC address under key 'mac'."""
         if "mac" not in d:
@@ -547,9 +555,9 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
                             "gateway", "mtu", "external", "allocation_pool", "dhcp"), where)
         if not c.name(nm, line, where, 32):
             continue
-        project = c.string(body, "project", f"{where}.project")
-        if project is not None and project not in projects:
-            c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
+        # an unknown project is reported once; the network stays, so what uses it is not
+        # reported again as an unknown network
+        project = c.project(body, f"{where}.project", projects) or body.get("project")
         ntype = c.string(body, "type", f"{where}.type", required=False) or ml2["tenant_type"]
         if ntype in NETWORK_TYPES_LATER:
             c.add(body.line_of("type"), f"{where}.type",
@@ -1063,10 +1071,7 @@ def _parse_security_groups(c: _Checker, data: LineDict, projects: list[str]) -> 
         if not NAME_RE.match(nm):
             c.add(line, where, f"name {nm!r} must be lowercase letters, digits and '-'")
             continue
-        project = c.string(body, "project", f"{where}.project")
-        if project is not None and project not in projects:
-            c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
-            project = None
+        project = c.project(body, f"{where}.project", projects)
         rules_raw = body.get("rules", LineList())
         if not isinstance(rules_raw, LineList):
             c.add(body.line_of("rules"), f"{where}.rules", "must be a list of rules")
@@ -1122,10 +1127,7 @@ def _parse_routers(c: _Checker, data: LineDict, projects: list[str], nodes: list
         if not c.name(nm, line, where, 32):
             continue
         claim("a router", nm, line, where)
-        project = c.string(body, "project", f"{where}.project")
-        if project is not None and project not in projects:
-            c.add(body.line_of("project"), f"{where}.project", f"unknown project {project!r}")
-            project = None
+        project = c.project(body, f"{where}.project", projects)
         node = body.get("node")
         if node is None:
             if len(network_nodes) != 1:
