@@ -11,8 +11,8 @@ import json
 import sys
 import time
 
-from . import __version__
-from .errors import (ApplyError, CommandError, LabError, LabStateError, MissingProgram, NotRoot,
+from lab import __version__
+from lab.errors import (ApplyError, CommandError, LabError, LabStateError, MissingProgram, NotRoot,
                      ScenarioError, ScenarioNotFound)
 
 
@@ -21,7 +21,7 @@ def _progress(msg: str) -> None:
 
 
 def cmd_list(args) -> int:
-    from .scenario import builtin_scenarios, load_scenario
+    from lab.core.scenario import builtin_scenarios, load_scenario
     paths = [str(p) for p in builtin_scenarios()] + list(args.paths)
     for p in paths:
         try:
@@ -36,11 +36,11 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .plan import build_plan
-    from .render import describe, render_plan
-    from .scenario import load_scenario
+    from lab.core.plan import build_plan
+    from lab.core.render import describe, render_plan
+    from lab.core.scenario import load_scenario
     scenario = load_scenario(args.scenario)
-    from .ovs import detect_datapath
+    from lab.runtime.ovs import detect_datapath
     plan = build_plan(scenario, datapath=args.datapath or detect_datapath())
     if args.json:
         print(json.dumps(plan.to_json(), indent=1))
@@ -70,9 +70,9 @@ def cmd_show(args) -> int:
 
 
 def cmd_up(args) -> int:
-    from . import runtime
+    from lab.runtime import lifecycle
     print(f"lab up {args.scenario}", file=sys.stderr)
-    result = runtime.up(args.scenario, datapath=args.datapath, progress=_progress)
+    result = lifecycle.up(args.scenario, datapath=args.datapath, progress=_progress)
     if result.already_up:
         print(f"lab {result.lab} is already up and healthy; nothing to do "
               f"(`lab down {result.lab}` to remove it)")
@@ -94,23 +94,23 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from . import runtime
-    elapsed = runtime.down(args.lab, progress=_progress)
+    from lab.runtime import lifecycle
+    elapsed = lifecycle.down(args.lab, progress=_progress)
     print(f"lab {args.lab} is down in {elapsed:.2f} s")
     return 0
 
 
 def cmd_cleanup(args) -> int:
-    from . import runtime
-    labs = runtime.cleanup(progress=_progress)
+    from lab.runtime import lifecycle
+    labs = lifecycle.cleanup(progress=_progress)
     print(f"removed leftovers of: {', '.join(labs)}" if labs else "nothing to clean up")
     return 0
 
 
 def cmd_status(args) -> int:
-    from . import runtime
-    runtime.require_root()   # the nodes' OVSDB sockets are root's
-    labs = runtime.status(args.lab)
+    from lab.runtime import lifecycle
+    lifecycle.require_root()   # the nodes' OVSDB sockets are root's
+    labs = lifecycle.status(args.lab)
     if args.json:
         print(json.dumps(labs[0] if args.lab else {"labs": labs}, indent=1))
         return 0 if all(not lab["problems"] for lab in labs) else 1
@@ -140,22 +140,23 @@ def cmd_status(args) -> int:
 
 
 def cmd_exec(args) -> int:
-    from . import gateway, runtime
+    from lab.runtime import gateway, lifecycle
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise LabStateError("nothing to run: lab exec LAB TARGET -- COMMAND...")
-    runtime.require_root()
-    _, ns, env = runtime.resolve_target(args.lab, args.target)
+    lifecycle.require_root()
+    _, ns, env = lifecycle.resolve_target(args.lab, args.target)
     gateway.exec_replace(command, netns=ns, env=env)
     return 0  # not reached
 
 
 def cmd_capture(args) -> int:
-    from . import capture, runtime
-    runtime.require_root()
-    state = runtime.load_state(args.lab)
+    from lab.tools import capture
+    from lab.runtime import lifecycle
+    lifecycle.require_root()
+    state = lifecycle.load_state(args.lab)
     # -w / -c may also come after the target (argparse hands them over with the filter)
     expression, words = [], list(args.filter)
     while words:
@@ -174,9 +175,10 @@ def cmd_capture(args) -> int:
 
 
 def cmd_trace(args) -> int:
-    from . import runtime, trace
-    runtime.require_root()
-    state = runtime.load_state(args.lab)
+    from lab.runtime import lifecycle
+    from lab.tools import trace
+    lifecycle.require_root()
+    state = lifecycle.load_state(args.lab)
     result = trace.trace(state.plan, args.source, args.destination, args.proto)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
@@ -186,10 +188,11 @@ def cmd_trace(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from . import gateway, graph, runtime
-    from .ovsdb import OvsdbError, read_ports
-    runtime.require_root()
-    state = runtime.load_state(args.lab)
+    from lab.runtime import gateway, lifecycle
+    from lab.tools import graph
+    from lab.runtime.ovsdb import OvsdbError, read_ports
+    lifecycle.require_root()
+    state = lifecycle.load_state(args.lab)
     live = {}
     for node in state.plan.nodes:
         try:
@@ -218,9 +221,10 @@ def cmd_graph(args) -> int:
 
 
 def cmd_flows(args) -> int:
-    from . import flows, runtime
-    runtime.require_root()
-    state = runtime.load_state(args.lab)
+    from lab.tools import flows
+    from lab.runtime import lifecycle
+    lifecycle.require_root()
+    state = lifecycle.load_state(args.lab)
     if args.node not in {n.name for n in state.plan.nodes}:
         raise LabStateError(f"lab {args.lab} has no node {args.node!r} (nodes: "
                             f"{', '.join(n.name for n in state.plan.nodes)})")
@@ -236,9 +240,10 @@ def cmd_check(args) -> int:
 
 
 def _run_checks(lab: str, as_json: bool) -> int:
-    from . import checks, runtime
-    runtime.require_root()
-    state = runtime.load_state(lab)
+    from lab.tools import checks
+    from lab.runtime import lifecycle
+    lifecycle.require_root()
+    state = lifecycle.load_state(lab)
     scenario = state.scenario()
     started = time.monotonic()
     results = checks.run_checks(state.plan, scenario, progress=None if as_json else _progress)

@@ -30,7 +30,7 @@ STATE_MARK = "ledger.jsonl"                       # every state directory `up` m
 def check_lab_name(lab: str) -> str:
     """A lab name from the command line, before it becomes a path: never '..', '' or 'a/b'."""
     if not LAB_NAME.match(lab or ""):
-        from .errors import LabStateError
+        from lab.errors import LabStateError
         raise LabStateError(f"{lab!r} is not a lab name (lowercase letters, digits and '-', "
                             "starting with a letter)")
     return lab
@@ -47,6 +47,6 @@ def remove_lab_dir(lab: str) -> None:
     if not directory.exists():
         return
     if directory.resolve().parent != STATE_ROOT.resolve() or not (directory / STATE_MARK).exists():
-        from .errors import LabStateError
+        from lab.errors import LabStateError
         raise LabStateError(f"refusing to delete {directory}: not a lab state directory")
     shutil.rmtree(directory)

@@ -3,7 +3,7 @@
 
     sudo .venv/bin/python tests/bench/bench_up_down.py [--sizes 10 50 200] [--repeat 3] [--write]
 
-Each figure is the median of --repeat runs, measured in-process around runtime.up/down (the
+Each figure is the median of --repeat runs, measured in-process around lifecycle.up/down (the
 CLI adds Python start-up, measured once separately). --write rewrites the table in
 docs/benchmarks.md. A benchmark, not a test: it asserts nothing about speed.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from lab import ovs, runtime  # noqa: E402
+from lab.runtime import ovs, lifecycle  # noqa: E402
 
 
 def generated(n: int) -> str:
@@ -50,10 +50,10 @@ def measure(path: str, lab: str, repeat: int, namespaces: int) -> tuple[float, f
     ups, downs = [], []
     for _ in range(repeat):
         t = time.monotonic()
-        runtime.up(path)
+        lifecycle.up(path)
         ups.append(time.monotonic() - t)
         t = time.monotonic()
-        runtime.down(lab)
+        lifecycle.down(lab)
         downs.append(time.monotonic() - t)
         settle(namespaces)
     return statistics.median(ups), statistics.median(downs)

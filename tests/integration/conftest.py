@@ -57,14 +57,14 @@ def host_before():
 @contextmanager
 def running(host_before, *names: str):
     """Labs up for a test module; afterwards down (and swept), and the host as it was."""
-    from lab import runtime
+    from lab.runtime import lifecycle
     try:
         for name in names:
             lab("up", name)
-        yield {name: runtime.load_state(name) for name in names}
+        yield {name: lifecycle.load_state(name) for name in names}
     finally:
         for name in names:
-            if name in runtime.list_labs():
+            if name in lifecycle.list_labs():
                 lab("down", name, check=False)
         lab("cleanup", check=False)
         hoststate.assert_unchanged(host_before)

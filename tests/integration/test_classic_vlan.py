@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from lab import agents, checks, runtime
-from lab.scenario import Check, PathAssertion
+from lab.runtime import agents, lifecycle
+from lab.tools import checks
+from lab.core.scenario import Check, PathAssertion
 
 from . import hoststate
 from .conftest import lab, running
@@ -79,12 +80,12 @@ def test_exec_in_instance_and_ping(classic_vlan):
 
 def test_tcp_across_hosts_at_full_segment_size(classic_vlan):
     """4 MiB from vm3 (compute1) to vm2 (compute2): intact, with 1448-byte segments."""
-    from lab import gateway
+    from lab.runtime import gateway
     vm2, vm3 = classic_vlan.plan.port("vm2"), classic_vlan.plan.port("vm3")
-    server = gateway.spawn([sys.executable, "-m", "lab.tcpprobe", "serve", "--port", "6001"], netns=vm2.netns)
+    server = gateway.spawn([sys.executable, "-m", "lab.tools.tcpprobe", "serve", "--port", "6001"], netns=vm2.netns)
     try:
         assert "listening" in server.stdout.readline()
-        out = gateway.run([sys.executable, "-m", "lab.tcpprobe", "send", "--host", vm2.ip, "--port", "6001",
+        out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "send", "--host", vm2.ip, "--port", "6001",
                            "--bytes", str(4 << 20)], netns=vm3.netns, check=False)
         result = json.loads(out.stdout)
     finally:
@@ -160,7 +161,7 @@ def test_dhcp_server_serves_the_hosts_file(classic_vlan):
 
 def test_a_missing_lease_is_named(classic_vlan):
     """With alt-net's dnsmasq stopped, the DHCP wait names alt-vm1; `up` restarts dnsmasq."""
-    from lab import ovs
+    from lab.runtime import ovs
     state = classic_vlan
     dhcp = next(d for d in state.plan.dhcp_servers if d.name == "alt-net-dhcp")
     pid = int((state.directory / "dhcp" / dhcp.network_id / "pid").read_text())
@@ -205,4 +206,4 @@ def test_zz_down_leaves_host_as_before(classic_vlan, host_before):
     out = lab("down", LAB)
     assert "is down" in out.stdout
     hoststate.assert_unchanged(host_before)
-    assert LAB not in runtime.list_labs()
+    assert LAB not in lifecycle.list_labs()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lab import capture
+from lab.tools import capture
 
 from . import hoststate
 from .conftest import REPO, lab, running

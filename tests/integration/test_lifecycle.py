@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import netns, runtime
+from lab.runtime import netns, lifecycle
 from lab.paths import STATE_ROOT
 
 from . import hoststate
@@ -71,7 +71,8 @@ def test_bad_scenario_creates_nothing(tmp_path, clean_host):
 
 def test_failure_half_way_removes_everything(tmp_path, clean_host, monkeypatch):
     """A node fails after the namespaces, wires and other nodes exist: all of it goes."""
-    from lab import errors, ovs
+    from lab import errors
+    from lab.runtime import ovs
     scenario = renamed(tmp_path, "halfway")
     real_start = ovs.start
 
@@ -82,7 +83,7 @@ def test_failure_half_way_removes_everything(tmp_path, clean_host, monkeypatch):
 
     monkeypatch.setattr(ovs, "start", failing_start)
     with pytest.raises(errors.ApplyError, match="simulated failure"):
-        runtime.up(str(scenario))
+        lifecycle.up(str(scenario))
     assert not [ns for ns in netns.list_ours() if ns.startswith("nlab.halfway.")]
     assert not (STATE_ROOT / "halfway").exists()
     assert not [p for p in hoststate.live_lab_processes() if "halfway" in p]
@@ -96,7 +97,7 @@ def test_two_labs_at_once(tmp_path, clean_host):
         out = lab("exec", name, "vm1", "--", "ping", "-c1", "-W2", "192.168.1.12")
         assert "1 received" in out.stdout
     lab("down", "lab-one")
-    assert "lab-two" in runtime.list_labs()
+    assert "lab-two" in lifecycle.list_labs()
     out = lab("exec", "lab-two", "vm1", "--", "ping", "-c1", "-W2", "192.168.1.12")
     assert "1 received" in out.stdout
     lab("down", "lab-two")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lab.errors import Problem, ScenarioError
-from lab.scenario import Scenario, parse_scenario
+from lab.core.scenario import Scenario, parse_scenario
 
 
 def line_of(text: str, snippet: str, occurrence: int | None = None) -> int:

@@ -33,9 +33,9 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ScenarioError
-from lab.plan import build_plan
-from lab.render import describe, render_plan
-from lab.scenario import find_scenario, load_scenario, parse_scenario
+from lab.core.plan import build_plan
+from lab.core.render import describe, render_plan
+from lab.core.scenario import find_scenario, load_scenario, parse_scenario
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -238,7 +238,7 @@ def test_router_rules_nat_floating_ip_and_snat():
 
 
 def test_router_without_gateway_has_no_nat():
-    from lab.render import router_rules
+    from lab.core.render import router_rules
     plan = golden_plan()
     bare = dataclasses.replace(plan.router("router1"), gateway=None, external_gateway_ip=None, floating_ips=())
     text = router_rules(plan, bare)
@@ -285,7 +285,7 @@ def test_security_group_rules_in_iptables():
 
 
 def test_udhcpc_script():
-    from lab.render import udhcpc_script
+    from lab.core.render import udhcpc_script
     text = udhcpc_script()
     assert text.startswith("#!/bin/sh\n")
     assert 'ip link set "$interface" mtu "$mtu"' in text

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from lab import naming
+from lab.core import naming
 
 PORT_ID = naming.object_uuid("classic-vlan", "port", "vm1")
 

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from lab import naming
-from lab.plan import (DhcpHost, FloatingIP, Plan, PortRule, TunnelEndpoint, TunnelNetwork, TunnelPort,
+from lab.core import naming
+from lab.core.plan import (DhcpHost, FloatingIP, Plan, PortRule, TunnelEndpoint, TunnelNetwork, TunnelPort,
                       build_plan)
-from lab.scenario import load_scenario
+from lab.core.scenario import load_scenario
 
 LAB = "classic-vlan"
 DEMO_DEFAULT = ("192.168.1.11/32", "192.168.1.12/32", "192.168.1.13/32", "192.168.2.11/32")

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import pytest
 
 from helpers import line_of, only_problem, parse, problems_of
-from lab import naming
+from lab.core import naming
 from lab.errors import ScenarioError
-from lab.scenario import parse_scenario
+from lab.core.scenario import parse_scenario
 
 BASE = """\
 name: unit
@@ -1465,7 +1465,7 @@ def test_path_vni_and_key_on_the_underlay():
 
 
 def test_classic_scenarios_segmentation_ids():
-    from lab.scenario import load_scenario
+    from lab.core.scenario import load_scenario
     ids = {name: {n.name: (n.type, n.segmentation_id, n.mtu) for n in load_scenario(name).networks}
            for name in ("classic-vlan", "classic-vxlan", "classic-gre")}
     assert ids["classic-vlan"] == {"ext-net": ("flat", None, 1500), "net1": ("vlan", 101, 1500),

@@ -1,4 +1,4 @@
-"""A TCP probe run inside instance namespaces: `python -m lab.tcpprobe serve|send ...`.
+"""A TCP probe run inside instance namespaces: `python -m lab.tools.tcpprobe serve|send ...`.
 
 The server accepts one connection, reads the announced number of bytes, and answers with their
 SHA-256; the client sends random bytes and compares. A megabyte is hundreds of full-size
@@ -91,7 +91,7 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lab.tcpprobe")
+    p = argparse.ArgumentParser(prog="python -m lab.tools.tcpprobe")
     sub = p.add_subparsers(dest="mode", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--port", type=int, required=True)

@@ -16,11 +16,12 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 
-from . import gateway, naming, ovs
-from .checks import Capture, probe_icmp, probe_tcp
-from .errors import LabStateError
-from .plan import NodePlan, Plan
-from .scenario import Check
+from lab.runtime import gateway, ovs
+from lab.core import naming
+from lab.tools.checks import Capture, probe_icmp, probe_tcp
+from lab.errors import LabStateError
+from lab.core.plan import NodePlan, Plan
+from lab.core.scenario import Check
 
 
 @dataclass
@@ -448,7 +449,7 @@ def _verdict(hops: list[Hop], reached: bool) -> str:
 
 
 def _probe_udp(plan: Plan, src: Endpoint, dst_ip: str, port: int) -> tuple[bool, str]:
-    out = gateway.run([sys.executable, "-m", "lab.tcpprobe", "udp", "--host", dst_ip, "--port", str(port)],
+    out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "udp", "--host", dst_ip, "--port", str(port)],
                       netns=src.netns, check=False)
     return out.returncode == 0, (out.stdout.strip() or out.stderr.strip())[:200]
 

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gateway, ovs
-from .plan import NodePlan, Plan
+from lab.runtime import gateway, ovs
+from lab.core.plan import NodePlan, Plan
 
 TABLES = {
     "br-int": {0: "local switching", 1: "DVR to src MAC", 2: "DVR to src MAC (physical)",

@@ -16,8 +16,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import LabError
-from .naming import NETNS_PREFIX
+from lab.errors import LabError
+from lab.core.naming import NETNS_PREFIX
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000

@@ -15,8 +15,8 @@ from pathlib import Path
 import ovs.db.idl
 import ovs.poller
 
-from .errors import LabError
-from .ovs import schema_path
+from lab.errors import LabError
+from lab.runtime.ovs import schema_path
 
 
 class OvsdbError(LabError):

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from typing import Mapping, Sequence
 
-from .errors import CommandError, MissingProgram
+from lab.errors import CommandError, MissingProgram
 
 DEFAULT_TIMEOUT = 30.0
 

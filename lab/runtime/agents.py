@@ -9,12 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import gateway, netns
-from .errors import LabError
-from .kernel import Links
-from .paths import lab_dir
-from .plan import DhcpPlan, Plan, RouterPlan
-from .render import DhcpRender
+from lab.runtime import gateway, netns
+from lab.errors import LabError
+from lab.runtime.kernel import Links
+from lab.paths import lab_dir
+from lab.core.plan import DhcpPlan, Plan, RouterPlan
+from lab.core.render import DhcpRender
 
 
 def router_links(r: RouterPlan) -> None:
@@ -70,7 +70,7 @@ def read_pidfile(path: Path) -> int | None:
 def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> list[str]:
     """Run a real DHCP client (busybox udhcpc) in every DHCP instance at once; return
     "instance: why" for each one that did not get the address the plan expects."""
-    from .render import udhcpc_script
+    from lab.core.render import udhcpc_script
     script = directory / "udhcpc.script"
     script.write_text(udhcpc_script())
     script.chmod(0o755)

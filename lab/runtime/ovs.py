@@ -14,8 +14,8 @@ import signal
 import time
 from pathlib import Path
 
-from . import gateway
-from .errors import LabError
+from lab.runtime import gateway
+from lab.errors import LabError
 
 SCHEMA_PATHS = ("/usr/share/openvswitch/vswitch.ovsschema",
                 "/usr/local/share/openvswitch/vswitch.ovsschema")
@@ -33,7 +33,7 @@ def detect_datapath() -> str:
 
 def check_datapath(datapath: str) -> str:
     """netdev, or system when the kernel can do it; anything else is a clear error."""
-    from .plan import DATAPATHS
+    from lab.core.plan import DATAPATHS
     if datapath not in DATAPATHS:
         raise OvsError(f"datapath {datapath!r} is not one of: {', '.join(DATAPATHS)} "
                        "(from --datapath or LAB_DATAPATH)")

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem
+from lab.errors import Problem
 
 
 class SourceLine(int):

@@ -14,7 +14,7 @@ import struct
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .errors import LabError
+from lab.errors import LabError
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017

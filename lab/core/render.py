@@ -14,9 +14,9 @@ import ipaddress
 
 import jinja2
 
-from . import naming
-from .paths import data_dir
-from .plan import DhcpPlan, NamespacePort, NodePlan, Plan, RouterPlan
+from lab.core import naming
+from lab.paths import data_dir
+from lab.core.plan import DhcpPlan, NamespacePort, NodePlan, Plan, RouterPlan
 
 CONNTRACK_ZONE_BASE = 4096
 

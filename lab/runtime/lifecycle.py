@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import agents, gateway, naming, netns, ovs, processes
-from .errors import ApplyError, LabError, LabStateError, NotRoot
-from .kernel import Links
-from .paths import LAB_NAME, STATE_MARK, STATE_ROOT, lab_dir, remove_lab_dir
-from .plan import NodePlan, Plan, build_plan, from_data
-from .render import NodeRender, render_plan
-from .scenario import Scenario, load_scenario
+from lab.runtime import agents, gateway, netns, ovs, processes
+from lab.core import naming
+from lab.errors import ApplyError, LabError, LabStateError, NotRoot
+from lab.runtime.kernel import Links
+from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, lab_dir, remove_lab_dir
+from lab.core.plan import NodePlan, Plan, build_plan, from_data
+from lab.core.render import NodeRender, render_plan
+from lab.core.scenario import Scenario, load_scenario
 
 Progress = Callable[[str], None]
 REQUIRED_PROGRAMS = ("ip", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl",
@@ -504,7 +505,7 @@ def cleanup(progress: Progress = _quiet) -> list[str]:
 def health(state: LabState) -> list[str]:
     """What is missing from a lab that is up: namespaces gone, daemons dead, OVS ports gone
     or mis-tagged (read from each node's OVSDB through the IDL)."""
-    from .ovsdb import OvsdbError, read_ports
+    from lab.runtime.ovsdb import OvsdbError, read_ports
     problems = []
     for ns in state.plan.namespaces():
         if not netns.exists(ns):

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import naming
-from .errors import Problem, ScenarioError, ScenarioNotFound
-from .yamlsource import LineDict, LineList, load_yaml, merge_included
+from lab.core import naming
+from lab.errors import Problem, ScenarioError, ScenarioNotFound
+from lab.core.yamlsource import LineDict, LineList, load_yaml, merge_included
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ROLES = ("network", "compute")
@@ -229,7 +229,7 @@ class Scenario:
 # --------------------------------------------------------------------------- finding files
 
 def scenarios_dir() -> Path:
-    from .paths import data_dir
+    from lab.paths import data_dir
     return data_dir("scenarios")
 
 

@@ -19,9 +19,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from . import gateway
-from .errors import LabStateError
-from .plan import Plan
+from lab.runtime import gateway
+from lab.errors import LabStateError
+from lab.core.plan import Plan
 
 PCAP_HEADER = struct.Struct("<IHHiIII")
 RECORD_HEADER = struct.Struct("<IIII")

@@ -12,8 +12,8 @@ import types
 import typing
 from dataclasses import asdict, dataclass
 
-from . import naming
-from .scenario import Network, Scenario
+from lab.core import naming
+from lab.core.scenario import Network, Scenario
 
 DATAPATHS = ("netdev", "system")
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import gateway
-from .errors import LabError
-from .plan import Plan
-from .scenario import Check, PathAssertion, Scenario
+from lab.runtime import gateway
+from lab.errors import LabError
+from lab.core.plan import Plan
+from lab.core.scenario import Check, PathAssertion, Scenario
 
 LISTEN_TIMEOUT = 5.0
 QUIET_AFTER = 0.15      # a capture is done when it has been quiet this long after the probe...
@@ -260,14 +260,14 @@ def probe_icmp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
 def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
     src_netns, dst_netns = endpoint_netns(plan, c.source), server_for(plan, c.destination)
     timeout = 5.0 if c.expect == "reach" else 2.0
-    server = gateway.spawn([sys.executable, "-m", "lab.tcpprobe", "serve", "--port", str(c.port),
+    server = gateway.spawn([sys.executable, "-m", "lab.tools.tcpprobe", "serve", "--port", str(c.port),
                             "--timeout", str(timeout + 5)], netns=dst_netns)
     try:
         ready = "".join(read_lines_until(server.stdout, "listening", LISTEN_TIMEOUT))
         if "listening" not in ready:
             err = server.stderr.read() if server.poll() is not None else ""
             raise CaptureError(f"TCP probe server in {dst_netns} did not start: {err.strip() or ready}")
-        out = gateway.run([sys.executable, "-m", "lab.tcpprobe", "send", "--host", dst_ip, "--port",
+        out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "send", "--host", dst_ip, "--port",
                            str(c.port), "--timeout", str(timeout)], netns=src_netns, check=False,
                           timeout=timeout + 10)
         try:
