@@ -46,6 +46,7 @@ class Node:
     role: str
     line: int
     local_ip: str | None = None     # tunnel endpoint on the underlay
+    firewall_driver: str = "iptables_hybrid"    # the OVS agent's [securitygroup] firewall_driver
 
 
 @dataclass(frozen=True)
