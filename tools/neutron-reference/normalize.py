@@ -94,6 +94,21 @@ def _action(a: str, tagged: bool, last: bool) -> list[str]:
     return [a]
 
 
+def _sort_output_runs(actions: list[str]) -> list[str]:
+    """Consecutive output:X actions send the same packet to each port; their order is the
+    order of the copies only (Neutron orders flood ports by ofport number), so sort them."""
+    out, run = [], []
+    for a in actions + [None]:
+        if a is not None and a.startswith("output:"):
+            run.append(a)
+            continue
+        out += sorted(run)
+        run = []
+        if a is not None:
+            out.append(a)
+    return out
+
+
 def normalize_flow(line: str) -> str | None:
     """One flow (ovs-ofctl add-flow syntax or a dump-flows line) in the normal form
     ``table=T priority=P match=... actions=...``; None for headers, comments, blanks."""
@@ -119,6 +134,7 @@ def normalize_flow(line: str) -> str | None:
     out: list[str] = []
     for i, a in enumerate(acts):
         out += _action(a, tagged, i == len(acts) - 1)
+    out = _sort_output_runs(out)
     return f"table={table} priority={priority} match={','.join(match) or '*'} actions={','.join(out)}"
 
 
@@ -197,7 +213,9 @@ def router_state_from_calls(calls: dict) -> str:
     for name, args, kw in calls["privileged"]:
         if name == "add_ip_address":
             _v, ip, plen, dev, _ns, _scope, brd = (args + [None] * 7)[:7]
-            lines.add(f"address {dev} {ip}/{plen}" + (f" brd {brd}" if brd not in (None, "None") else ""))
+            lines.add(f"address {dev} {ip}/{plen}")
+            if brd not in (None, "None"):       # its own line: an address differs on its own
+                lines.add(f"broadcast {dev} {ip}/{plen} brd {brd}")
         elif name == "add_ip_route":
             cidr = args[1] if len(args) > 1 and args[1] != "None" else "default"
             lines.add(f"route {cidr} via {kw.get('via')} dev {kw.get('device')}")

@@ -19,7 +19,7 @@ def remote_group_id(remotes: list[str]) -> str:
 
 
 def _rule(sg_id: str, r: dict, remote: str | None) -> dict:
-    rule = {"security_group_id": sg_id, "direction": r["direction"], "ethertype": "IPv4"}
+    rule = {"direction": r["direction"], "ethertype": "IPv4", "stateful": True}
     if r["protocol"] != "any":
         rule["protocol"] = r["protocol"]
     if r["port_min"] is not None:
@@ -49,12 +49,16 @@ def port_security_info(port: dict) -> tuple[dict, dict, dict]:
               "device_owner": "compute:nova", "port_security_enabled": True,
               "allowed_address_pairs": [],
               "security_groups": [sg_id] if port["security_groups"] else [],
+              "security_group_source_groups": sorted(members) if port["security_groups"] else [],
+              "security_group_remote_address_groups": [],
               "security_group_rules": []}
     return device, ({sg_id: rules} if port["security_groups"] else {}), members
 
 
 class PlanRpc:
-    """security_group_info_for_devices, answered from the plan's ports of one node."""
+    """security_group_info_for_devices, answered from the plan's ports of one node; the
+    server's own SecurityGroupInfoAPIMixin._apply_provider_rule adds the DHCP (and RA)
+    provider rules to each device, as the server does."""
 
     def __init__(self, ports: list[dict]):
         self.ports = {p["port_id"]: p for p in ports}
@@ -66,6 +70,8 @@ class PlanRpc:
             info["devices"][device_id] = device
             info["security_groups"].update(groups)
             info["sg_member_ips"].update(members)
+        from neutron.db import securitygroups_rpc_base
+        securitygroups_rpc_base.SecurityGroupInfoAPIMixin()._apply_provider_rule(context, info["devices"])
         return info
 
 
