@@ -50,10 +50,13 @@ norm = _load_normalize()
 # --------------------------------------------------------------------------- the lab's side
 
 def lab_router_state(router: RouterPlan) -> str:
-    """What lab/runtime/agents.py (router_links) sets in qrouter-: ip_forward, the port
-    addresses, floating IPs as /32 on qg-, the default route. It runs as root, so its steps
-    are restated here from the plan it reads; keep the two in step."""
+    """What the lab's runtime sets in qrouter-: each port's veth with the port's MAC and MTU
+    (lab/runtime/lifecycle.py, ``links.veth(... peer_mac=port.mac, mtu=port.mtu)``), then
+    ip_forward, the port addresses, floating IPs as /32 on qg- and the default route
+    (lab/runtime/agents.py, router_links). Those run as root, so their steps are restated here
+    from the plan they read; keep the two in step."""
     lines = {"sysctl net.ipv4.ip_forward=1"}
+    lines |= {f"link {p.ns_dev} mac {p.mac} mtu {p.mtu}" for p in router.ports}
     lines |= {f"address {p.ns_dev} {p.ip}/{p.prefixlen}" for p in router.ports}
     if router.gateway:
         lines |= {f"address {router.gateway.ns_dev} {f.address}/32" for f in router.floating_ips}
