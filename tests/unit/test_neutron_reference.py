@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.core.plan import Plan, RouterPlan, build_plan
+from lab.core.plan import DhcpPlan, Plan, RouterPlan, build_plan
 from lab.core.render import render_plan
 from lab.core.scenario import load_scenario
 
@@ -65,6 +65,14 @@ def lab_router_state(router: RouterPlan) -> str:
     return "".join(line + "\n" for line in sorted(lines))
 
 
+def lab_dhcp_state(dhcp: DhcpPlan) -> str:
+    """qdhcp-: the port's veth (lifecycle.py, MAC and MTU) and its address (agents.py,
+    dhcp_links); restated from the plan like lab_router_state."""
+    p = dhcp.port
+    return "".join(line + "\n" for line in sorted({f"link {p.ns_dev} mac {p.mac} mtu {p.mtu}",
+                                                     f"address {p.ns_dev} {p.ip}/{p.prefixlen}"}))
+
+
 def lab_dumps(plan: Plan) -> dict[str, str]:
     """<node>/<file> -> normalised text, named as the reference names its dumps."""
     out: dict[str, str] = {}
@@ -79,6 +87,8 @@ def lab_dumps(plan: Plan) -> dict[str, str]:
             out[f"{node.name}/router-{router.name}.net"] = lab_router_state(router)
         for dhcp in node.dhcp_servers:
             d = r.dhcp[dhcp.name]
+            out[f"{node.name}/dhcp-{dhcp.name}.net"] = lab_dhcp_state(dhcp)
+            out[f"{node.name}/dhcp-{dhcp.name}.iptables"] = ""      # the lab sets none in qdhcp-
             for name in ("host", "opts", "addn_hosts", "leases"):
                 text = d.files.get(name, "")
                 out[f"{node.name}/dhcp-{dhcp.name}.{name}"] = norm.normalize_sorted_lines(text)

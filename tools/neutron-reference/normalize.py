@@ -203,7 +203,8 @@ def normalize_sorted_lines(text: str) -> str:
 
 
 def router_state_from_calls(calls: dict) -> str:
-    """The recorded sysctls, addresses, routes, links and GARPs of a router, one per line."""
+    """The recorded sysctls, addresses, routes, links and GARPs of a router's (or a DHCP
+    server's) namespace, one per line."""
     lines = set()
     for cmd in calls["commands"]:
         if "sysctl" in cmd and "-w" in cmd:
@@ -244,8 +245,13 @@ def dumps_from_raw(raw: Path) -> dict[str, str]:
         elif name.endswith(".calls"):
             out[f"{node}/{name[:-len('.calls')]}.net"] = router_state_from_calls(json.loads(text))
         elif len(rel.parts) == 3 and rel.parts[1].startswith("dhcp-"):
-            key = "leases" if name == "leases" else name
-            out[f"{node}/{rel.parts[1]}.{key}"] = normalize_sorted_lines(text)
+            server = f"{node}/{rel.parts[1]}"
+            if name == "iptables":
+                out[f"{server}.iptables"] = normalize_iptables(text)
+            elif name == "calls":
+                out[f"{server}.net"] = router_state_from_calls(json.loads(text))
+            else:
+                out[f"{server}.{name}"] = normalize_sorted_lines(text)
     return out
 
 
