@@ -23,7 +23,7 @@ class Recorder:
                 run_as_root=False, privsep_exec=False, **_kw):
         cmd = [str(c) for c in cmd]
         out = ""
-        if cmd and cmd[-1] == "--version" and cmd[-2:][0].startswith(("iptables", "ip6tables")):
+        if len(cmd) >= 2 and cmd[-1] == "--version" and cmd[-2].startswith(("iptables", "ip6tables")):
             out = self._iptables_version
         elif not any(c.endswith("-save") for c in cmd):
             self.calls.append((cmd, process_input))
