@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -52,11 +53,12 @@ class Result:
 
 # --------------------------------------------------------------------------- matching
 
-def wanted(a: PathAssertion, probe: Probe, src: str, dst: str) -> Callable[[Packet], bool]:
+def wanted(a: PathAssertion, probe: Probe, src: str, dst: str,
+           flows: frozenset[packets.Flow] = frozenset()) -> Callable[[Packet], bool]:
     """The test a frame's layer must pass to be one of the packets assertion A looks for."""
     if a.packets == "arp":
         return lambda layer: packets.is_arp_for(layer, src, dst)
-    return lambda layer: packets.is_probe(layer, probe, src, dst)
+    return lambda layer: packets.is_probe(layer, probe, src, dst, flows=flows)
 
 
 def segment_matches(a: PathAssertion, frame: Packet, carrier: Packet | None) -> bool:
@@ -88,9 +90,11 @@ class Hit:
     carrier: Packet | None     # the frame that tunnels LAYER (None: not tunnelled)
 
 
-def hits_in(captures: list[Capture], want: Callable[[Packet], bool]) -> list[Hit]:
+def hits_in(captures: list[Capture], a: PathAssertion, probe: Probe, src: str, dst: str) -> list[Hit]:
+    """Every frame of these captures that is (or tunnels) a packet assertion A looks for."""
     out = []
     for cap in captures:
+        want = wanted(a, probe, src, dst, packets.learn_flows(cap.packets, probe))
         for frame in cap.packets:
             found = packets.find_layer(frame, want)
             if found:
@@ -101,7 +105,7 @@ def hits_in(captures: list[Capture], want: Callable[[Packet], bool]) -> list[Hit
 def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, probe: Probe) -> tuple[str, str]:
     """(PASS | FAIL | UNPROVEN, the evidence line) of one path assertion."""
     src, dst = a.source or src, a.destination or dst
-    hits = hits_in(captures, wanted(a, probe, src, dst))
+    hits = hits_in(captures, a, probe, src, dst)
     what = a.describe()
     where = ", ".join(c.label for c in captures)
     problems = [f"{c.label}: {p}" for c in captures if (p := c.problem())]
@@ -166,14 +170,17 @@ def server_for(plan: Plan, destination: str) -> str:
 def new_probe(proto: str, port: int | None) -> Probe:
     """A probe identity no other traffic shares: a random ICMP echo id, or a random client
     port below the kernel's ephemeral range (32768-60999), so no other connection has it."""
+    token = secrets.token_bytes(16)
     if proto == "icmp":
-        return Probe("icmp", icmp_id=random.randint(0x1000, 0xFFFE))
-    return Probe(proto, sport=random.randint(20000, 32767), dport=port)
+        return Probe("icmp", icmp_id=random.randint(0x1000, 0xFFFE), token=token)
+    return Probe(proto, sport=random.randint(20000, 32767), dport=port, token=token)
 
 
-def ping_argv(dst_ip: str, count: int, icmp_id: int) -> list[str]:
-    # -e: iputils ping's echo identifier (a raw socket; we are root)
-    return ["ping", "-e", str(icmp_id), "-c", str(count), "-i", "0.2", "-W", "1", "-n", dst_ip]
+def ping_argv(dst_ip: str, count: int, probe: Probe) -> list[str]:
+    # iputils ping: -e the echo identifier (a raw socket; we are root), -p 16 bytes that fill
+    # the payload after its timestamp (what still identifies the probe after SNAT)
+    return ["ping", "-e", str(probe.icmp_id), "-p", probe.token.hex(), "-c", str(count), "-i", "0.2",
+            "-W", "1", "-n", dst_ip]
 
 
 def ping_result(returncode: int, stdout: str, count: int) -> tuple[bool, str]:
@@ -185,7 +192,7 @@ def ping_result(returncode: int, stdout: str, count: int) -> tuple[bool, str]:
 
 def probe_icmp(plan: Plan, c: Check, dst_ip: str, probe: Probe) -> tuple[bool, str]:
     count = 3 if c.expect == "reach" else 2
-    out = gateway.run(ping_argv(dst_ip, count, probe.icmp_id), netns=endpoint_netns(plan, c.source),
+    out = gateway.run(ping_argv(dst_ip, count, probe), netns=endpoint_netns(plan, c.source),
                       check=False, timeout=15)
     return ping_result(out.returncode, out.stdout, count)
 
@@ -201,7 +208,8 @@ def probe_tcp(plan: Plan, c: Check, dst_ip: str, probe: Probe) -> tuple[bool, st
             err = server.stderr.read() if server.poll() is not None else ""
             raise CaptureError(f"TCP probe server in {dst_netns} did not start: {err.strip() or ready}")
         out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "send", "--host", dst_ip, "--port",
-                           str(probe.dport), "--sport", str(probe.sport), "--timeout", str(timeout)],
+                           str(probe.dport), "--sport", str(probe.sport), "--token", probe.token.hex(),
+                           "--timeout", str(timeout)],
                           netns=src_netns, check=False, timeout=timeout + 10)
     finally:
         _end(server)

@@ -60,6 +60,7 @@ class Packet:
     sport: int | None = None                 # TCP or UDP
     dport: int | None = None
     tcp_flags: int | None = None
+    payload: bytes = b""                     # what the ICMP echo / TCP / UDP header carries (as captured)
     tunnel: str | None = None                # "vxlan" | "gre": this frame carries `inner`
     tunnel_id: int | None = None             # the VNI, or the GRE key (None: no key)
     inner: Packet | None = None
@@ -149,16 +150,17 @@ def _icmp(body: bytes, p: Packet) -> Packet:
     p = replace(p, icmp_type=icmp.type, icmp_code=icmp.code)
     if icmp.type in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY) and len(body) >= 8:
         echo = dpkt.icmp.ICMP.Echo(body[4:])
-        p = replace(p, icmp_id=echo.id, icmp_seq=echo.seq)
+        p = replace(p, icmp_id=echo.id, icmp_seq=echo.seq, payload=bytes(body[8:]))
     return p
 
 
 def _transport(proto: int, body: bytes, p: Packet, depth: int) -> Packet:
     if proto == dpkt.ip.IP_PROTO_TCP:
         tcp = dpkt.tcp.TCP(body)
-        return replace(p, sport=tcp.sport, dport=tcp.dport, tcp_flags=tcp.flags)
+        return replace(p, sport=tcp.sport, dport=tcp.dport, tcp_flags=tcp.flags,
+                       payload=bytes(body[tcp.off * 4:]))
     udp = dpkt.udp.UDP(body)
-    p = replace(p, sport=udp.sport, dport=udp.dport)
+    p = replace(p, sport=udp.sport, dport=udp.dport, payload=bytes(body[8:]))
     vxlan = body[8:]
     if udp.dport == VXLAN_PORT and len(vxlan) >= 8 and vxlan[0] & 0x08 and depth < MAX_DEPTH:
         vni = int.from_bytes(vxlan[4:7], "big")
@@ -293,11 +295,14 @@ def tcp_flags_text(flags: int) -> str:
 
 @dataclass(frozen=True)
 class Probe:
-    """What only a probe's packets carry: its ICMP echo id, or its port pair."""
+    """What only a probe's packets carry. Its ICMP echo id or its port pair, as it leaves the
+    source; and a TOKEN in its payload (ping's -p pattern, the TCP probe's first bytes, each
+    UDP datagram), which survives the router's SNAT --random-fully that rewrites ids and ports."""
     proto: str                       # icmp | tcp | udp
     icmp_id: int | None = None
     sport: int | None = None         # the client's port
     dport: int | None = None         # the server's port
+    token: bytes = b""
 
     def describe(self) -> str:
         if self.proto == "icmp":
@@ -305,18 +310,39 @@ class Probe:
         return f"{self.proto.upper()} port {self.sport} <-> {self.dport}"
 
 
-def is_probe(p: Packet, probe: Probe, src: str, dst: str, both_ways: bool = True) -> bool:
+Flow = tuple[str, int, str, int]     # (source address, port, destination address, port)
+
+
+def learn_flows(frames: Iterable[Packet], probe: Probe) -> frozenset[Flow]:
+    """The TCP/UDP flows that carried the probe's token in these frames: after NAT, the probe's
+    segments are recognised by the ports its token-carrying segment had at this point."""
+    flows = set()
+    for frame in frames:
+        for layer in frame.layers():
+            if probe.token and layer.sport is not None and probe.token in layer.payload:
+                flows.add((layer.ip_src, layer.sport, layer.ip_dst, layer.dport))
+    return frozenset(flows)
+
+
+def is_probe(p: Packet, probe: Probe, src: str, dst: str, both_ways: bool = True,
+             flows: frozenset[Flow] = frozenset()) -> bool:
     """Is this layer one of the probe's own packets from SRC to DST (or its answers back,
-    with BOTH_WAYS)? Compared exactly: addresses, then the echo id or the port pair."""
+    with BOTH_WAYS)? Compared exactly: addresses, then the token, echo id or port pair
+    (or a flow learned from the token, see learn_flows)."""
     forward = (p.ip_src, p.ip_dst) == (src, dst)
     if not forward and (not both_ways or (p.ip_src, p.ip_dst) != (dst, src)):
         return False
     if probe.proto == "icmp":
-        return (p.icmp_type in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY) and p.icmp_id == probe.icmp_id
-                and p.icmp_type == (ICMP_ECHO_REQUEST if forward else ICMP_ECHO_REPLY))
+        if p.icmp_type != (ICMP_ECHO_REQUEST if forward else ICMP_ECHO_REPLY):
+            return False
+        return probe.token in p.payload if probe.token else p.icmp_id == probe.icmp_id
     proto = dpkt.ip.IP_PROTO_TCP if probe.proto == "tcp" else dpkt.ip.IP_PROTO_UDP
+    if p.ip_proto != proto or p.sport is None or p.tunnel is not None:
+        return False
     ports = (probe.sport, probe.dport) if forward else (probe.dport, probe.sport)
-    return p.ip_proto == proto and (p.sport, p.dport) == ports and p.tunnel is None
+    flow = (p.ip_src, p.sport, p.ip_dst, p.dport)
+    back = (p.ip_dst, p.dport, p.ip_src, p.sport)
+    return (p.sport, p.dport) == ports or flow in flows or back in flows
 
 
 def is_arp_for(p: Packet, src: str, dst: str) -> bool:

@@ -404,8 +404,10 @@ def trace(plan: Plan, src: str, dst: str, proto: str = "icmp") -> Trace:
 def observe(hop: Hop, frames: list[Packet], problem: str | None, probe: Probe) -> None:
     """What a hop's capture saw: the probe's packets going from hop.src to hop.dst (the
     addresses NAT gives them there), in the frame itself or tunnelled in it."""
+    flows = packets.learn_flows(frames, probe)
+
     def forward(layer: Packet) -> bool:
-        return packets.is_probe(layer, probe, hop.src, hop.dst, both_ways=False)
+        return packets.is_probe(layer, probe, hop.src, hop.dst, both_ways=False, flows=flows)
     hits = [f for f in frames if packets.find_layer(f, forward)]
     hop.ok = bool(hits)
     if hits:
@@ -464,7 +466,8 @@ def _verdict(hops: list[Hop], reached: bool) -> str:
 
 def _probe_udp(src: Endpoint, dst_ip: str, probe: Probe) -> tuple[bool, str]:
     out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "udp", "--host", dst_ip, "--port",
-                       str(probe.dport), "--sport", str(probe.sport)], netns=src.netns, check=False)
+                       str(probe.dport), "--sport", str(probe.sport), "--token", probe.token.hex()],
+                      netns=src.netns, check=False)
     return out.returncode == 0, (out.stdout.strip() or out.stderr.strip())[:200]
 
 

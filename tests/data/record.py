@@ -5,8 +5,10 @@
 
 `craft` is deterministic (fixed addresses, ids and timestamps). `record` brings classic-vlan,
 classic-vxlan and classic-gre up one after the other, captures a ping with a known ICMP id
-where the scenario's checks look (the VLAN wire, the tunnel underlay), keeps tcpdump's own
-exit report, and brings each lab down again.
+and payload pattern where the scenario's checks look (the VLAN wire, the tunnel underlay,
+the external host behind the router's SNAT), keeps tcpdump's own exit report next to each
+pcap, and brings each lab down again. It also records tcpdump's report of a capture that
+lost packets (drops.stderr).
 """
 
 from __future__ import annotations
@@ -117,10 +119,12 @@ def craft() -> None:
 
 # --------------------------------------------------------------------------- recording
 
-LABS = {  # lab -> (pcap name, capture on which wire, the sending node's port)
-    "classic-vlan": ("vlan-ping.pcap", "physnet1", "compute1"),
-    "classic-vxlan": ("vxlan-ping.pcap", None, "compute1"),
-    "classic-gre": ("gre-ping.pcap", None, "compute1"),
+TOKEN = b"nlab-probe-token"      # ping -p: what identifies the probe after SNAT rewrote its id
+RECORDINGS = {  # lab -> [(pcap, where: a wire's port from a node, or an endpoint's eth0, ping from, to)]
+    "classic-vlan": [("vlan-ping.pcap", ("wire", "physnet1", "compute1"), "vm1", VM2),
+                     ("snat-ping.pcap", ("eth0", "ext1"), "vm2", "203.0.113.50")],
+    "classic-vxlan": [("vxlan-ping.pcap", ("wire", None, "compute1"), "vm1", VM2)],
+    "classic-gre": [("gre-ping.pcap", ("wire", None, "compute1"), "vm1", VM2)],
 }
 
 
@@ -129,26 +133,39 @@ def _lab(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
-def record_one(name: str) -> None:
+def _where(plan, where) -> tuple[str, str]:
+    """(netns, interface) of a capture point."""
+    if where[0] == "eth0":
+        return plan.targets()[where[1]][1], "eth0"
+    _, wire, member = where
+    wire_plan = plan.wire(wire or plan.node(member).tunnel.wire)
+    return wire_plan.netns, next(m.wire_ifname for m in wire_plan.members if m.name == member)
+
+
+def record_ping(name: str, plan, out: str, where, source: str, destination: str) -> None:
+    netns, iface = _where(plan, where)
+    tcpdump = subprocess.Popen(["ip", "netns", "exec", netns, "tcpdump", "-i", iface, "-Q", "in", "-nn", "-U",
+                                "-s", "256", "-w", str(HERE / out)], stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        _lab("exec", name, source, "--", "ip", "neigh", "flush", "dev", "eth0")
+        _lab("exec", name, source, "--", "ping", "-e", str(PROBE_ID), "-p", TOKEN.hex(), "-c", "2",
+             "-i", "0.2", "-W", "1", "-n", destination)
+        time.sleep(0.5)
+    finally:
+        tcpdump.send_signal(2)
+        _, err = tcpdump.communicate(timeout=10)
+    (HERE / out.replace(".pcap", ".stderr")).write_text(err)
+    print(f"recorded {out}: {err.strip().splitlines()[-3:]}")
+
+
+def record_lab(name: str) -> None:
     from lab.runtime import lifecycle
-    out, wire, member = LABS[name]
     _lab("up", name)
     try:
         plan = lifecycle.load_state(name).plan
-        wire_plan = plan.wire(wire or plan.node(member).tunnel.wire)
-        port = next(m.wire_ifname for m in wire_plan.members if m.name == member)
-        tcpdump = subprocess.Popen(["ip", "netns", "exec", wire_plan.netns, "tcpdump", "-i", port, "-Q", "in",
-                                    "-nn", "-U", "-s", "256", "-w", str(HERE / out)],
-                                   stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
-        _lab("exec", name, "vm1", "--", "ip", "neigh", "flush", "dev", "eth0")
-        _lab("exec", name, "vm1", "--", "ping", "-e", str(PROBE_ID), "-c", "2", "-i", "0.2", "-W", "1",
-             "-n", VM2)
-        time.sleep(0.5)
-        tcpdump.send_signal(2)
-        _, err = tcpdump.communicate(timeout=10)
-        (HERE / out.replace(".pcap", ".stderr")).write_text(err)
-        print(f"recorded {out}: {err.strip().splitlines()[-3:]}")
+        for out, where, source, destination in RECORDINGS[name]:
+            record_ping(name, plan, out, where, source, destination)
     finally:
         _lab("down", name, check=False)
 
@@ -184,8 +201,8 @@ def main(argv: list[str]) -> int:
         craft()
     elif what == "record":
         sys.path.insert(0, str(REPO))
-        for name in LABS:
-            record_one(name)
+        for name in RECORDINGS:
+            record_lab(name)
         record_drops()
     else:
         print(__doc__)
