@@ -148,9 +148,9 @@ class Tcpdump:
         # tcpdump says "listening on IFACE" on stderr once its socket is bound
         self.stderr = read_until(self.proc.stderr.fileno(), "listening on", LISTEN_TIMEOUT)
         if "listening on" not in self.stderr:
+            said = self.stderr.strip().replace("\n", " ") or f"no word within {LISTEN_TIMEOUT:g} s"
             self.stop()
-            said = self.stderr.strip().replace("\n", " ")
-            self.error = f"tcpdump on {self.iface} in netns {self.netns}: {said or 'no word within 5 s'}"
+            self.error = f"tcpdump on {self.iface} in netns {self.netns}: {said}"
             return False
         self.last_packet_at = time.monotonic()
         self.reader = threading.Thread(target=self._read, daemon=True)

@@ -291,7 +291,7 @@ def summarize_ofproto(text: str) -> list[str]:
                 lines.append(f"{current}: " + " -> ".join(steps))
             current, steps = m.group(1), []
             continue
-        m = re.match(r"^\s*(\d+)\. (.*?), priority (\d+)", raw)
+        m = re.match(r"^\s*(\d+)\. (?:(.*?), )?priority (\d+)", raw)   # a flow may match on nothing
         if m and current:
             steps.append(f"table {m.group(1)} prio {m.group(3)}" + (f" [{m.group(2)}]" if m.group(2) else ""))
             continue

@@ -3,8 +3,13 @@ are filled from the pcaps in tests/data and tcpdump's recorded reports, nothing 
 
 from __future__ import annotations
 
+import socket
+import struct
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
+import fakes
 import pytest
 
 from lab.core.plan import build_plan
@@ -245,3 +250,90 @@ def test_server_for(plan):
     assert checks.server_for(plan, ext.ip) == ext.netns
     with pytest.raises(checks.CaptureError, match="no instance or external host answers at 10.9.9.9"):
         checks.server_for(plan, "10.9.9.9")
+
+
+# --------------------------------------------------------------------------- whole checks, programs stood in for
+
+def _runner(ping_ok=True, tcp_json='{"ok": true, "bytes": 1048576, "mss": 1398, "seconds": 0.2}', addr=""):
+    calls = []
+
+    def run(argv, *, netns=None, env=None, timeout=30.0, check=True, input=None):
+        calls.append(list(argv))
+        out = ""
+        if argv[0] == "ping":
+            out = "3 packets transmitted, 3 received" if ping_ok else "2 packets transmitted, 0 received"
+        elif any("tcpprobe" in a for a in argv):
+            out = tcp_json
+        elif argv[:3] == ["ip", "-4", "-o"]:
+            out = addr
+        return subprocess.CompletedProcess(argv, 0 if ping_ok else 1, out, "")
+    run.calls = calls
+    return run
+
+
+def _tcp_pcap(path, sport, dport):
+    import dpkt
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f)
+        for i, (s, d, a, b) in enumerate([(VM2, VM1, sport, dport), (VM1, VM2, dport, sport)]):
+            tcp = dpkt.tcp.TCP(sport=a, dport=b, flags=dpkt.tcp.TH_SYN, off=5)
+            ip = dpkt.ip.IP(src=socket.inet_aton(s), dst=socket.inet_aton(d), p=6, data=tcp)
+            ip.len = len(ip)
+            vlan = struct.pack("!HH", 101, 0x0800)
+            w.writepkt(b"\x04" * 6 + b"\x02" * 6 + b"\x81\x00" + vlan + bytes(ip), 1.0 + i)
+
+
+def test_run_checks_with_the_programs_stood_in_for(plan, monkeypatch):
+    fakes.install_tcpdump(monkeypatch, {"*": (str(DATA / "vlan-ping.pcap"), "normal")})
+    run = _runner()
+    monkeypatch.setattr(checks.gateway, "run", run)
+    monkeypatch.setattr(checks.gateway, "require", lambda *programs: None)
+    monkeypatch.setattr(checks, "new_probe", lambda proto, port: PROBE)
+    c = Check("vm1 to vm2", "vm1", "vm2", "icmp", None, "reach", (crosses(vlan=101),), 1)
+    seen = []
+    (r,) = checks.run_checks(plan, SimpleNamespace(checks=(c,)), progress=seen.append)
+    assert r.passed and r.seen == "reached (3/3 echo replies)" and seen == ["PASS  vm1 to vm2"]
+    assert r.evidence[0].startswith("ok   probe packets cross physnet1 tagged VLAN 101: ")
+    assert ["ip", "neigh", "flush", "dev", "eth0"] == run.calls[0]
+
+
+def test_a_tcp_check(plan, monkeypatch, tmp_path):
+    probe = Probe("tcp", sport=21000, dport=5001, token=b"t" * 16)
+    _tcp_pcap(tmp_path / "tcp.pcap", 21000, 5001)
+    fakes.install_tcpdump(monkeypatch, {"*": (str(tmp_path / "tcp.pcap"), "normal")})
+    run = _runner()
+    monkeypatch.setattr(checks.gateway, "run", run)
+    monkeypatch.setattr(checks, "new_probe", lambda proto, port: probe)
+    c = Check("tcp", "vm2", "vm1", "tcp", 5001, "reach", (crosses(vlan=101),), 1)
+    r = checks.run_check(plan, c)
+    assert r.passed and r.seen.startswith("reached: 1048576 bytes echoed intact, MSS 1398"), r
+    assert "Flags [S]" in r.evidence[0]
+    send = next(a for a in run.calls if "send" in a)
+    assert send[send.index("--sport") + 1] == "21000" and send[send.index("--token") + 1] == probe.token.hex()
+
+
+def test_a_check_whose_capture_does_not_start_is_unproven(plan, monkeypatch):
+    fakes.install_tcpdump(monkeypatch, {"*": ("-", "fail")})
+    monkeypatch.setattr(checks.gateway, "run", _runner())
+    c = Check("same host", "vm1", "vm3", "icmp", None, "reach", (never(),), 1)
+    r = checks.run_check(plan, c)
+    assert not r.passed and r.status == "unproven" and "No such device exists" in r.evidence[0]
+
+
+def test_lease_check(monkeypatch, tmp_path):
+    plan = build_plan(load_scenario("classic-vlan"), state_root=str(tmp_path))
+    dhcp_port = next((p for p in plan.ports if any(d.network == p.network for d in plan.dhcp_servers)), None)
+    if dhcp_port is None:
+        pytest.skip("classic-vlan has no DHCP instance")
+    dhcp = next(d for d in plan.dhcp_servers if d.network == dhcp_port.network)
+    Path(dhcp.dir).mkdir(parents=True)
+    Path(dhcp.dir, "leases").write_text(f"1700000000 {dhcp_port.mac} {dhcp_port.ip} * *\n")
+    addr = f"2: eth0    inet {dhcp_port.ip}/{dhcp_port.prefixlen} brd x scope global eth0\n"
+    monkeypatch.setattr(checks.gateway, "run", _runner(addr=addr))
+    c = Check("lease", dhcp_port.instance, "", "lease", None, "reach", (), 1)
+    r = checks.run_check(plan, c)
+    assert r.passed and r.seen == f"{dhcp_port.ip}/{dhcp_port.prefixlen} leased", r.evidence
+    Path(dhcp.dir, "leases").write_text("")
+    monkeypatch.setattr(checks.gateway, "run", _runner(addr=""))
+    r = checks.run_check(plan, c)
+    assert not r.passed and r.seen == "no address" and r.evidence[0].startswith("FAIL ")
