@@ -26,6 +26,9 @@ from lab.core.plan import NodePlan, Plan
 from lab.core.scenario import Check
 
 
+UNPROVEN_SEEN = "not seen, unproven"   # a hop whose capture could not watch (did not start, lost packets)
+
+
 @dataclass
 class Hop:
     where: str                       # what a person calls this hop
@@ -414,7 +417,7 @@ def observe(hop: Hop, frames: list[Packet], problem: str | None, probe: Probe) -
         hop.seen = f"{len(hits)} packet(s)"
         hop.explain.append(packets.summary(hits[0]))
     elif problem:
-        hop.seen = "not seen, unproven"
+        hop.seen = UNPROVEN_SEEN
         hop.explain.append(f"unproven: {problem}")
     else:
         hop.seen = "not seen"
@@ -461,7 +464,16 @@ def _verdict(hops: list[Hop], reached: bool) -> str:
         if h.ok is False:
             break
     state = "delivered, but" if reached else "not delivered:"
-    return f"{state} last seen at {last.where}" + (f"; dropped by {blame[0]}" if blame else "")
+    return f"{state} last seen at {last.where}" + (f"; dropped by {blame[0]}" if blame else "") \
+        + _unwatched(hops[idx + 1:])
+
+
+def _unwatched(after: list[Hop]) -> str:
+    """Why the next hop's "not seen" proves nothing, when its capture could not watch."""
+    nxt = next((h for h in after if h.ok is False), None)
+    if nxt is None or nxt.seen != UNPROVEN_SEEN:
+        return ""
+    return f" (unproven: the capture at {nxt.where}: {nxt.explain[-1].removeprefix('unproven: ')})"
 
 
 def _probe_udp(src: Endpoint, dst_ip: str, probe: Probe) -> tuple[bool, str]:

@@ -134,6 +134,10 @@ def test_verdicts():
     assert trace._verdict(ovs, True).startswith("delivered, but last seen at a; dropped by br: br-int: table 0 -> drop")
     assert trace._verdict([Hop("a", "nic", "", ok=True), Hop("c", "nic", "", ok=False)], False) == \
         "not delivered: last seen at a"
+    blind = Hop("c", "nic", "", ok=False, seen=trace.UNPROVEN_SEEN,
+                explain=["unproven: tcpdump reports 2 packets dropped by kernel"])
+    assert trace._verdict([Hop("a", "nic", "", ok=True), blind], False) == (
+        "not delivered: last seen at a (unproven: the capture at c: tcpdump reports 2 packets dropped by kernel)")
 
 
 def test_entry_hops_and_render(plan):
