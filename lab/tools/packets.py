@@ -41,7 +41,7 @@ class Packet:
     """One decoded frame as a capture point saw it. Fields a frame lacks are None."""
     ts: float = 0.0
     point: str = ""                          # where it was captured (a check's label)
-    length: int = 0                          # bytes captured
+    length: int = 0                          # bytes on the wire (IPv4's total length tells, when cut short)
     src_mac: str | None = None
     dst_mac: str | None = None
     vlans: tuple[int, ...] = ()              # 802.1Q / 802.1ad ids, outer to inner
@@ -53,6 +53,7 @@ class Packet:
     ip_src: str | None = None
     ip_dst: str | None = None
     ip_proto: int | None = None
+    ip_len: int | None = None                # IPv4 total length
     icmp_type: int | None = None
     icmp_code: int | None = None
     icmp_id: int | None = None               # echo request/reply only
@@ -113,7 +114,10 @@ def _ethernet(buf: bytes, base: Packet, depth: int) -> Packet:
         tag = dpkt.ethernet.VLANtag8021Q(buf[offset + 2:offset + 6])
         vlans.append(tag.id)
         etype, offset = tag.type, offset + 4
-    return _network(etype, buf[offset + 2:], replace(p, vlans=tuple(vlans)), depth)
+    p = _network(etype, buf[offset + 2:], replace(p, vlans=tuple(vlans)), depth)
+    if p.ip_len:     # a capture's snap length may have cut the frame: say how long it was
+        p = replace(p, length=max(p.length, offset + 2 + p.ip_len))
+    return p
 
 
 def _network(etype: int, payload: bytes, p: Packet, depth: int) -> Packet:
@@ -132,7 +136,7 @@ def _network(etype: int, payload: bytes, p: Packet, depth: int) -> Packet:
 
 def _ipv4(payload: bytes, p: Packet, depth: int) -> Packet:
     ip = dpkt.ip.IP(payload)
-    p = replace(p, ip_src=_ip(ip.src), ip_dst=_ip(ip.dst), ip_proto=ip.p)
+    p = replace(p, ip_src=_ip(ip.src), ip_dst=_ip(ip.dst), ip_proto=ip.p, ip_len=ip.len)
     if ip.offset != 0:       # a later fragment: no transport header
         return p
     body = payload[ip.hl * 4:ip.len or None]

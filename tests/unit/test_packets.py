@@ -166,6 +166,15 @@ def test_udp_summary_and_probe():
 
 # --------------------------------------------------------------------------- odd input
 
+def test_a_frame_cut_by_the_snap_length_keeps_its_length():
+    full = _tcp(VM1, 21000, VM2, 5001, data=b"x" * 1400)
+    cut = packets.decode(full[:256])
+    assert cut.length == len(full) == 14 + 20 + 20 + 1400 and cut.sport == 21000
+    assert packets.summary(cut).startswith(f"02:02:02:02:02:02 > 04:04:04:04:04:04, length {len(full)}: ")
+    padded = packets.decode(_tcp(VM1, 1, VM2, 2) + b"\0" * 6)     # Ethernet padding to 60 bytes
+    assert padded.length == 60
+
+
 def test_what_cannot_be_decoded_is_left_empty():
     assert packets.decode(b"\x01\x02") == Packet(length=2)
     short_ip = b"\x04" * 6 + b"\x02" * 6 + b"\x08\x00" + b"\x45\x00"
