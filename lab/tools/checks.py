@@ -4,6 +4,11 @@ watches the places a path assertion names. Every verdict comes with the packets 
 Capture points: a physical network is watched on each node's port of the wire's bridge
 (frames *entering* the wire from that node, so each frame counts once and the sender is
 known); an instance on its eth0; a node on its NICs.
+
+Verdicts are judged on decoded packets (lab/tools/packets.py, from tcpdump's pcap stream, see
+lab/tools/capture.py): the probe's packets are the ones carrying its echo id, port pair or
+payload token, between exactly the addresses asked for. A path assertion is PASS, FAIL, or
+UNPROVEN: nothing seen where a capture did not start or lost packets proves no absence.
 """
 
 from __future__ import annotations
