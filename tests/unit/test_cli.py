@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from lab import __version__, cli, paths
+from lab.core import naming
 from lab.core.plan import Plan, build_plan
 from lab.core.render import describe, render_plan
 from lab.core.scenario import builtin_scenarios, load_scenario
@@ -310,6 +311,10 @@ def state_root(tmp_path, monkeypatch, no_system):
 LAB = "unit-cli-lab"     # no real lab has this name, so no real namespace answers for it
 
 
+def qvo(port) -> str:
+    return naming.port_device("qvo", port.port_id)
+
+
 @pytest.fixture
 def up_lab(state_root, monkeypatch):
     """classic-vlan "up" as LAB: its plan.json where `up` writes it; each node's OVSDB read is
@@ -329,7 +334,7 @@ def up_lab(state_root, monkeypatch):
         if node == "network1":
             raise ovsdb.OvsdbError("no answer")
         n = plan.node(node)
-        ports = [p.qvo for p in n.ports if p is not vm2] + [b.int_patch for b in n.physical_bridges]
+        ports = [qvo(p) for p in n.ports if p is not vm2] + [b.int_patch for b in n.physical_bridges]
         ports += [b.nic for b in n.physical_bridges]
         return {name: None for name in ports}
     monkeypatch.setattr(ovsdb, "read_ports", read_ports)
@@ -350,11 +355,13 @@ def test_graph_text_of_a_lab_marks_what_ovs_lacks(capsys, up_lab):
     lines = out.splitlines()
     assert lines[0] == f"lab {LAB}"
     vm1, vm2 = up_lab.port("vm1"), up_lab.port("vm2")
-    assert f"    -- {vm2.qvb} = {vm2.qvo} tag {vm2.local_vlan} (MISSING) (net1) --> br-int" in lines
-    assert f"    -- {vm1.qvb} = {vm1.qvo} tag {vm1.local_vlan} (net1) --> br-int" in lines
+    for vm, mark in ((vm2, " (MISSING)"), (vm1, "")):
+        qvb = naming.port_device("qvb", vm.port_id)
+        assert f"    -- {qvb} = {qvo(vm)} tag {vm.local_vlan}{mark} (net1) --> br-int" in lines
     # network1's OVSDB did not answer: every port the plan puts there is marked
     n1 = up_lab.node("network1")
-    agent_ports = len(n1.dhcp_servers) + sum(len(r.ports) for r in n1.routers)
+    routers = getattr(up_lab, "router_instances", up_lab.routers)     # where each router lives
+    agent_ports = len(n1.dhcp_servers) + sum(len(r.ports) for r in routers if r.node == "network1")
     assert out.count("(MISSING)") == 1 + 2 * len(n1.physical_bridges) + agent_ports == 11
 
 

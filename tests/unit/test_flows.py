@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.core import naming
 from lab.core.plan import build_plan
 from lab.core.scenario import load_scenario
 from lab.tools import flows
@@ -189,11 +190,12 @@ def test_every_table_the_lab_installs_has_a_name(lab):
 def test_annotate_names_instance_ports():
     plan = plan_of("classic-vlan")
     vm1, vm3 = plan.node("compute1").ports
+    qvo1, qvo3 = (naming.port_device("qvo", p.port_id) for p in (vm1, vm3))
     lines = annotated("classic-vlan-compute1-br-int")
-    line = lines[f'in_port="{vm1.qvo}",dl_src={vm1.mac}']
-    assert f"in_port={vm1.qvo} [vm1 (net1)],dl_src={vm1.mac} -> resubmit(,30)" in line
+    line = lines[f'in_port="{qvo1}",dl_src={vm1.mac}']
+    assert f"in_port={qvo1} [vm1 (net1)],dl_src={vm1.mac} -> resubmit(,30)" in line
     assert line.startswith("       9 pkts  prio 2     ")
-    assert f"[vm3 (net1)]" in lines[f'arp,in_port="{vm3.qvo}"']
+    assert "[vm3 (net1)]" in lines[f'arp,in_port="{qvo3}"']
     assert lines["dl_vlan=4095"].endswith("-> drop   # dead VLAN")
     assert lines["table 30"].endswith("prio 0     any -> resubmit(,59)")   # no match, no note
 
@@ -235,7 +237,8 @@ def test_annotate_tunnels_learning_and_arp_responder():
     assert arp.endswith(f"# local VLAN 1 = net1; answers ARP: 192.168.1.12 is at {vm2.mac} (vm2)")
     dhcp = next(d for d in plan.dhcp_servers if d.network == "net1")
     assert lines["arp,dl_vlan=1,arp_tpa=192.168.1.2"].endswith(f"is at {dhcp.port.mac} (net1-dhcp)")
-    gw = plan.router("router1").interfaces[0]
+    routers = getattr(plan, "router_instances", plan.routers)       # where each router lives
+    gw = next(p for r in routers for p in r.ports if p.ip == "192.168.1.1")
     assert lines["arp,dl_vlan=1,arp_tpa=192.168.1.1"].endswith(f"is at {gw.mac} (router1 {gw.ns_dev})")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.core import naming
 from lab.core.plan import build_plan
 from lab.core.scenario import load_scenario
 from lab.tools import graph
@@ -26,6 +27,22 @@ WRITERS = {"txt": graph.to_text, "mmd": graph.to_mermaid, "dot": graph.to_dot}
 
 def plan_of(name: str, datapath: str = "netdev"):
     return build_plan(load_scenario(name), datapath=datapath)
+
+
+def dev(prefix: str, port) -> str:
+    """An instance port's device as Neutron names it (tap, qbr, qvb, qvo + 11 of the port id)."""
+    return naming.port_device(prefix, port.port_id)
+
+
+def routers(plan) -> list:
+    """Each router where it lives (one legacy instance per router in these scenarios)."""
+    return list(getattr(plan, "router_instances", plan.routers))
+
+
+def ns_label(netns: str) -> str:
+    """qrouter-1234abcd… for nlab.<lab>.<node>.qrouter-1234abcd-...: what a person calls it."""
+    prefix, _, rest = netns.rsplit(".", 1)[-1].partition("-")
+    return f"{prefix}-{rest[:8]}…"
 
 
 @pytest.fixture(scope="module", params=SCENARIOS)
@@ -84,8 +101,8 @@ def test_every_instance_host_and_wire_has_a_box(plan, g):
 
 def test_every_router_and_dhcp_server_is_a_namespace_inside_its_node(plan, g):
     clusters = {c.id: c for c in g.clusters}
-    for r in plan.routers:
-        (c,) = [c for c in g.clusters if c.label.startswith(f"qrouter-{r.router_id[:8]}")]
+    for r in routers(plan):
+        (c,) = [c for c in g.clusters if c.label == f"{ns_label(r.netns)} ({r.name})"]
         assert clusters[c.parent].label.startswith(f"{r.node} ")
         (box,) = [b for b in g.boxes if b.cluster == c.id]
         assert box.label.startswith(f"{r.name}\niptables NAT")
@@ -96,7 +113,7 @@ def test_every_router_and_dhcp_server_is_a_namespace_inside_its_node(plan, g):
         assert all(lk.b == g.ident(r.node, "br-int") for lk in links)
         assert [lk.label.split(" tag ")[1] for lk in links] == [str(p.local_vlan) for p in r.ports]
     for d in plan.dhcp_servers:
-        (c,) = [c for c in g.clusters if c.label == f"qdhcp-{d.network_id[:8]}… ({d.name})"]
+        (c,) = [c for c in g.clusters if c.label == f"{ns_label(d.netns)} ({d.name})"]
         assert clusters[c.parent].label.startswith(f"{d.node} ")
         (box,) = [b for b in g.boxes if b.cluster == c.id]
         assert box.label == f"dnsmasq\n{d.port.ns_dev} {d.port.ip}"
@@ -108,7 +125,7 @@ def test_one_cluster_per_node_with_its_bridges_and_plugs(plan, g):
     for n, c in zip(plan.nodes, tops):
         assert f"netns {n.netns}" in c.label
         inside = sorted(b.label.split("\n")[0] for b in g.boxes if b.cluster == c.id)
-        expected = ["br-int"] + [b.bridge for b in n.physical_bridges] + [p.qbr for p in n.ports]
+        expected = ["br-int"] + [b.bridge for b in n.physical_bridges] + [dev("qbr", p) for p in n.ports]
         if n.tunnel:
             expected += ["br-tun"] + ([n.tunnel.bridge] if n.tunnel.bridge else [])
         assert inside == sorted(expected), n.name
@@ -123,12 +140,12 @@ def test_every_link_endpoint_is_a_box(g):
 
 def test_each_instance_is_plugged_through_its_qbr(plan, g):
     for p in plan.ports:
-        vm, qbr = g.ident("inst", p.instance), g.ident(p.node, p.qbr)
+        vm, qbr = g.ident("inst", p.instance), g.ident(p.node, dev("qbr", p))
         (to_qbr,) = [lk for lk in g.links if lk.a == vm]
-        assert (to_qbr.b, to_qbr.label, to_qbr.network) == (qbr, f"eth0 = {p.tap}", p.network)
+        assert (to_qbr.b, to_qbr.label, to_qbr.network) == (qbr, f"eth0 = {dev('tap', p)}", p.network)
         (to_brint,) = [lk for lk in g.links if lk.a == qbr]
         assert to_brint.b == g.ident(p.node, "br-int")
-        assert to_brint.label == f"{p.qvb} = {p.qvo} tag {p.local_vlan}"
+        assert to_brint.label == f"{dev('qvb', p)} = {dev('qvo', p)} tag {p.local_vlan}"
 
 
 def test_tunnels_and_wires(plan, g):
@@ -168,20 +185,20 @@ def test_missing_ports_are_marked():
     c1 = plan.node("compute1")
     vm1, vm3 = c1.ports
     # compute1's OVS lacks vm1's qvo and the patch to br-vlan; compute2 was not read at all
-    live = {"compute1": {vm3.qvo: None, "phy-br-vlan": None, "eth1": None}, "network1": {}}
+    live = {"compute1": {dev("qvo", vm3): None, "phy-br-vlan": None, "eth1": None}, "network1": {}}
     labels = [lk.label for lk in graph.build(plan, live).links]
     missing = [x for x in labels if x.endswith(" (MISSING)")]
     n1 = plan.node("network1")
-    agent_ports = [d.port.ovs_dev for d in n1.dhcp_servers] + [p.ovs_dev for r in n1.routers for p in r.ports]
-    expected = [f"{vm1.qvb} = {vm1.qvo} tag 1", "int-br-vlan / phy-br-vlan"]            # compute1
+    agent_ports = [d.port.ovs_dev for d in n1.dhcp_servers] + [p.ovs_dev for r in routers(plan) for p in r.ports]
+    expected = [f"{dev('qvb', vm1)} = {dev('qvo', vm1)} tag 1", "int-br-vlan / phy-br-vlan"]            # compute1
     expected += [f"{b.int_patch} / {b.phy_patch}" for b in n1.physical_bridges]         # network1: nothing
     expected += [b.nic for b in n1.physical_bridges] + agent_ports
     assert len(missing) == len(expected) == 2 + 2 * 2 + 6
     for what in expected:
         assert [x for x in missing if x.startswith(what) or f"= {what} " in x], what
-    assert f"{vm3.qvb} = {vm3.qvo} tag 1" in labels and "eth1" in labels
+    assert f"{dev('qvb', vm3)} = {dev('qvo', vm3)} tag 1" in labels and "eth1" in labels
     # compute2 is not in LIVE (its OVSDB was not read): nothing of it is marked
-    assert not [x for x in missing if any(p.qvo in x for p in plan.node("compute2").ports)]
+    assert not [x for x in missing if any(dev("qvo", p) in x for p in plan.node("compute2").ports)]
     assert len(graph.to_text(graph.build(plan, live)).split("(MISSING)")) == len(missing) + 1
 
 
