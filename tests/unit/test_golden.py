@@ -26,8 +26,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import json
 import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,9 +169,14 @@ def test_dhcp_files_are_pinned(name):
             assert d.files["leases"] == "", server
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_golden_text_is_deterministic(name):
-    assert rendered_files(name) == rendered_files(name)
+def test_golden_text_is_deterministic():
+    """The same files whatever the hash seed (set and dict order of str keys differs between
+    processes, not within one): render in two processes with different PYTHONHASHSEEDs."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_golden as t; "
+            "print(json.dumps({n: t.rendered_files(n) for n in t.SCENARIOS}))")
+    outs = [subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert json.loads(outs[0]) == json.loads(outs[1]) == {n: rendered_files(n) for n in SCENARIOS}
 
 
 def test_no_absolute_paths_leak():

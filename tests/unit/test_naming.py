@@ -45,7 +45,9 @@ def test_object_uuid_is_stable_and_scoped():
 
 
 def test_object_uuid_pinned():
-    # uuid5 of the lab namespace: changing it renames every device of every lab.
+    # uuid5 of the lab namespace: changing it renames every device of every lab (the golden
+    # files and tests/data/flows/ hold these names), so the value itself is pinned.
+    assert naming.object_uuid("classic-vlan", "port", "vm1") == "5dda57d2-c7ef-5ac1-8646-907e820854aa"
     assert naming.object_uuid("classic-vlan", "port", "vm1") == str(
         uuid.uuid5(naming.LAB_UUID_NAMESPACE, "classic-vlan/port/vm1"))
 
@@ -92,3 +94,4 @@ def test_flow_cookie():
     cookie = naming.flow_cookie("classic-vlan")
     assert re.fullmatch(r"0x[0-9a-f]{16}", cookie)
     assert cookie == naming.flow_cookie("classic-vlan") != naming.flow_cookie("other")
+    assert cookie == "0xd3554110c109b317"       # pinned: recorded dumps in tests/data/flows/ carry it
