@@ -16,6 +16,7 @@ NETNS_PREFIX = "nlab."          # every namespace the lab makes starts with this
 LAB_UUID_NAMESPACE = uuid.UUID("6f1c3c3e-8a52-5b7e-9a52-6e6575747231")
 EXTERNAL_ID_KEY = "neutron-lab"  # OVS external_ids key that marks our rows
 IPTABLES_WRAP = "neutron-openvswi"  # binary name "neutron-openvswitch-agent" cut to 16
+L3_WRAP = "neutron-l3-agent"        # the l3 agent's chain prefix in its namespaces
 NEUTRON_MAC_PREFIX = "fa:16:3e"
 
 

@@ -12,7 +12,8 @@ import types
 import typing
 from dataclasses import asdict, dataclass
 
-from lab.core import naming
+from lab.core import naming, plugs
+from lab.core.plugs import Plug
 from lab.core.scenario import Network, Scenario
 
 DATAPATHS = ("netdev", "system")
@@ -31,8 +32,8 @@ class PortRule:
 
 @dataclass(frozen=True)
 class InstancePort:
-    """One instance plugged the iptables_hybrid way:
-    eth0 (instance netns) = tap (node) -> qbr (Linux bridge) -> qvb = qvo -> br-int."""
+    """One instance's port. How it reaches br-int (its devices, its port on br-int) is the
+    node's firewall driver's business: ``plug`` (lab/core/plugs/)."""
 
     instance: str
     node: str
@@ -49,14 +50,16 @@ class InstancePort:
     segmentation_id: int | None
     network_type: str
     physical_network: str
-    tap: str
-    qbr: str
-    qvb: str
-    qvo: str
+    plug: Plug
     security_groups: tuple[str, ...]
     rules: tuple[PortRule, ...]
     address: str                    # dhcp | static
     floating_ip: str | None
+
+    @property
+    def ovs_port(self) -> str:
+        """The port's row on br-int, as its plug names it."""
+        return self.plug.ovs_port
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class NodePlan:
     physical_bridges: tuple[PhysicalBridge, ...]
     local_vlans: tuple[tuple[str, int], ...]    # (network, local VLAN) in allocation order
     ports: tuple[InstancePort, ...]
+    firewall_driver: str = plugs.DEFAULT_DRIVER  # how its ports are plugged (lab/core/plugs/)
     routers: tuple[RouterPlan, ...] = ()
     dhcp_servers: tuple[DhcpPlan, ...] = ()
     tunnel: TunnelEndpoint | None = None
@@ -442,6 +446,8 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                                       naming.netns_name(lab, f"{node.name}.qrouter-{r.router_id}"),
                                       ifaces, gateway, ext_gw, fips))
         ports = []
+        plugger = plugs.driver(node.firewall_driver)
+        node_netns = naming.netns_name(lab, node.name)
         for inst in scenario.instances:
             if inst.node != node.name:
                 continue
@@ -452,8 +458,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                 prefixlen=net.prefixlen, gateway=net.gateway, mac=inst.mac, mtu=net.mtu,
                 local_vlan=lvid(net.name), segmentation_id=net.segmentation_id,
                 network_type=net.type, physical_network=net.physical_network,
-                tap=naming.port_device("tap", inst.port_id), qbr=naming.port_device("qbr", inst.port_id),
-                qvb=naming.port_device("qvb", inst.port_id), qvo=naming.port_device("qvo", inst.port_id),
+                plug=plugger.plug(node_netns, inst.port_id),
                 security_groups=inst.security_groups, rules=_port_rules(scenario, inst, networks, members),
                 address=inst.address, floating_ip=inst.floating_ip))
         bridges = []
@@ -466,10 +471,11 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                                  if networks[net_name].physical_network == physnet.name)
             bridges.append(PhysicalBridge(physnet.bridge, physnet.name, nic_of[(node.name, physnet.name)],
                                           int_patch, phy_patch, translations))
-        nodes.append(NodePlan(name=node.name, role=node.role, netns=naming.netns_name(lab, node.name),
+        nodes.append(NodePlan(name=node.name, role=node.role, netns=node_netns,
                               rundir=f"{state_root}/{lab}/nodes/{node.name}",
                               physical_bridges=tuple(bridges), local_vlans=tuple(local_vlans.items()),
-                              ports=tuple(ports), routers=tuple(routers), dhcp_servers=tuple(dhcp_servers)))
+                              ports=tuple(ports), firewall_driver=plugger.name,
+                              routers=tuple(routers), dhcp_servers=tuple(dhcp_servers)))
     nodes = [_with_segments(n, networks) for n in nodes]
     nodes = _with_tunnels(scenario, nodes, nic_of, datapath)
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,

@@ -14,12 +14,9 @@ import ipaddress
 
 import jinja2
 
-from lab.core import naming
+from lab.core import naming, plugs
 from lab.paths import data_dir
-from lab.core.plan import DhcpPlan, NamespacePort, NodePlan, Plan, RouterPlan
-
-CONNTRACK_ZONE_BASE = 4096
-
+from lab.core.plan import DhcpPlan, InstancePort, NamespacePort, NodePlan, Plan, RouterPlan
 
 @dataclass(frozen=True)
 class DhcpRender:
@@ -114,12 +111,12 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         net_uuid = naming.object_uuid(plan.lab, "network", p.network)
         vm_uuid = naming.object_uuid(plan.lab, "instance", p.instance)
         seg = "None" if p.segmentation_id is None else str(p.segmentation_id)
-        cmd("--may-exist", "add-port", "br-int", p.qvo)
-        cmd("set", "Port", p.qvo, f"tag={p.local_vlan}", mark,
+        cmd("--may-exist", "add-port", "br-int", p.ovs_port)
+        cmd("set", "Port", p.ovs_port, f"tag={p.local_vlan}", mark,
             f"other_config:net_uuid={net_uuid}", f"other_config:network_type={p.network_type}",
             f"other_config:physical_network={p.physical_network if p.network_type in ('vlan', 'flat') else 'None'}",
             f"other_config:segmentation_id={seg}", f"other_config:tag={p.local_vlan}")
-        cmd("set", "Interface", p.qvo, f"external_ids:iface-id={p.port_id}",
+        cmd("set", "Interface", p.ovs_port, f"external_ids:iface-id={p.port_id}",
             "external_ids:iface-status=active", f'external_ids:attached-mac="{p.mac}"',
             f"external_ids:vm-uuid={vm_uuid}")
     return tuple(args)
@@ -131,7 +128,7 @@ def _namespace_ports(node: NodePlan) -> list[NamespacePort]:
 
 
 def router_rules(plan: Plan, router: RouterPlan) -> str:
-    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router)
+    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router, wrap=naming.L3_WRAP)
 
 
 DHCP_LEASE_SECONDS = 86400
@@ -165,12 +162,8 @@ def udhcpc_script() -> str:
 
 
 def iptables_rules(plan: Plan, node: NodePlan) -> str:
-    # iptables_hybrid keeps one conntrack zone per port (CONNTRACK_ZONE_PER_PORT), from 4097
-    ports = [{"port": p, "i": naming.sg_chain("i", p.port_id), "o": naming.sg_chain("o", p.port_id),
-              "s": naming.sg_chain("s", p.port_id), "zone": CONNTRACK_ZONE_BASE + 1 + index}
-             for index, p in enumerate(node.ports)]
-    return render_template("iptables-hybrid.rules.j2", lab=plan.lab, node=node, ports=ports,
-                           wrap=naming.IPTABLES_WRAP)
+    """The node's firewall rules, from its firewall driver ("" when it keeps none)."""
+    return plugs.driver(node.firewall_driver).firewall_rules(plan, node)
 
 
 def render_node(plan: Plan, node: NodePlan) -> NodeRender:
@@ -193,6 +186,20 @@ def render_plan(plan: Plan) -> dict[str, NodeRender]:
     return {n.name: render_node(plan, n) for n in plan.nodes}
 
 
+def _plug_bridges(p: InstancePort) -> list[str]:
+    """A line for each Linux bridge of a port's plug, with the devices on either side of it."""
+    devices = p.plug.devices
+    lines = []
+    for i, d in enumerate(devices):
+        if d.kind != "bridge":
+            continue
+        members = [x.name for x in (devices[i - 1] if i else None, devices[i + 1] if i + 1 < len(devices) else None)
+                   if x is not None]
+        lines.append(f"  {d.name}  Linux bridge: {', '.join(members)}  (security groups: "
+                     f"{', '.join(p.security_groups) or 'none'})")
+    return lines
+
+
 def describe(plan: Plan) -> str:
     """What `lab show` prints: the objects `up` would make, by namespace."""
     lines = [f"lab {plan.lab}  (scenario {plan.scenario_file}, datapath {plan.datapath}, "
@@ -203,10 +210,11 @@ def describe(plan: Plan) -> str:
             lines.append(f"  {m.wire_ifname} <-> {m.name}:{m.peer_ifname}")
     lines.append("")
     for n in plan.nodes:
-        lines.append(f"node {n.name} ({n.role}): netns {n.netns}, OVS run directory {n.rundir}")
+        fw = f", firewall_driver {n.firewall_driver}" if n.firewall_driver != plugs.DEFAULT_DRIVER else ""
+        lines.append(f"node {n.name} ({n.role}{fw}): netns {n.netns}, OVS run directory {n.rundir}")
         lines.append("  br-int")
         for p in n.ports:
-            lines.append(f"    {p.qvo}  tag={p.local_vlan}  ({p.instance}, network {p.network})")
+            lines.append(f"    {p.ovs_port}  tag={p.local_vlan}  ({p.instance}, network {p.network})")
         for b in n.physical_bridges:
             lines.append(f"    {b.int_patch}  patch <-> {b.bridge}:{b.phy_patch}")
         if n.tunnel:
@@ -227,8 +235,7 @@ def describe(plan: Plan) -> str:
                 to = f"VLAN {seg}" if seg is not None else "untagged (flat)"
                 lines.append(f"    local VLAN {lvid} <-> {to}  (network {network})")
         for p in n.ports:
-            lines.append(f"  {p.qbr}  Linux bridge: {p.tap}, {p.qvb}  (security groups: "
-                         f"{', '.join(p.security_groups) or 'none'})")
+            lines += _plug_bridges(p)
         for d in n.dhcp_servers:
             lines.append(f"  {d.netns}  ({d.name}): {d.port.ns_dev} {d.port.ip}/{d.port.prefixlen}, "
                          f"dnsmasq for {len(d.hosts)} host(s); {d.port.ovs_dev} on br-int tag={d.port.local_vlan}")
@@ -244,7 +251,7 @@ def describe(plan: Plan) -> str:
     for p in plan.ports:
         fip = f", floating IP {p.floating_ip}" if p.floating_ip else ""
         lines.append(f"  {p.instance}: netns {p.netns}, eth0 {p.mac} {p.ip}/{p.prefixlen} mtu {p.mtu} "
-                     f"gw {p.gateway} ({p.address}{fip}); on {p.node} via {p.tap}; port {p.port_id}")
+                     f"gw {p.gateway} ({p.address}{fip}); on {p.node} via {p.plug.host_device}; port {p.port_id}")
     if plan.external_hosts:
         lines.append("")
         lines.append("external hosts")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.runtime import agents, gateway, netns, ovs, processes
+from lab.runtime import agents, gateway, netns, ovs, plugs, processes
 from lab.core import naming
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot
 from lab.runtime.kernel import Links
@@ -109,8 +109,9 @@ class UpResult:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-def up(name_or_path: str, datapath: str | None = None, progress: Progress = _quiet) -> UpResult:
-    scenario = load_scenario(name_or_path)          # every scenario error before anything else
+def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Progress = _quiet) -> UpResult:
+    # every scenario error before anything else (a Scenario object was validated when parsed)
+    scenario = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
     require_root()
     gateway.require(*REQUIRED_PROGRAMS)
     chosen = datapath or os.environ.get("LAB_DATAPATH")
@@ -341,21 +342,14 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     ovs_thread = threading.Thread(target=start_ovs, name=f"ovs-{node.name}")
     ovs_thread.start()
     try:
-        # 1. kernel plumbing: NICs up, and each instance plugged the hybrid way
+        # 1. kernel plumbing: NICs up, and each instance plugged by the node's firewall driver
+        plug = plugs.driver(node.firewall_driver)
         with netns.entered(node.netns), Links(node.netns) as links:
             if node.nics:
                 links.tx_checksum_off(*node.nics)
                 links.up(*node.nics)
             for p in node.ports:
-                # six netlink requests per port: qbr, tap (in qbr, up; eth0 made in the
-                # instance namespace), qvb (in qbr, up) with its peer qvo, then qvo up
-                links.bridge(p.qbr, mtu=p.mtu, up=True)
-                # libvirt gives the host side of a VM's NIC the guest MAC with fe: first
-                links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu,
-                           master=p.qbr, up=True, mac="fe" + p.mac[2:])
-                links.veth(p.qvb, p.qvo, mtu=p.mtu, master=p.qbr, up=True)
-                links.tx_checksum_off(p.tap, p.qvb, p.qvo)
-                links.up(p.qvo)
+                plug.make(links, p)
             # routers and DHCP servers: a veth each port, tap... here on br-int, qr-/qg-/ns-
             # in their namespace (ovs_use_veth = True)
             owned = [(r.netns, r.ports) for r in node.routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
@@ -425,11 +419,12 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
         flow_file.write_text(text)
         ovs.replace_flows(node.rundir, bridge, str(flow_file))
     timings["flows"] = time.monotonic() - t
-    t = time.monotonic()
-    rules = rundir / "iptables.rules"
-    rules.write_text(render.iptables)
-    gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
-    timings["iptables"] = time.monotonic() - t
+    if render.iptables:     # a firewall driver without iptables (noop) has no rules
+        t = time.monotonic()
+        rules = rundir / "iptables.rules"
+        rules.write_text(render.iptables)
+        gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
+        timings["iptables"] = time.monotonic() - t
     return timings
 
 
@@ -527,7 +522,7 @@ def health(state: LabState) -> list[str]:
         expected = {b.nic: (b.bridge, None) for b in node.physical_bridges}
         expected |= {b.int_patch: ("br-int", None) for b in node.physical_bridges}
         expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
-        expected |= {p.qvo: ("br-int", p.local_vlan) for p in node.ports}
+        expected |= {p.ovs_port: ("br-int", p.local_vlan) for p in node.ports}
         if node.tunnel:
             expected |= {"patch-tun": ("br-int", None), "patch-int": ("br-tun", None)}
             expected |= {p.name: ("br-tun", None) for p in node.tunnel.ports}
@@ -536,6 +531,7 @@ def health(state: LabState) -> list[str]:
         for d in node.dhcp_servers:
             if not _alive(agents.read_pidfile(Path(d.dir) / "pid"), d.dir):
                 problems.append(f"dnsmasq of {d.name} is not running")
+        problems += _plug_problems(node)
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
             if row is None:
@@ -558,6 +554,15 @@ def health(state: LabState) -> list[str]:
     return problems
 
 
+def _plug_problems(node: NodePlan) -> list[str]:
+    """Devices of the instances' plugs that the node namespace lacks."""
+    if not node.ports or not netns.exists(node.netns):
+        return []
+    plug = plugs.driver(node.firewall_driver)
+    with netns.entered(node.netns), Links(node.netns) as links:
+        return [f"{node.name}: {p.instance}'s {dev} is missing" for p in node.ports for dev in plug.missing(links, p)]
+
+
 def status(lab: str | None = None) -> list[dict]:
     labs = [lab] if lab else list_labs()
     out = []
@@ -577,7 +582,8 @@ def status(lab: str | None = None) -> list[dict]:
             "instances": [{"name": p.instance, "netns": p.netns, "node": p.node, "network": p.network,
                            "ip": p.ip, "mac": p.mac, "port_id": p.port_id, "local_vlan": p.local_vlan,
                            "address": p.address, "floating_ip": p.floating_ip,
-                           "devices": {"tap": p.tap, "qbr": p.qbr, "qvb": p.qvb, "qvo": p.qvo},
+                           "firewall_driver": p.plug.driver, "ovs_port": p.ovs_port,
+                           "devices": {d.role: d.name for d in p.plug.devices},
                            "up": netns.exists(p.netns)} for p in plan.ports],
             "wires": [{"name": w.name, "netns": w.netns, "bridge": w.bridge,
                        "members": [{"name": m.name, "kind": m.kind, "port": m.wire_ifname, "nic": m.peer_ifname}

@@ -69,7 +69,7 @@ def _names(plan: Plan, node: NodePlan) -> tuple[dict[str, str], dict[int, str], 
     """port name -> owner, local VLAN -> network, tunnel id -> network."""
     owners: dict[str, str] = {}
     for p in node.ports:
-        owners[p.qvo] = f"{p.instance} ({p.network})"
+        owners[p.ovs_port] = f"{p.instance} ({p.network})"
     for r in node.routers:
         for port in r.ports:
             owners[port.ovs_dev] = f"{r.name} {port.ns_dev} ({port.network})"

@@ -1,6 +1,6 @@
 """`lab graph`: a picture of a running lab, read from the live system (each node's OVSDB for
 bridges and ports) and named from the plan: nodes with their bridges and agent namespaces,
-the hybrid plugs, patch links, wires and tunnels, coloured by network.
+the instances' port plugs, patch links, wires and tunnels, coloured by network.
 
 One neutral model (Graph) and three writers: Graphviz DOT (rendered to SVG/PNG by `dot`),
 Mermaid, and indented text for a terminal.
@@ -94,11 +94,7 @@ def build(plan: Plan, live_ports: dict[str, dict] | None = None) -> Graph:
                                     f"{tn.type} id {tn.segmentation_id} <-> local VLAN {tn.local_vlan}",
                                     tn.network, style="dotted"))
         for p in n.ports:
-            qbr = g.box(_id(n.name, p.qbr), f"{p.qbr}\n(iptables)", "linux-bridge", cl)
-            g.links.append(Link(qbr, brint, f"{p.qvb} = {p.qvo} tag {p.local_vlan}{present(n.name, p.qvo)}",
-                                p.network))
-            vm = g.box(_id("inst", p.instance), f"{p.instance}\n{p.ip}", "namespace")
-            g.links.append(Link(vm, qbr, f"eth0 = {p.tap}", p.network))
+            _plug(g, n.name, cl, brint, p, present(n.name, p.ovs_port))
         for d in n.dhcp_servers:
             ns = _id("dhcp", d.name)
             g.clusters[ns] = (f"qdhcp-{d.network_id[:8]}… ({d.name})", cl)
@@ -117,6 +113,28 @@ def build(plan: Plan, live_ports: dict[str, dict] | None = None) -> Graph:
         box = g.box(_id("host", h.name), f"{h.name}\n{h.ip}\n(outside world)", "namespace")
         g.links.append(Link(box, _id("wire", h.wire), "eth0", h.network, style="bold"))
     return g
+
+
+def _plug(g: Graph, node: str, cluster: str, brint: str, p, missing: str) -> None:
+    """An instance and its port's plug, read from the plug's devices (any firewall driver):
+    each Linux bridge is a box, the veths between boxes name the links."""
+    segments: list[list[str]] = [["eth0"]]
+    bridges: list[str] = []
+    for d in p.plug.devices:
+        if d.kind == "bridge":
+            label = f"{d.name}\n({d.firewall})" if d.firewall else d.name
+            bridges.append(g.box(_id(node, d.name), label, "linux-bridge", cluster))
+            segments.append([])
+        else:
+            segments[-1].append(d.name)
+    chain = [None, *bridges, brint]
+    for i in reversed(range(len(segments))):
+        label = " = ".join(segments[i])
+        if i == len(segments) - 1:
+            label += f" tag {p.local_vlan}{missing}"
+        if i == 0:
+            chain[0] = g.box(_id("inst", p.instance), f"{p.instance}\n{p.ip}", "namespace")
+        g.links.append(Link(chain[i], chain[i + 1], label, p.network))
 
 
 def to_dot(g: Graph) -> str:

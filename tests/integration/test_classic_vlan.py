@@ -101,7 +101,7 @@ def test_security_group_chains_read_like_the_agent(classic_vlan):
     rules = lab("exec", LAB, "compute2", "--", "iptables", "-S").stdout
     vm2 = classic_vlan.plan.port("vm2")
     assert "-N neutron-openvswi-sg-chain" in rules
-    assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.tap} --physdev-is-bridged" in rules
+    assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.plug.host_device} --physdev-is-bridged" in rules
     assert f"-N neutron-openvswi-i{vm2.port_id[:10]}" in rules
     # ingress from members of the default group only: vm1 is a member, alt-vm1 is not
     assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -s 192.168.1.11/32 -j RETURN" in rules
@@ -189,12 +189,12 @@ def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
 def test_damage_is_reported_and_up_repairs_it(classic_vlan):
     """A port and flows removed behind the lab's back: status says what, `up` puts it back."""
     vm2 = classic_vlan.plan.port("vm2")
-    lab("exec", LAB, "compute2", "--", "ovs-vsctl", "del-port", "br-int", vm2.qvo)
+    lab("exec", LAB, "compute2", "--", "ovs-vsctl", "del-port", "br-int", vm2.ovs_port)
     lab("exec", LAB, "compute1", "--", "ovs-ofctl", "del-flows", "br-vlan")
     assert "0 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W1", vm2.ip, check=False).stdout
     status = lab("status", LAB, check=False)
     assert status.returncode == 1
-    assert f"port {vm2.qvo} is missing from br-int" in status.stdout
+    assert f"port {vm2.ovs_port} is missing from br-int" in status.stdout
     assert "br-vlan has 0 of the lab's 3 flows" in status.stdout
     out = lab("up", LAB)
     assert "repaired" in out.stdout

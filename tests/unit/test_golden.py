@@ -489,15 +489,15 @@ def test_ovsdb_kernel_datapath_has_no_br_phy():
 @pytest.mark.parametrize("name, ntype, seg", [("classic-vxlan", "vxlan", 1001), ("classic-gre", "gre", 1)])
 def test_ovsdb_instance_port_of_a_tunnel_network(name, ntype, seg):
     vm1 = build_plan(scenario_for_golden(name)).port("vm1")
-    (line,) = [x for x in ovsdb_commands(name, "compute1") if x.startswith(f"set Port {vm1.qvo} ")]
+    (line,) = [x for x in ovsdb_commands(name, "compute1") if x.startswith(f"set Port {vm1.ovs_port} ")]
     assert f" other_config:network_type={ntype} " in line
     assert f" other_config:segmentation_id={seg} " in line
-    assert line.startswith(f"set Port {vm1.qvo} tag=1 ")
+    assert line.startswith(f"set Port {vm1.ovs_port} tag=1 ")
 
 
 def test_ovsdb_tunnel_port_has_no_physical_network():
     vm1 = build_plan(scenario_for_golden("classic-vxlan")).port("vm1")
-    (line,) = [x for x in ovsdb_commands("classic-vxlan", "compute1") if x.startswith(f"set Port {vm1.qvo} ")]
+    (line,) = [x for x in ovsdb_commands("classic-vxlan", "compute1") if x.startswith(f"set Port {vm1.ovs_port} ")]
     assert " other_config:physical_network=None " in line
 
 

@@ -103,8 +103,13 @@ def test_port_rules(plan):
 def test_port_devices_follow_port_id(plan):
     for p in plan.ports:
         assert p.port_id == naming.object_uuid(LAB, "port", p.instance)
-        assert (p.tap, p.qbr, p.qvb, p.qvo) == tuple(naming.port_device(x, p.port_id)
-                                                     for x in ("tap", "qbr", "qvb", "qvo"))
+        # iptables_hybrid (the default): tap -> qbr -> qvb = qvo -> br-int
+        assert p.plug.driver == "iptables_hybrid"
+        assert [(d.role, d.name, d.kind) for d in p.plug.devices] == [
+            (x, naming.port_device(x, p.port_id), "bridge" if x == "qbr" else "veth")
+            for x in ("tap", "qbr", "qvb", "qvo")]
+        assert p.ovs_port == naming.port_device("qvo", p.port_id)
+        assert {d.netns for d in p.plug.devices} == {plan.node(p.node).netns}
         assert p.netns == f"nlab.classic-vlan.{p.instance}"
 
 
@@ -184,7 +189,7 @@ def test_namespace_port_device_names(plan):
         assert p.ns_dev == naming.port_device(prefix, p.port_id) == prefix + p.port_id[:11]
         assert len(p.ovs_dev) == len(p.ns_dev) == naming.DEVICE_NAME_LEN
         assert p.mac == naming.port_mac(p.port_id)
-    all_devs = [p.ovs_dev for p in ports] + [p.tap for p in plan.ports]
+    all_devs = [p.ovs_dev for p in ports] + [p.plug.host_device for p in plan.ports]
     assert len(all_devs) == len(set(all_devs))
 
 
