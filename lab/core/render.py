@@ -16,7 +16,7 @@ import jinja2
 
 from lab.core import naming, plugs
 from lab.paths import data_dir
-from lab.core.plan import DhcpPlan, InstancePort, NamespacePort, NodePlan, Plan, RouterPlan
+from lab.core.plan import DhcpPlan, InstancePort, NamespacePort, NodePlan, Plan, RouterInstance
 
 @dataclass(frozen=True)
 class DhcpRender:
@@ -30,7 +30,7 @@ class NodeRender:
     ovsdb: tuple[str, ...]          # ovs-vsctl arguments of the node's one transaction
     flows: dict[str, str]           # bridge -> flow file text
     iptables: str                   # iptables-restore input
-    routers: dict[str, str] = field(default_factory=dict)          # router -> iptables-restore input
+    routers: dict[str, str] = field(default_factory=dict)          # router instance -> iptables-restore input
     dhcp: dict[str, DhcpRender] = field(default_factory=dict)      # DHCP server -> files and argv
 
 
@@ -97,7 +97,7 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         cmd("--may-exist", "add-port", b.bridge, b.phy_patch)
         cmd("set", "Interface", b.phy_patch, "type=patch", f"options:peer={b.int_patch}")
         cmd("set", "Port", b.phy_patch, mark)
-    for port in _namespace_ports(node):
+    for port in _namespace_ports(plan, node):
         cmd("--may-exist", "add-port", "br-int", port.ovs_dev)
         cmd("set", "Port", port.ovs_dev, f"tag={port.local_vlan}", mark,
             f"other_config:net_uuid={naming.object_uuid(plan.lab, 'network', port.network)}",
@@ -122,13 +122,16 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
     return tuple(args)
 
 
-def _namespace_ports(node: NodePlan) -> list[NamespacePort]:
-    """Ports of the node's DHCP servers and routers, in the order their VLANs were allocated."""
-    return [d.port for d in node.dhcp_servers] + [p for r in node.routers for p in r.ports]
+def _namespace_ports(plan: Plan, node: NodePlan) -> list[NamespacePort]:
+    """Ports of the node's DHCP servers and router instances, in the order their VLANs were
+    allocated."""
+    return [d.port for d in node.dhcp_servers] + [p for r in plan.routers_on(node.name) for p in r.ports]
 
 
-def router_rules(plan: Plan, router: RouterPlan) -> str:
-    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router, wrap=naming.L3_WRAP)
+def router_rules(plan: Plan, router: RouterInstance) -> str:
+    """The l3 agent's iptables of one router instance (legacy: NAT and floating IPs)."""
+    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router,
+                           router_id=plan.router(router.router).router_id, wrap=naming.L3_WRAP)
 
 
 DHCP_LEASE_SECONDS = 86400
@@ -178,7 +181,7 @@ def render_node(plan: Plan, node: NodePlan) -> NodeRender:
             hexip=lambda ip: "%#x" % int(ipaddress.IPv4Address(ip)))
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
                       iptables=iptables_rules(plan, node),
-                      routers={r.name: router_rules(plan, r) for r in node.routers},
+                      routers={r.name: router_rules(plan, r) for r in plan.routers_on(node.name)},
                       dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers})
 
 
@@ -239,7 +242,7 @@ def describe(plan: Plan) -> str:
         for d in n.dhcp_servers:
             lines.append(f"  {d.netns}  ({d.name}): {d.port.ns_dev} {d.port.ip}/{d.port.prefixlen}, "
                          f"dnsmasq for {len(d.hosts)} host(s); {d.port.ovs_dev} on br-int tag={d.port.local_vlan}")
-        for r in n.routers:
+        for r in plan.routers_on(n.name):
             lines.append(f"  {r.netns}  ({r.name})")
             for i in r.ports:
                 lines.append(f"    {i.ns_dev} {i.ip}/{i.prefixlen} {i.mac}  network {i.network}; "

@@ -212,7 +212,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if not problems:
         return UpResult(state.lab, 0.0, already_up=True)
     plan = state.plan
-    agent_namespaces = {r.netns for r in plan.routers} | {d.netns for d in plan.dhcp_servers}
+    agent_namespaces = {r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
     fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
              if ns not in agent_namespaces and not netns.exists(ns)]
     fatal += [f"{daemon} of {n.name} is not running" for n in plan.nodes for daemon in ovs.DAEMONS
@@ -225,7 +225,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     for node in plan.nodes:
         render = renders[node.name]
         rebuilt = []
-        for r in node.routers:
+        for r in plan.routers_on(node.name):
             if not netns.exists(r.netns):
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
                 agents.router_links(r)
@@ -326,6 +326,7 @@ def _external_host_up(host) -> None:
 def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, progress: Progress) -> None:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
+    routers = plan.routers_on(node.name)
     rundir = Path(node.rundir)
     rundir.mkdir(parents=True, exist_ok=True)
     # the node's own Open vSwitch starts while the kernel plumbing is made (it waits on I/O)
@@ -352,7 +353,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 plug.make(links, p)
             # routers and DHCP servers: a veth each port, tap... here on br-int, qr-/qg-/ns-
             # in their namespace (ovs_use_veth = True)
-            owned = [(r.netns, r.ports) for r in node.routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
+            owned = [(r.netns, r.ports) for r in routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
             for owner_netns, ports in owned:
                 for port in ports:
                     links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
@@ -367,7 +368,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 links.up("eth0")
                 if p.address == "static":
                     links.default_route(p.gateway, "eth0")
-        for r in node.routers:
+        for r in routers:
             agents.router_links(r)
         for d in node.dhcp_servers:
             agents.dhcp_links(d)
@@ -383,12 +384,12 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
         _tunnel_endpoint(node)
     # 3. the agents' namespaces: l3 agent rules, dnsmasq
     t = time.monotonic()
-    for r in node.routers:
+    for r in routers:
         agents.router_rules(plan, r, render.routers[r.name])
     for d in node.dhcp_servers:
         pid = agents.dnsmasq_start(d, render.dhcp[d.name])
         ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
-    if node.routers or node.dhcp_servers:
+    if routers or node.dhcp_servers:
         timings["agents"] = time.monotonic() - t
     progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
              f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
@@ -527,7 +528,8 @@ def health(state: LabState) -> list[str]:
             expected |= {"patch-tun": ("br-int", None), "patch-int": ("br-tun", None)}
             expected |= {p.name: ("br-tun", None) for p in node.tunnel.ports}
         expected |= {p.ovs_dev: ("br-int", p.local_vlan)
-                     for p in [d.port for d in node.dhcp_servers] + [q for r in node.routers for q in r.ports]}
+                     for p in [d.port for d in node.dhcp_servers]
+                     + [q for r in state.plan.routers_on(node.name) for q in r.ports]}
         for d in node.dhcp_servers:
             if not _alive(agents.read_pidfile(Path(d.dir) / "pid"), d.dir):
                 problems.append(f"dnsmasq of {d.name} is not running")
@@ -589,12 +591,13 @@ def status(lab: str | None = None) -> list[dict]:
                        "members": [{"name": m.name, "kind": m.kind, "port": m.wire_ifname, "nic": m.peer_ifname}
                                    for m in w.members], "up": netns.exists(w.netns)}
                       for w in plan.wires],
-            "routers": [{"name": r.name, "router_id": r.router_id, "node": r.node, "netns": r.netns,
+            "routers": [{"name": r.name, "router": r.router, "router_id": plan.router(r.router).router_id,
+                         "role": r.role, "node": r.node, "netns": r.netns,
                          "interfaces": [{"network": i.network, "device": i.ns_dev, "ip": i.ip, "mac": i.mac,
                                          "ovs_port": i.ovs_dev, "local_vlan": i.local_vlan} for i in r.ports],
                          "floating_ips": [{"address": f.address, "fixed_ip": f.fixed_ip, "instance": f.instance}
                                           for f in r.floating_ips],
-                         "up": netns.exists(r.netns)} for r in plan.routers],
+                         "up": netns.exists(r.netns)} for r in plan.router_instances],
             "dhcp": [{"name": d.name, "network": d.network, "node": d.node, "netns": d.netns,
                       "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
                       "pid": agents.read_pidfile(Path(d.dir) / "pid"), "up": netns.exists(d.netns)}

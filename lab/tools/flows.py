@@ -70,7 +70,7 @@ def _names(plan: Plan, node: NodePlan) -> tuple[dict[str, str], dict[int, str], 
     owners: dict[str, str] = {}
     for p in node.ports:
         owners[p.ovs_port] = f"{p.instance} ({p.network})"
-    for r in node.routers:
+    for r in plan.routers_on(node.name):
         for port in r.ports:
             owners[port.ovs_dev] = f"{r.name} {port.ns_dev} ({port.network})"
     for d in node.dhcp_servers:

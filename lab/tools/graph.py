@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from lab.core import naming
 from lab.core.plan import Plan
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
@@ -97,13 +98,13 @@ def build(plan: Plan, live_ports: dict[str, dict] | None = None) -> Graph:
             _plug(g, n.name, cl, brint, p, present(n.name, p.ovs_port))
         for d in n.dhcp_servers:
             ns = _id("dhcp", d.name)
-            g.clusters[ns] = (f"qdhcp-{d.network_id[:8]}… ({d.name})", cl)
+            g.clusters[ns] = (f"{naming.agent_ns_label(d.netns)} ({d.name})", cl)
             box = g.box(_id(ns, "dnsmasq"), f"dnsmasq\n{d.port.ns_dev} {d.port.ip}", "namespace", ns)
             g.links.append(Link(box, brint, f"{d.port.ovs_dev} tag {d.port.local_vlan}{present(n.name, d.port.ovs_dev)}",
                                 d.network))
-        for r in n.routers:
+        for r in plan.routers_on(n.name):
             ns = _id("router", r.name)
-            g.clusters[ns] = (f"qrouter-{r.router_id[:8]}… ({r.name})", cl)
+            g.clusters[ns] = (f"{naming.agent_ns_label(r.netns)} ({r.name})", cl)
             box = g.box(_id(ns, "router"), f"{r.name}\niptables NAT" + (
                 f"\nFIPs {', '.join(f.address for f in r.floating_ips)}" if r.floating_ips else ""), "namespace", ns)
             for port in r.ports:

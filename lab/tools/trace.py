@@ -181,7 +181,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
     if dst is None:
         raise LabStateError(f"nothing in lab {plan.lab} answers at {dst_spec}")
     b.src_ip, b.dst_ip = src.ip, dst_ip
-    router_of = {i.network: r for r in plan.routers for i in r.interfaces}
+    # the router of each network; the instance of it that routes a packet is the one serving
+    # the sender's node (legacy: its only instance)
+    router_of = {i.network: r for r in plan.routers for inst in r.instances for i in inst.interfaces}
 
     if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
         b.instance_out(src, dst.mac)
@@ -191,9 +193,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
         return b, dst, dst_ip
 
     if src.kind == "instance":
-        router = router_of.get(src.network)
-        if router is None:
+        if src.network not in router_of:
             raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
+        router = router_of[src.network].serving(src.node.name)
         x = plan.node(router.node)
         qr_in = next(i for i in router.interfaces if i.network == src.network)
         b.instance_out(src, qr_in.mac)
@@ -226,7 +228,7 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
     # from an external host: in through a floating IP
     if not via_fip:
         raise LabStateError(f"from {src.name}, only floating IPs are reachable (not {dst_spec})")
-    router = router_of[dst.network]
+    router = router_of[dst.network].serving(dst.node.name)
     x = plan.node(router.node)
     gw = router.gateway
     b.add(f"{src.name} eth0", "nic", src.netns, "eth0")

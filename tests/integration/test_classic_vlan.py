@@ -121,7 +121,7 @@ def test_status_json(classic_vlan):
     assert (physnet1["netns"], physnet1["bridge"], physnet1["up"]) == (f"nlab.{LAB}.physnet1", "physnet1", True)
     assert {m["name"] for m in physnet1["members"]} == {"network1", "compute1", "compute2"}
     router = status["routers"][0]
-    assert router["name"] == "router1" and router["node"] == "network1"
+    assert (router["name"], router["router"], router["role"], router["node"]) == ("router1", "router1", "legacy", "network1")
     assert router["netns"].startswith(f"nlab.{LAB}.network1.qrouter-")
     assert {i["ip"] for i in router["interfaces"]} == {"192.168.1.1", "192.168.2.1", "203.0.113.101"}
     dhcp = {d["name"]: d for d in status["dhcp"]}
@@ -141,7 +141,7 @@ def test_unknown_target_is_a_clear_error(classic_vlan):
 
 def test_router_iptables_read_like_the_l3_agent(classic_vlan):
     nat = lab("exec", LAB, "router1", "--", "iptables", "-t", "nat", "-S").stdout
-    qg = classic_vlan.plan.router("router1").gateway.ns_dev
+    qg = classic_vlan.plan.router("router1").instances[0].gateway.ns_dev
     assert "-A neutron-l3-agent-PREROUTING -d 203.0.113.102/32 -j DNAT --to-destination 192.168.1.11" in nat
     assert "-A neutron-l3-agent-float-snat -s 192.168.1.11/32 -j SNAT --to-source 203.0.113.102" in nat
     assert f"-A neutron-l3-agent-snat -o {qg} -j SNAT --to-source 203.0.113.101" in nat
@@ -174,7 +174,7 @@ def test_a_missing_lease_is_named(classic_vlan):
 
 
 def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
-    router = classic_vlan.plan.router("router1")
+    (router,) = classic_vlan.plan.router("router1").instances
     import subprocess
     subprocess.run(["ip", "netns", "del", router.netns], check=True)
     status = lab("status", LAB, check=False)
