@@ -70,6 +70,19 @@ def flow_cookie(lab: str) -> str:
     return "0x" + hashlib.sha256(f"neutron-lab/{lab}".encode()).hexdigest()[:16]
 
 
+# --------------------------------------------------------------------------- bridges
+BR_INT = "br-int"           # integration bridge
+BR_TUN = "br-tun"           # tunnel bridge
+BR_PHY = "br-phy"           # userspace datapath: the bridge holding the underlay NIC and local_ip
+PATCH_TUN = "patch-tun"     # br-int's end of the br-int <-> br-tun patch
+PATCH_INT = "patch-int"     # br-tun's end
+
+
+def node_nic(index: int) -> str:
+    """A node's index-th interface on the wires (eth1, eth2...: eth0 is not used on nodes)."""
+    return f"eth{index}"
+
+
 # --------------------------------------------------------------------------- device prefixes
 # Neutron's interface prefixes (3 characters each; port_device adds 11 of the port UUID).
 TAP = "tap"      # an instance's tap; a router/DHCP port's OVS end (ovs_use_veth)
@@ -140,6 +153,7 @@ def router_rules_file(target: str) -> str:
 
 
 NODE_IPTABLES_FILE = "iptables.rules"           # in the node's run directory
+DHCP_PIDFILE = "pid"                            # dnsmasq's pid file, in the DHCP server's directory
 
 
 def flow_file(bridge: str) -> str:

@@ -462,7 +462,7 @@ def _wires(scenario: Scenario) -> tuple[list[WirePlan], dict[tuple[str, str], st
         wire_members = []
         for node in physnet.nodes:
             nic_count[node] = nic_count.get(node, 0) + 1
-            nic = f"eth{nic_count[node]}"
+            nic = naming.node_nic(nic_count[node])
             nic_of[(node, physnet.name)] = nic
             wire_members.append(WireMember(node, node, naming.netns_name(lab, node), nic, "node"))
         for host in scenario.external_hosts:
@@ -576,7 +576,7 @@ def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], router_plans: tuple
         remotes = [r for r in underlay.nodes if r != n.name]
         ports = tuple(TunnelPort(naming.tunnel_port(t, local_ip[r]), t, local_ip[r], r) for t in types for r in remotes)
         endpoint = TunnelEndpoint(underlay.name, nic_of[(n.name, underlay.name)], local_ip[n.name], prefixlen,
-                                  "br-phy" if datapath == "netdev" else None, ports)
+                                  naming.BR_PHY if datapath == "netdev" else None, ports)
         tunnelled = []
         for net_name, lvid in n.local_vlans:
             net = networks[net_name]

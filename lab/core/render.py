@@ -65,18 +65,18 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         cmd("set", "Bridge", name, f"datapath_type={plan.datapath}", "fail_mode=secure",
             "protocols=OpenFlow10,OpenFlow13,OpenFlow14", "other_config:disable-in-band=true", mark)
 
-    bridge("br-int")
+    bridge(naming.BR_INT)
     if node.tunnel:
         t = node.tunnel
-        bridge("br-tun")
-        cmd("--may-exist", "add-port", "br-int", "patch-tun")
-        cmd("set", "Interface", "patch-tun", "type=patch", "options:peer=patch-int")
-        cmd("set", "Port", "patch-tun", mark)
-        cmd("--may-exist", "add-port", "br-tun", "patch-int")
-        cmd("set", "Interface", "patch-int", "type=patch", "options:peer=patch-tun")
-        cmd("set", "Port", "patch-int", mark)
+        bridge(naming.BR_TUN)
+        cmd("--may-exist", "add-port", naming.BR_INT, naming.PATCH_TUN)
+        cmd("set", "Interface", naming.PATCH_TUN, "type=patch", f"options:peer={naming.PATCH_INT}")
+        cmd("set", "Port", naming.PATCH_TUN, mark)
+        cmd("--may-exist", "add-port", naming.BR_TUN, naming.PATCH_INT)
+        cmd("set", "Interface", naming.PATCH_INT, "type=patch", f"options:peer={naming.PATCH_TUN}")
+        cmd("set", "Port", naming.PATCH_INT, mark)
         for p in t.ports:
-            cmd("--may-exist", "add-port", "br-tun", p.name)
+            cmd("--may-exist", "add-port", naming.BR_TUN, p.name)
             cmd("set", "Interface", p.name, f"type={p.type}", f"options:remote_ip={p.remote_ip}",
                 f"options:local_ip={t.local_ip}", "options:in_key=flow", "options:out_key=flow",
                 "options:df_default=true", "options:egress_pkt_mark=0")
@@ -91,14 +91,14 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         bridge(b.bridge)
         cmd("--may-exist", "add-port", b.bridge, b.nic)
         cmd("set", "Port", b.nic, mark)
-        cmd("--may-exist", "add-port", "br-int", b.int_patch)
+        cmd("--may-exist", "add-port", naming.BR_INT, b.int_patch)
         cmd("set", "Interface", b.int_patch, "type=patch", f"options:peer={b.phy_patch}")
         cmd("set", "Port", b.int_patch, mark)
         cmd("--may-exist", "add-port", b.bridge, b.phy_patch)
         cmd("set", "Interface", b.phy_patch, "type=patch", f"options:peer={b.int_patch}")
         cmd("set", "Port", b.phy_patch, mark)
     for port in _namespace_ports(plan, node):
-        cmd("--may-exist", "add-port", "br-int", port.ovs_dev)
+        cmd("--may-exist", "add-port", naming.BR_INT, port.ovs_dev)
         cmd("set", "Port", port.ovs_dev, f"tag={port.local_vlan}", mark,
             f"other_config:net_uuid={naming.object_uuid(plan.lab, 'network', port.network)}",
             f"other_config:network_type={port.network_type}",
@@ -111,7 +111,7 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         net_uuid = naming.object_uuid(plan.lab, "network", p.network)
         vm_uuid = naming.object_uuid(plan.lab, "instance", p.instance)
         seg = "None" if p.segmentation_id is None else str(p.segmentation_id)
-        cmd("--may-exist", "add-port", "br-int", p.ovs_port)
+        cmd("--may-exist", "add-port", naming.BR_INT, p.ovs_port)
         cmd("set", "Port", p.ovs_port, f"tag={p.local_vlan}", mark,
             f"other_config:net_uuid={net_uuid}", f"other_config:network_type={p.network_type}",
             f"other_config:physical_network={p.physical_network if p.network_type in ('vlan', 'flat') else 'None'}",
@@ -150,7 +150,7 @@ def dnsmasq_argv(dhcp: DhcpPlan) -> tuple[str, ...]:
     net = ipaddress.ip_network(dhcp.cidr)
     d = dhcp.dir
     return ("dnsmasq", "--no-hosts", "--no-resolv", "--except-interface=lo",
-            f"--pid-file={d}/pid", f"--dhcp-hostsfile={d}/host", f"--addn-hosts={d}/addn_hosts",
+            f"--pid-file={d}/{naming.DHCP_PIDFILE}", f"--dhcp-hostsfile={d}/host", f"--addn-hosts={d}/addn_hosts",
             f"--dhcp-optsfile={d}/opts", f"--dhcp-leasefile={d}/leases", "--dhcp-match=set:ipxe,175",
             "--local-service", "--bind-dynamic", f"--interface={dhcp.port.ns_dev}",
             f"--dhcp-range=set:subnet-{dhcp.subnet_id},{net.network_address},static,{net.netmask},"
@@ -170,11 +170,11 @@ def iptables_rules(plan: Plan, node: NodePlan) -> str:
 
 
 def render_node(plan: Plan, node: NodePlan) -> NodeRender:
-    flows = {"br-int": render_template("br-int.flows.j2", node=node, cookie=plan.cookie)}
+    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie)}
     for b in node.physical_bridges:
         flows[b.bridge] = render_template("physical-bridge.flows.j2", bridge=b, cookie=plan.cookie)
     if node.tunnel:
-        flows["br-tun"] = render_template(
+        flows[naming.BR_TUN] = render_template(
             "br-tun.flows.j2", tunnel=node.tunnel, networks=node.tunnel_networks, cookie=plan.cookie,
             arp_responder=plan.arp_responder,
             hexmac=lambda mac: "0x" + mac.replace(":", ""),

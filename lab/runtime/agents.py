@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.runtime import gateway, netns
+from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
 from lab.runtime.kernel import Links
 from lab.paths import lab_dir
@@ -56,17 +56,15 @@ def dnsmasq_start(d: DhcpPlan, render: DhcpRender) -> int:
     for name, text in render.files.items():
         (directory / name).write_text(text)
     gateway.run(list(render.argv), netns=d.netns)
-    pid = read_pidfile(directory / "pid")
+    pid = dnsmasq_pid(d)
     if pid is None:
-        raise LabError(f"dnsmasq for {d.network} did not write {directory / 'pid'}")
+        raise LabError(f"dnsmasq for {d.network} did not write {directory / naming.DHCP_PIDFILE}")
     return pid
 
 
-def read_pidfile(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
+def dnsmasq_pid(d: DhcpPlan) -> int | None:
+    """dnsmasq's pid from its pid file (check it with processes.alive(pid, d.dir))."""
+    return processes.read_pidfile(Path(d.dir) / naming.DHCP_PIDFILE)
 
 
 def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> list[str]:

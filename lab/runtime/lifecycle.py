@@ -216,7 +216,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
              if ns not in agent_namespaces and not netns.exists(ns)]
     fatal += [f"{daemon} of {n.name} is not running" for n in plan.nodes for daemon in ovs.DAEMONS
-              if not _alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
+              if not processes.alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
     if fatal:
         raise LabStateError(f"lab {state.lab} is up but damaged beyond repair in place "
                             f"({'; '.join(fatal)}); run `lab down {state.lab}` and `lab up` again")
@@ -232,11 +232,11 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
                 rebuilt += [p.ovs_dev for p in r.ports]
             agents.router_rules(plan, r, render.routers[r.name])
         for d in node.dhcp_servers:
-            pid = agents.read_pidfile(Path(d.dir) / "pid")
-            if netns.exists(d.netns) and _alive(pid, d.dir):
+            pid = agents.dnsmasq_pid(d)
+            if netns.exists(d.netns) and processes.alive(pid, d.dir):
                 continue
-            if _alive(pid, d.dir):
-                ovs.stop_pid(pid)   # its namespace is gone from /run/netns: free it
+            if processes.alive(pid, d.dir):
+                processes.stop(pid)   # its namespace is gone from /run/netns: free it
             if not netns.exists(d.netns):
                 _agent_namespace(plan, node, d.netns, (d.port,), state.ledger)
                 agents.dhcp_links(d)
@@ -247,7 +247,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
             # the veths are new: make OVS open them again
             args: list[str] = []
             for dev in rebuilt:
-                args += (["--"] if args else []) + ["--if-exists", "del-port", "br-int", dev]
+                args += (["--"] if args else []) + ["--if-exists", "del-port", naming.BR_INT, dev]
             ovs.vsctl(node.rundir, args)
         _node_configure(node, render)
         if node.tunnel:
@@ -256,10 +256,6 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
     return UpResult(state.lab, time.monotonic() - started, repaired=problems)
-
-
-def _alive(pid: int | None, mark: str) -> bool:
-    return pid is not None and ovs.is_ours(pid, mark)
 
 
 def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledger) -> None:
@@ -416,13 +412,13 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
     timings["ovsdb"] = time.monotonic() - t
     t = time.monotonic()
     for bridge, text in render.flows.items():
-        flow_file = rundir / f"{bridge}.flows"
+        flow_file = rundir / naming.flow_file(bridge)
         flow_file.write_text(text)
         ovs.replace_flows(node.rundir, bridge, str(flow_file))
     timings["flows"] = time.monotonic() - t
     if render.iptables:     # a firewall driver without iptables (noop) has no rules
         t = time.monotonic()
-        rules = rundir / "iptables.rules"
+        rules = rundir / naming.NODE_IPTABLES_FILE
         rules.write_text(render.iptables)
         gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
         timings["iptables"] = time.monotonic() - t
@@ -452,7 +448,7 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     # processes first (they hold sockets and devices), the ledger's, then any in our namespaces
     victims: list[int] = []
     for e in reversed(entries):
-        if e["kind"] == "process" and ovs.is_ours(e["pid"], e["rundir"]):
+        if e["kind"] == "process" and processes.is_ours(e["pid"], e["rundir"]):
             victims.append(e["pid"])
     names = [e["name"] for e in reversed(entries) if e["kind"] == "netns"]
     names += [ns for ns in _lab_namespaces(lab) if ns not in names]
@@ -460,7 +456,7 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     victims += [p for p in processes.in_namespaces(inodes) if p not in victims]
     victims += [p for p in processes.daemons_under(f"{directory}/") if p not in victims]
     for pid in victims:
-        ovs.stop_pid(pid)
+        processes.stop(pid)
     if victims:
         progress(f"stopped {len(victims)} process(es)")
     for name in names:
@@ -488,7 +484,7 @@ def cleanup(progress: Progress = _quiet) -> list[str]:
     if stray:
         inodes = {i for i in (netns.inode(n) for n in stray) if i}
         for pid in processes.in_namespaces(inodes):
-            ovs.stop_pid(pid)
+            processes.stop(pid)
         for ns in stray:
             netns.delete(ns)
     if STATE_ROOT.is_dir() and not any(STATE_ROOT.iterdir()):
@@ -510,7 +506,7 @@ def health(state: LabState) -> list[str]:
         alive = True
         for daemon in ovs.DAEMONS:
             pid = ovs.read_pid(node.rundir, daemon)
-            if pid is None or not ovs.is_ours(pid, node.rundir):
+            if pid is None or not processes.is_ours(pid, node.rundir):
                 problems.append(f"{daemon} of {node.name} is not running")
                 alive = False
         if not alive:
@@ -521,17 +517,17 @@ def health(state: LabState) -> list[str]:
             problems.append(f"{node.name}: {exc}")
             continue
         expected = {b.nic: (b.bridge, None) for b in node.physical_bridges}
-        expected |= {b.int_patch: ("br-int", None) for b in node.physical_bridges}
+        expected |= {b.int_patch: (naming.BR_INT, None) for b in node.physical_bridges}
         expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
-        expected |= {p.ovs_port: ("br-int", p.local_vlan) for p in node.ports}
+        expected |= {p.ovs_port: (naming.BR_INT, p.local_vlan) for p in node.ports}
         if node.tunnel:
-            expected |= {"patch-tun": ("br-int", None), "patch-int": ("br-tun", None)}
-            expected |= {p.name: ("br-tun", None) for p in node.tunnel.ports}
-        expected |= {p.ovs_dev: ("br-int", p.local_vlan)
+            expected |= {naming.PATCH_TUN: (naming.BR_INT, None), naming.PATCH_INT: (naming.BR_TUN, None)}
+            expected |= {p.name: (naming.BR_TUN, None) for p in node.tunnel.ports}
+        expected |= {p.ovs_dev: (naming.BR_INT, p.local_vlan)
                      for p in [d.port for d in node.dhcp_servers]
                      + [q for r in state.plan.routers_on(node.name) for q in r.ports]}
         for d in node.dhcp_servers:
-            if not _alive(agents.read_pidfile(Path(d.dir) / "pid"), d.dir):
+            if not processes.alive(agents.dnsmasq_pid(d), d.dir):
                 problems.append(f"dnsmasq of {d.name} is not running")
         problems += _plug_problems(node)
         for name, (bridge, tag) in expected.items():
@@ -543,7 +539,7 @@ def health(state: LabState) -> list[str]:
                                 f"expected {bridge} tag {tag}")
             elif row.error or row.ofport in (None, -1):
                 problems.append(f"{node.name}: port {name} has no OpenFlow port ({row.error or 'ofport -1'})")
-        for flow_file in sorted(Path(node.rundir).glob("*.flows")):
+        for flow_file in sorted(Path(node.rundir).glob(naming.flow_file("*"))):
             bridge = flow_file.stem
             want = sum(1 for line in flow_file.read_text().splitlines() if line.startswith("cookie="))
             try:
@@ -579,7 +575,7 @@ def status(lab: str | None = None) -> list[dict]:
             "nodes": [{"name": n.name, "netns": n.netns, "role": n.role, "ovs_rundir": n.rundir,
                        "up": netns.exists(n.netns),
                        "pids": {d: ovs.read_pid(n.rundir, d) for d in ovs.DAEMONS},
-                       "bridges": ["br-int"] + [b.bridge for b in n.physical_bridges],
+                       "bridges": [naming.BR_INT] + [b.bridge for b in n.physical_bridges],
                        "local_vlans": dict(n.local_vlans)} for n in plan.nodes],
             "instances": [{"name": p.instance, "netns": p.netns, "node": p.node, "network": p.network,
                            "ip": p.ip, "mac": p.mac, "port_id": p.port_id, "local_vlan": p.local_vlan,
@@ -600,7 +596,7 @@ def status(lab: str | None = None) -> list[dict]:
                          "up": netns.exists(r.netns)} for r in plan.router_instances],
             "dhcp": [{"name": d.name, "network": d.network, "node": d.node, "netns": d.netns,
                       "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
-                      "pid": agents.read_pidfile(Path(d.dir) / "pid"), "up": netns.exists(d.netns)}
+                      "pid": agents.dnsmasq_pid(d), "up": netns.exists(d.netns)}
                      for d in plan.dhcp_servers],
             "external_hosts": [{"name": h.name, "netns": h.netns, "network": h.network, "ip": h.ip,
                                 "mac": h.mac, "wire": h.wire, "up": netns.exists(h.netns)}

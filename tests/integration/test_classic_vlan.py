@@ -161,11 +161,11 @@ def test_dhcp_server_serves_the_hosts_file(classic_vlan):
 
 def test_a_missing_lease_is_named(classic_vlan):
     """With alt-net's dnsmasq stopped, the DHCP wait names alt-vm1; `up` restarts dnsmasq."""
-    from lab.runtime import ovs
+    from lab.runtime import processes
     state = classic_vlan
     dhcp = next(d for d in state.plan.dhcp_servers if d.name == "alt-net-dhcp")
-    pid = int((state.directory / "dhcp" / dhcp.network_id / "pid").read_text())
-    ovs.stop_pid(pid)
+    pid = agents.dnsmasq_pid(dhcp)
+    processes.stop(pid)
     missing = agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory, timeout=4)
     assert len(missing) == 1 and missing[0].startswith("alt-vm1: no lease")
     assert "dnsmasq of alt-net-dhcp is not running" in lab("status", LAB, check=False).stdout
