@@ -170,7 +170,9 @@ def iptables_rules(plan: Plan, node: NodePlan) -> str:
 
 
 def render_node(plan: Plan, node: NodePlan) -> NodeRender:
-    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie)}
+    plug = plugs.driver(node.firewall_driver)
+    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie)
+             + plug.br_int_flows(plan, node)}
     for b in node.physical_bridges:
         flows[b.bridge] = render_template("physical-bridge.flows.j2", bridge=b, cookie=plan.cookie)
     if node.tunnel:

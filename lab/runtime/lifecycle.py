@@ -21,6 +21,7 @@ from typing import Callable
 
 from lab.runtime import agents, gateway, netns, ovs, plugs, processes
 from lab.core import naming
+from lab.core import plugs as core_plugs
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot
 from lab.runtime.kernel import Links
 from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, lab_dir, remove_lab_dir
@@ -118,8 +119,8 @@ def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Prog
     if chosen is None and (lab_dir(scenario.name) / "plan.json").exists():
         chosen = load_state(scenario.name).plan.datapath     # `up` again: the datapath it has
     chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
-    check_kernel()
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
+    check_kernel(plan)
     if plan.dhcp_servers:
         gateway.require("dnsmasq", "busybox")
     renders = render_plan(plan)
@@ -262,7 +263,7 @@ def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledge
     """(Re)make a router or DHCP namespace and the veths of its ports."""
     netns.create(name)
     ledger.record("netns", name=name)
-    _prepare_namespace(name, is_node=False)
+    _prepare_namespace(name, bridged_iptables=False)
     with netns.entered(node.netns), Links(node.netns) as links:
         for port in ports:
             if links.has(port.ovs_dev):
@@ -271,29 +272,35 @@ def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledge
             links.tx_checksum_off(port.ovs_dev)
 
 
-def check_kernel() -> None:
+def _bridged_iptables(plan: Plan) -> set[str]:
+    """Namespaces of the nodes whose firewall driver filters bridged traffic with iptables."""
+    return {n.netns for n in plan.nodes if core_plugs.driver(n.firewall_driver).iptables}
+
+
+def check_kernel(plan: Plan) -> None:
     """What the host's kernel must offer before anything is made: br_netfilter (iptables on
-    bridged traffic, for the hybrid firewall). provision.sh loads it; we never load modules."""
-    if not Path("/proc/sys/net/bridge").is_dir():
+    bridged traffic), when a node's firewall driver needs it (iptables_hybrid).
+    provision.sh loads it; we never load modules."""
+    if _bridged_iptables(plan) and not Path("/proc/sys/net/bridge").is_dir():
         raise LabError("the kernel's br_netfilter is not loaded, and the iptables_hybrid firewall "
                        "needs it: run `modprobe br_netfilter` (vagrant/provision.sh does)")
 
 
 def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
-    nodes = {n.netns for n in plan.nodes}
+    bridged = _bridged_iptables(plan)
     for name in plan.namespaces():
         netns.create(name)
         ledger.record("netns", name=name)
-        _prepare_namespace(name, is_node=name in nodes)
+        _prepare_namespace(name, bridged_iptables=name in bridged)
 
 
-def _prepare_namespace(name: str, is_node: bool) -> None:
+def _prepare_namespace(name: str, bridged_iptables: bool) -> None:
     with netns.entered(name):
         # IPv4 lab: no IPv6 autoconfiguration chatter in the captures (if the kernel has IPv6)
         if Path("/proc/sys/net/ipv6").is_dir():
             netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
             netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-        if is_node:
+        if bridged_iptables:
             # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
             netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
             netns.write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")

@@ -9,6 +9,8 @@ and later ``openvswitch``). Each driver is one module here with one class:
   instance to br-int, and the port on br-int (a ``Plug``, saved in the plan's JSON);
 - ``firewall_rules(plan, node)``: what the node's firewall is given (iptables-restore
   input for ``iptables_hybrid``; empty when the driver keeps no iptables);
+- ``br_int_flows(plan, node)``: flow lines the driver adds to br-int after Neutron's base
+  tables (empty for both drivers here; the OVS firewall's tables 60 and 71-94 go there);
 - ``trace_hops(port, direction)``: the hops ``lab trace`` expects between eth0 and br-int.
 
 Nothing outside a driver module knows its device roles (qbr, qvb, qvo): the plan, render,
@@ -78,6 +80,8 @@ class PortPlugDriver(Protocol):
     def plug(self, node_netns: str, port_id: str) -> Plug: ...
 
     def firewall_rules(self, plan: "Plan", node: "NodePlan") -> str: ...
+
+    def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str: ...
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]: ...
 

@@ -42,6 +42,9 @@ class IptablesHybrid:
         return render_template("iptables-hybrid.rules.j2", lab=plan.lab, node=node, ports=ports,
                                wrap=naming.IPTABLES_WRAP)
 
+    def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
+        return ""       # security groups are not in OpenFlow: table 60 stays NORMAL
+
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap, qbr, qvb, qvo = (port.plug.device(r) for r in ("tap", "qbr", "qvb", "qvo"))
         ns = port.plug.devices[0].netns

@@ -30,6 +30,9 @@ class Noop:
     def firewall_rules(self, plan: "Plan", node: "NodePlan") -> str:
         return ""
 
+    def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
+        return ""       # security groups are not in OpenFlow: table 60 stays NORMAL
+
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap = port.plug.device("tap")
         return (PlugHop(tap, "nic", port.plug.devices[0].netns, tap),)
