@@ -69,8 +69,8 @@ def _names(plan: Plan, node: NodePlan) -> tuple[dict[str, str], dict[int, str], 
     """port name -> owner, local VLAN -> network, tunnel id -> network."""
     owners: dict[str, str] = {}
     for p in node.ports:
-        owners[p.qvo] = f"{p.instance} ({p.network})"
-    for r in node.routers:
+        owners[p.ovs_port] = f"{p.instance} ({p.network})"
+    for r in plan.routers_on(node.name):
         for port in r.ports:
             owners[port.ovs_dev] = f"{r.name} {port.ns_dev} ({port.network})"
     for d in node.dhcp_servers:
@@ -93,7 +93,7 @@ def _macs(plan: Plan) -> dict[str, str]:
     """MAC -> what has it, lab-wide (br-tun's l2pop and ARP responder flows name remote ports)."""
     macs = {p.mac: p.instance for p in plan.ports}
     macs.update({d.port.mac: d.name for d in plan.dhcp_servers})
-    macs.update({q.mac: f"{r.name} {q.ns_dev}" for r in plan.routers for q in r.ports})
+    macs.update({q.mac: f"{r.name} {q.ns_dev}" for r in plan.router_instances for q in r.ports})
     macs.update({h.mac: h.name for h in plan.external_hosts})
     return macs
 

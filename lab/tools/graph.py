@@ -1,6 +1,6 @@
 """`lab graph`: a picture of a running lab, read from the live system (each node's OVSDB for
 bridges and ports) and named from the plan: nodes with their bridges and agent namespaces,
-the hybrid plugs, patch links, wires and tunnels, coloured by network.
+the instances' port plugs, patch links, wires and tunnels, coloured by network.
 
 One model (`Graph`: clusters, boxes, links, colours), built once by `build` from the plan;
 `Graph.outline()` is the one walk over it, in drawing order. The three writers only format
@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from lab.core import naming
 from lab.core.plan import NodePlan, Plan
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
@@ -137,7 +138,7 @@ def build(plan: Plan, live_ports: dict[str, dict] | None = None) -> Graph:
         _physical_bridges(g, n, cl, brint, present)
         _tunnel(g, n, cl, brint, present)
         _instance_ports(g, n, cl, brint, present)
-        _agents(g, n, cl, brint, present)
+        _agents(g, plan, n, cl, brint, present)
     for h in plan.external_hosts:
         box = g.box(("host", h.name), f"{h.name}\n{h.ip}\n(outside world)", "namespace")
         g.link(box, g.ident("wire", h.wire), "eth0", h.network, style="bold")
@@ -169,23 +170,35 @@ def _tunnel(g: Graph, n: NodePlan, cl: str, brint: str, present: Present) -> Non
 
 
 def _instance_ports(g: Graph, n: NodePlan, cl: str, brint: str, present: Present) -> None:
-    """The hybrid plug of each instance: tap -> qbr (iptables) -> qvb = qvo on br-int."""
+    """An instance and its port's plug, read from the plug's devices (any firewall driver):
+    each Linux bridge is a box, the veths between boxes name the links."""
     for p in n.ports:
-        qbr = g.box((n.name, p.qbr), f"{p.qbr}\n(iptables)", "linux-bridge", cl)
-        g.link(qbr, brint, f"{p.qvb} = {p.qvo} tag {p.local_vlan}{present(n.name, p.qvo)}", p.network)
-        vm = g.box(("inst", p.instance), f"{p.instance}\n{p.ip}", "namespace")
-        g.link(vm, qbr, f"eth0 = {p.tap}", p.network)
+        segments: list[list[str]] = [["eth0"]]
+        boxes = [g.box(("inst", p.instance), f"{p.instance}\n{p.ip}", "namespace")]
+        for d in p.plug.devices:
+            if d.kind == "bridge":
+                label = f"{d.name}\n({d.firewall})" if d.firewall else d.name
+                boxes.append(g.box((n.name, d.name), label, "linux-bridge", cl))
+                segments.append([])
+            else:
+                segments[-1].append(d.name)
+        boxes.append(brint)
+        for i in reversed(range(len(segments))):
+            label = " = ".join(segments[i])
+            if i == len(segments) - 1:
+                label += f" tag {p.local_vlan}{present(n.name, p.ovs_port)}"
+            g.link(boxes[i], boxes[i + 1], label, p.network)
 
 
-def _agents(g: Graph, n: NodePlan, cl: str, brint: str, present: Present) -> None:
+def _agents(g: Graph, plan: Plan, n: NodePlan, cl: str, brint: str, present: Present) -> None:
     """DHCP servers and routers: a namespace cluster inside the node, a veth to br-int a port."""
     for d in n.dhcp_servers:
-        ns = g.cluster(("dhcp", d.name), f"qdhcp-{d.network_id[:8]}… ({d.name})", cl)
+        ns = g.cluster(("dhcp", d.name), f"{naming.agent_ns_label(d.netns)} ({d.name})", cl)
         box = g.box((ns, "dnsmasq"), f"dnsmasq\n{d.port.ns_dev} {d.port.ip}", "namespace", ns)
         g.link(box, brint, f"{d.port.ovs_dev} tag {d.port.local_vlan}{present(n.name, d.port.ovs_dev)}",
                d.network)
-    for r in n.routers:
-        ns = g.cluster(("router", r.name), f"qrouter-{r.router_id[:8]}… ({r.name})", cl)
+    for r in plan.routers_on(n.name):
+        ns = g.cluster(("router", r.name), f"{naming.agent_ns_label(r.netns)} ({r.name})", cl)
         fips = f"\nFIPs {', '.join(f.address for f in r.floating_ips)}" if r.floating_ips else ""
         box = g.box((ns, "router"), f"{r.name}\niptables NAT{fips}", "namespace", ns)
         for port in r.ports:
