@@ -177,7 +177,7 @@ CASES = [
          "projects", "project name 'Alt' must be lowercase"),
     # ---- nodes
     case("unknown-node-key", mutate("    role: network\n", "    role: network\n    flavor: m1.small\n"),
-         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip)"),
+         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver)"),
     case("bad-role", mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage"),
          "role: storage", "nodes.compute2.role", "'storage' is not one of: network, compute"),
     case("node-name-too-long", with_node("compute-number-3"), "compute-number-3:",
@@ -1633,7 +1633,7 @@ def test_include_of_a_directory(tmp_path):
     main = mutate("name: unit\n", "name: unit\ninclude: adir\n")
     problems, filename = file_problems(tmp_path, main)
     assert [(p.file, p.line, p.where, p.message) for p in problems] == [
-        (filename, line_of(main, "include: adir"), "include", f"cannot read {tmp_path / 'adir'}: Is a directory")]
+        (filename, line_of(main, "include: adir"), "include", f"cannot read {tmp_path / 'adir'}: is a directory, not a regular file")]
 
 
 def test_include_must_be_a_file_name_or_a_list(tmp_path):
