@@ -180,6 +180,17 @@ CASES = [
          "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver)"),
     case("bad-role", mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage"),
          "role: storage", "nodes.compute2.role", "'storage' is not one of: network, compute"),
+    case("firewall-driver-openvswitch-not-built",
+         mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: openvswitch\n"),
+         "firewall_driver: openvswitch", "nodes.compute2.firewall_driver",
+         "firewall driver 'openvswitch' is not built yet (built: iptables_hybrid, noop)"),
+    case("firewall-driver-unknown",
+         mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: iptables\n"),
+         "firewall_driver: iptables", "nodes.compute2.firewall_driver",
+         "unknown firewall driver 'iptables' (built: iptables_hybrid, noop; not yet: openvswitch)"),
+    case("firewall-driver-not-a-string",
+         mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: [noop]\n"),
+         "firewall_driver: [noop]", "nodes.compute2.firewall_driver", "must be a string, not a list"),
     case("node-name-too-long", with_node("compute-number-3"), "compute-number-3:",
          "nodes.compute-number-3", "name 'compute-number-3' is 16 characters; at most 15"),
     case("node-name-uppercase", with_node("Compute3"), "Compute3:", "nodes.Compute3",
@@ -1684,3 +1695,15 @@ def test_reference_to_a_line_of_the_other_file_names_that_file(tmp_path):
 def test_invalid_explicit_segmentation_id_is_not_replaced_by_an_allocated_one(text, snippet, where, message):
     p = only_problem(text)
     assert (p.file, p.line, p.where, p.message) == ("unit.yaml", line_of(text, snippet), where, message)
+
+
+# --------------------------------------------------------------------------- firewall driver
+
+def test_firewall_driver_defaults_to_iptables_hybrid_and_noop_is_accepted():
+    text = mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: noop\n")
+    s = parse(text)
+    assert [(n.name, n.firewall_driver) for n in s.nodes] == [
+        ("network1", "iptables_hybrid"), ("compute1", "iptables_hybrid"), ("compute2", "noop")]
+    explicit = mutate("  compute1:\n    role: compute\n",
+                      "  compute1:\n    role: compute\n    firewall_driver: iptables_hybrid\n", text)
+    assert parse(explicit).node("compute1").firewall_driver == "iptables_hybrid"

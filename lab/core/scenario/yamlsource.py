@@ -84,10 +84,6 @@ def _shown_tag(tag: str) -> str:
     return "!!" + tag[len(YAML_TAG):] if tag.startswith(YAML_TAG) else tag
 
 
-def _short(text: str, limit: int = 40) -> str:
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
-
-
 class GuardedLoader(yaml.SafeLoader):
     """PyYAML's safe loader, composing with the limits above (see the module docstring)."""
 
@@ -100,13 +96,15 @@ class GuardedLoader(yaml.SafeLoader):
         self._path: list[str] = []
 
     def _where(self) -> str:
-        return ".".join(p for p in self._path if p).replace(".[", "[") or "(file)"
+        where = ".".join(p for p in self._path if p).replace(".[", "[") or "(file)"
+        return where if len(where) <= 60 else where[:60] + "..."
 
     def _count(self, amount: int, mark) -> None:
         self._expanded += amount
         if self._expanded > MAX_NODES:
-            raise Refused(f"expands to more than {MAX_NODES} YAML nodes (aliases repeat what they "
-                          "name); a scenario is far smaller, is this an alias bomb?", mark, self._where())
+            raise Refused(f"holds more than {MAX_NODES} YAML nodes, each alias counted as the nodes it "
+                          "repeats (a scenario has a few hundred; an alias bomb has billions)", mark,
+                          self._where())
 
     def compose_node(self, parent, index):
         if isinstance(index, yaml.ScalarNode):
@@ -240,14 +238,14 @@ class _Builder:
         return key if isinstance(key, str) else str(key)
 
     def scalar(self, n: yaml.ScalarNode, where: str) -> Any:
+        """The value YAML's implicit typing gives, or the text itself where that fails (an
+        impossible date like 2026-13-45, an integer of 5000 digits): a string the
+        validators then judge like any other."""
         if n.tag == VALUE_TAG:
             return n.value
         try:
             return self.constructor.construct_object(n, deep=True)
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            reason = getattr(exc, "problem", None) or str(exc).split(";")[0]
-            self.problems.append(Problem(self.filename, self.line(n), where,
-                                         f"cannot read {_short(n.value)}: {reason}"))
+        except (yaml.YAMLError, ValueError, OverflowError):
             return n.value
 
 
