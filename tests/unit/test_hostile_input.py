@@ -357,3 +357,10 @@ def test_impossible_date_is_text():
     p = problems_of(text)[0]
     assert (p.line, p.where, p.message) == (line_of(text, "2026-13-45"), "networks.net1.gateway",
                                              "'2026-13-45' is not an IPv4 address")
+
+
+def test_a_huge_key_is_not_quoted_whole():
+    text = mutate("  vm2:\n", "  ? " + "v" * 100_000 + "\n  : {node: compute2, network: net1}\n  vm2:\n")
+    problems = problems_of(text)
+    assert problems and all(len(p.where) <= 103 and len(p.message) <= 603 for p in problems)
+    assert problems[0].where.startswith("instances.vvvv") and problems[0].where.endswith("...")

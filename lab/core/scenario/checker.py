@@ -16,6 +16,8 @@ from lab.core.scenario.yamlsource import LineDict
 from lab.errors import Problem
 
 MAX_PROBLEMS = 50
+MAX_WHERE = 100        # characters of a problem's dotted path
+MAX_MESSAGE = 600      # characters of a problem's message
 
 
 class TooManyProblems(Exception):
@@ -38,7 +40,10 @@ class Checker:
         return f"{getattr(line, 'file', self.filename)}:{int(line)}"
 
     def add(self, line: int, where: str, message: str) -> None:
-        # lines from an included file know their file (SourceLine)
+        # lines from an included file know their file (SourceLine); a 200 KiB key is not
+        # quoted whole
+        where = where if len(where) <= MAX_WHERE else where[:MAX_WHERE] + "..."
+        message = message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "..."
         self.record(Problem(getattr(line, "file", self.filename), int(line), where, message))
 
     def record(self, problem: Problem) -> None:
@@ -69,11 +74,11 @@ class Checker:
 
     def name(self, name: str, line: int, where: str, maxlen: int) -> bool:
         if not NAME_RE.match(name):
-            self.add(line, where, f"name {name!r} must start with a lowercase letter and hold only "
+            self.add(line, where, f"name {shown(name)} must start with a lowercase letter and hold only "
                                   "lowercase letters, digits and '-'")
             return False
         if len(name) > maxlen:
-            self.add(line, where, f"name {name!r} is {len(name)} characters; at most {maxlen} "
+            self.add(line, where, f"name {shown(name)} is {len(name)} characters; at most {maxlen} "
                                   f"(it becomes a Linux interface name, {naming.IFNAMSIZ} max)")
             return False
         return True
