@@ -180,6 +180,8 @@ CASES = [
          "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver)"),
     case("bad-role", mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage"),
          "role: storage", "nodes.compute2.role", "'storage' is not one of: network, compute"),
+    case("network-project-is-a-list", mutate("    project: demo\n    type: vlan", "    project: [demo]\n    type: vlan"),
+         "project: [demo]", "networks.net1.project", "must be a string, not a list", marks=()),
     case("firewall-driver-openvswitch-not-built",
          mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: openvswitch\n"),
          "firewall_driver: openvswitch", "nodes.compute2.firewall_driver",

@@ -65,7 +65,9 @@ def _network(c: Checker, env: _Env, nm: str, body: LineDict, line: int) -> Netwo
         return None
     # an unknown project is reported once; the network stays, so what uses it is not
     # reported again as an unknown network
-    project = c.project(body, f"{where}.project", env.projects) or body.get("project")
+    project = c.project(body, f"{where}.project", env.projects)
+    if project is None and body.get("project") is not None:
+        project = str(body["project"])      # reported; a string, so what uses it can compare
     ntype = _network_type(c, body, where, env.ml2)
     if ntype is None:
         return None
