@@ -212,9 +212,12 @@ def _dhcp_server(c: Checker, env: _Env, nm: str, body: LineDict, line: int, wher
 
 def _overlaps(c: Checker, networks: list[Network], cidr_lines: dict[str, int]) -> None:
     """Overlapping subnets inside one project (different projects may overlap, as in Neutron)."""
-    subnets = [(n, ipaddress.ip_network(n.cidr)) for n in networks]
-    for i, (a, acidr) in enumerate(subnets):
-        for b, bcidr in subnets[i + 1:]:
-            if a.project == b.project and acidr.overlaps(bcidr):
+    spans = []      # (network, first address, last address) as integers: cheap to compare
+    for n in networks:
+        cidr = ipaddress.ip_network(n.cidr)
+        spans.append((n, int(cidr.network_address), int(cidr.broadcast_address)))
+    for i, (a, afirst, alast) in enumerate(spans):
+        for b, bfirst, blast in spans[i + 1:]:
+            if afirst <= blast and bfirst <= alast and a.project == b.project:
                 c.add(cidr_lines[b.name], f"networks.{b.name}.cidr",
                       f"{b.cidr} overlaps {a.cidr} of network {a.name} ({c.at(a.line)}) in project {a.project}")
