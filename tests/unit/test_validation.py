@@ -1709,3 +1709,11 @@ def test_firewall_driver_defaults_to_iptables_hybrid_and_noop_is_accepted():
     explicit = mutate("  compute1:\n    role: compute\n",
                       "  compute1:\n    role: compute\n    firewall_driver: iptables_hybrid\n", text)
     assert parse(explicit).node("compute1").firewall_driver == "iptables_hybrid"
+
+
+def test_lab_name_replaces_the_files_name():
+    s = parse_scenario(BASE, "unit.yaml", default_name="unit", lab_name="other-lab")
+    assert s.name == "other-lab"
+    assert s.network("net1").network_id != parse(BASE).network("net1").network_id   # derived from the name
+    with pytest.raises(ScenarioError, match="lab name 'Bad_Name' must be lowercase"):
+        parse_scenario(BASE, "unit.yaml", lab_name="Bad_Name")

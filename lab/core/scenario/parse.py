@@ -26,20 +26,24 @@ SECTIONS = ("name", "description", "include", "ml2", "agent", "nodes", "physical
             "networks", "security_groups", "instances", "routers", "external_hosts", "checks")
 
 
-def load_scenario(name_or_path: str) -> Scenario:
-    """A built-in scenario by name, or a scenario file by path."""
+def load_scenario(name_or_path: str, lab_name: str | None = None) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path. LAB_NAME, when given, replaces
+    the file's `name:` (`lab up X --name Y`): the lab and everything derived from its name
+    (namespaces, UUIDs, MACs, flow cookie) are Y's."""
     path = find_scenario(name_or_path)
     try:
         text = read_source(path)
     except Unreadable as exc:
         raise ScenarioError([Problem(str(path), exc.line, "(file)", exc.reason)]) from None
-    return parse_scenario(text, str(path), default_name=path.stem)
+    return parse_scenario(text, str(path), default_name=path.stem, lab_name=lab_name)
 
 
-def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> Scenario:
+def parse_scenario(text: str, filename: str, default_name: str = "scenario",
+                   lab_name: str | None = None) -> Scenario:
     c = Checker(filename)
     try:
-        scenario = _parse(c, text, filename, default_name)
+        override = lab_name is not None
+        scenario = _parse(c, text, filename, lab_name if override else default_name, override)
     except TooManyProblems:
         raise ScenarioError(c.problems, stopped_after=MAX_PROBLEMS) from None
     if c.problems:
@@ -58,8 +62,8 @@ def _root(c: Checker, text: str, filename: str) -> LineDict | None:
     return data
 
 
-def _name(c: Checker, data: LineDict, default_name: str) -> str:
-    name = data.get("name", default_name)
+def _name(c: Checker, data: LineDict, default_name: str, override: bool) -> str:
+    name = default_name if override else data.get("name", default_name)
     if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
         c.add(data.line_of("name"), "name", f"lab name {shown(name)} must be lowercase letters, digits "
                                            "and '-', starting with a letter, at most 40 characters")
@@ -67,13 +71,13 @@ def _name(c: Checker, data: LineDict, default_name: str) -> str:
     return name
 
 
-def _parse(c: Checker, text: str, filename: str, default_name: str) -> Scenario | None:
+def _parse(c: Checker, text: str, filename: str, default_name: str, override: bool) -> Scenario | None:
     data = _root(c, text, filename)
     if data is None:
         return None
     include(c, data, filename)
     c.known_keys(data, SECTIONS, "")
-    name = _name(c, data, default_name)
+    name = _name(c, data, default_name, override)
     description = str(data.get("description", "")).strip()
     claim = Claims(c)
     nodes = parse_nodes(c, data, claim)
