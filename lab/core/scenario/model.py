@@ -7,10 +7,12 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from lab.core.plugs import DRIVERS
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ROLES = ("network", "compute")
 # the OVS agent's [securitygroup] firewall_driver: built now, and known but not built yet
-FIREWALL_DRIVERS_NOW = ("iptables_hybrid", "noop")
+FIREWALL_DRIVERS_NOW = DRIVERS           # the plug registry (lab/core/plugs) says what is built
 FIREWALL_DRIVERS_LATER = ("openvswitch",)
 NETWORK_TYPES_NOW = ("vlan", "flat", "vxlan", "gre")
 NETWORK_TYPES_LATER = ("geneve", "local")

@@ -203,7 +203,7 @@ def _subnet(c: Checker, body: LineDict, where: str) -> tuple[ipaddress.IPv4Netwo
 
 def _dhcp_server(c: Checker, env: _Env, nm: str, body: LineDict, line: int, where: str,
                  physnet: PhysicalNetwork) -> None:
-    env.claim("a DHCP server", f"{nm}-dhcp", line, where)
+    env.claim("a DHCP server", naming.dhcp_server(nm), line, where)
     if not any(n.role == "network" and n.name in physnet.nodes for n in env.nodes):
         c.add(body.line_of("dhcp") if "dhcp" in body else line, f"{where}.dhcp",
               f"DHCP runs on a network node, and none is attached to {physnet.name} "
