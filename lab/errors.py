@@ -25,14 +25,16 @@ class Problem:
 class ScenarioError(LabError):
     """A scenario file is invalid. Holds every problem found, not only the first."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], stopped_after: int | None = None):
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.where, p.message))
+        self.stopped_after = stopped_after   # validation stopped at this many problems
         super().__init__(self._text())
 
     def _text(self) -> str:
         n = len(self.problems)
         head = f"scenario has {n} problem{'s' if n != 1 else ''}:"
-        return "\n".join([head] + [f"  {p}" for p in self.problems])
+        tail = [f"  (stopped after {self.stopped_after} problems)"] if self.stopped_after else []
+        return "\n".join([head] + [f"  {p}" for p in self.problems] + tail)
 
 
 class ScenarioNotFound(LabError):

@@ -199,22 +199,23 @@ class Tcpdump:
 
 # --------------------------------------------------------------------------- lab capture
 
-def capture_interfaces(plan: Plan, target: str, iface: str | None) -> list[tuple[str, str, bool]]:
-    """(label, interface, inbound only) of each tcpdump a capture at TARGET runs."""
-    kind, _ = plan.targets()[target]
+def capture_interfaces(plan: Plan, target: str, iface: str | None) -> list[tuple[str, str, str, bool]]:
+    """(label, netns, interface, inbound only) of each tcpdump a capture at TARGET runs."""
+    kind, netns = plan.targets()[target]
     if iface:
-        return [(f"{target}:{iface}", iface, False)]
+        return [(f"{target}:{iface}", netns, iface, False)]
     if kind in ("instance", "external-host"):
-        return [(f"{target} eth0", "eth0", False)]
+        return [(f"{target} eth0", netns, "eth0", False)]
     if kind == "dhcp":
         dev = next(d for d in plan.dhcp_servers if d.name == target).port.ns_dev
-        return [(f"{target} {dev}", dev, False)]
+        return [(f"{target} {dev}", netns, dev, False)]
     if kind == "node":
-        return [(f"{target} {nic}", nic, False) for nic in plan.node(target).nics]
+        return [(f"{target} {nic}", netns, nic, False) for nic in plan.node(target).nics]
     if kind == "router":
-        return [(f"{target} {p.ns_dev}", p.ns_dev, False) for p in plan.router(target).ports]
+        return [(f"{r.name} {p.ns_dev}", r.netns, p.ns_dev, False)
+                for r in plan.router_instances_of(target) for p in r.ports]
     wire = plan.wire(target)
-    return [(f"{wire.name} from {m.name}", m.wire_ifname, True) for m in wire.members]
+    return [(f"{wire.name} from {m.name}", netns, m.wire_ifname, True) for m in wire.members]
 
 
 def live_line(pkt: packets.Packet, labelled: bool) -> str:
@@ -227,11 +228,10 @@ def capture(plan: Plan, target_spec: str, write: str | None, count: int | None, 
     targets = plan.targets()
     if target not in targets:
         raise LabStateError(f"lab {plan.lab} has no target {target!r} (its targets: {', '.join(sorted(targets))})")
-    netns = targets[target][1]
     points = capture_interfaces(plan, target, iface or None)
     session = _Session(write is not None, count, len(points) > 1)
     caps = [Tcpdump(label, netns, dev, inbound, None, count, tuple(expression), keep=False,
-                    on_packet=session.take) for label, dev, inbound in points]
+                    on_packet=session.take) for label, netns, dev, inbound in points]
     try:
         session.run(caps, target, targets[target][0] == "wire")
     finally:

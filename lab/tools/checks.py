@@ -137,6 +137,10 @@ def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, probe: 
 def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
     targets = plan.targets()
     kind, ns = targets.get(a.target, ("wire", ""))
+    routers = plan.router_instances_of(a.target) if a.kind not in ("crosses", "never_on") else ()
+    if routers:
+        # a router (every port of each of its instances; legacy: one) or one router instance
+        return [Capture(f"{r.name} {p.ns_dev}", r.netns, p.ns_dev) for r in routers for p in r.ports]
     if a.kind in ("crosses", "never_on") or kind == "wire":
         wire = plan.wire(a.target)
         return [Capture(f"{wire.name} from {m.name}", wire.netns, m.wire_ifname) for m in wire.members]
@@ -145,9 +149,6 @@ def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
     if kind == "dhcp":
         dhcp = next(d for d in plan.dhcp_servers if d.name == a.target)
         return [Capture(f"{dhcp.name} {dhcp.port.ns_dev}", ns, dhcp.port.ns_dev)]
-    if kind == "router":
-        router = plan.router(a.target)
-        return [Capture(f"{router.name} {p.ns_dev}", router.netns, p.ns_dev) for p in router.ports]
     node = plan.node(a.target)
     return [Capture(f"{node.name} {nic}", node.netns, nic) for nic in node.nics]
 

@@ -1,8 +1,9 @@
 """`lab trace`: the hop-by-hop path of a packet, the way the seed articles draw it.
 
-1. The expected path comes from the plan: the instance's eth0, tap, qbr (iptables), qvb/qvo,
-   br-int, the physical or tunnel bridge, the NIC, the wire, the next node..., through the
-   router's qr-/qg- ports (with NAT changing the addresses) when the packet is routed.
+1. The expected path comes from the plan: the instance's eth0, the hops of its port's plug
+   (its node's firewall driver says which: lab/core/plugs/), br-int, the physical or tunnel
+   bridge, the NIC, the wire, the next node..., through the router's qr-/qg- ports (with NAT
+   changing the addresses) when the packet is routed.
 2. Each OVS hop is explained by `ofproto/trace` on that node (the tables and flows that
    decided), each iptables hop by the rules whose counters moved, each NAT hop likewise.
 3. Real traffic is sent while tcpdump watches every interface on the path, so every hop shows
@@ -17,7 +18,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from lab.runtime import gateway, ovs
-from lab.core import naming
+from lab.core import naming, plugs
 from lab.tools import packets
 from lab.tools.checks import Capture, new_probe, probe_icmp, probe_tcp
 from lab.tools.packets import Packet, Probe
@@ -80,6 +81,7 @@ class PathBuilder:
         self.src_ip = ""
         self.dst_ip = ""
         self.ovs_entries: list[tuple[NodePlan, str, dict]] = []   # (node, bridge, flow fields)
+        self.chains: dict[int, tuple[str, ...]] = {}              # id(iptables hop) -> its chains
 
     def add(self, where: str, kind: str, netns: str = "", iface: str | None = None, note: str = "") -> None:
         expected = f"{self.src_ip} > {self.dst_ip}" + (f" ({note})" if note else "")
@@ -106,22 +108,23 @@ class PathBuilder:
     def lvid(self, node: NodePlan, network: str) -> int | None:
         return dict(node.local_vlans).get(network)
 
+    def plug_hops(self, e: Endpoint, direction: str) -> None:
+        """The hops between the instance's eth0 and br-int, as its firewall driver plugs it."""
+        for h in plugs.driver(e.port.plug.driver).trace_hops(e.port, direction):
+            self.add(f"{e.node.name} {h.label}", h.kind, h.netns, h.iface,
+                     note=f"chain {h.chains[0]}" if h.chains else "")
+            if h.chains:
+                self.chains[id(self.hops[-1])] = h.chains
+
     def instance_out(self, e: Endpoint, dl_dst: str) -> None:
         p, n = e.port, e.node
         self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
-        self.add(f"{n.name} {p.tap}", "nic", n.netns, p.tap)
-        self.add(f"{n.name} {p.qbr} (iptables egress)", "iptables", n.netns,
-                 note=f"chain {naming.sg_chain('o', p.port_id)}")
-        self.add(f"{n.name} {p.qvb} -> {p.qvo}", "nic", n.netns, p.qvo)
+        self.plug_hops(e, "egress")
         self.add(f"{n.name} br-int", "ovs", n.netns, note=f"local VLAN {p.local_vlan}")
-        self.ovs_entries.append((n, "br-int", {"in_port": p.qvo, "dl_src": p.mac, "dl_dst": dl_dst}))
+        self.ovs_entries.append((n, "br-int", {"in_port": p.ovs_port, "dl_src": p.mac, "dl_dst": dl_dst}))
 
     def instance_in(self, e: Endpoint) -> None:
-        p, n = e.port, e.node
-        self.add(f"{n.name} {p.qvo} -> {p.qvb}", "nic", n.netns, p.qvb)
-        self.add(f"{n.name} {p.qbr} (iptables ingress)", "iptables", n.netns,
-                 note=f"chain {naming.sg_chain('i', p.port_id)}")
-        self.add(f"{n.name} {p.tap}", "nic", n.netns, p.tap)
+        self.plug_hops(e, "ingress")
         self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
 
     def node_to_node(self, a: NodePlan, b: NodePlan, network: str, dl_src: str, dl_dst: str) -> None:
@@ -183,7 +186,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
     if dst is None:
         raise LabStateError(f"nothing in lab {plan.lab} answers at {dst_spec}")
     b.src_ip, b.dst_ip = src.ip, dst_ip
-    router_of = {i.network: r for r in plan.routers for i in r.interfaces}
+    # the router of each network; the instance of it that routes a packet is the one serving
+    # the sender's node (legacy: its only instance)
+    router_of = {i.network: r for r in plan.routers for inst in r.instances for i in inst.interfaces}
 
     if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
         b.instance_out(src, dst.mac)
@@ -193,9 +198,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
         return b, dst, dst_ip
 
     if src.kind == "instance":
-        router = router_of.get(src.network)
-        if router is None:
+        if src.network not in router_of:
             raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
+        router = router_of[src.network].serving(src.node.name)
         x = plan.node(router.node)
         qr_in = next(i for i in router.interfaces if i.network == src.network)
         b.instance_out(src, qr_in.mac)
@@ -228,7 +233,7 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
     # from an external host: in through a floating IP
     if not via_fip:
         raise LabStateError(f"from {src.name}, only floating IPs are reachable (not {dst_spec})")
-    router = router_of[dst.network]
+    router = router_of[dst.network].serving(dst.node.name)
     x = plan.node(router.node)
     gw = router.gateway
     b.add(f"{src.name} eth0", "nic", src.netns, "eth0")
@@ -346,14 +351,10 @@ def trace(plan: Plan, src: str, dst: str, proto: str = "icmp") -> Trace:
     counters: list[tuple[Hop, str, str, list[str]]] = []
     for hop in hops:
         if hop.kind == "iptables":
-            chain = hop.expected.rsplit("chain ", 1)[-1].rstrip(")")
-            chains = [chain, f"{naming.IPTABLES_WRAP}-sg-fallback"]
-            if chain.startswith(f"{naming.IPTABLES_WRAP}-o"):
-                chains.append(chain.replace(f"{naming.IPTABLES_WRAP}-o", f"{naming.IPTABLES_WRAP}-s", 1))
-            counters.append((hop, hop.netns, "filter", chains))
+            counters.append((hop, hop.netns, "filter", list(builder.chains.get(id(hop), ()))))
         elif hop.kind == "nat":
-            counters.append((hop, hop.netns, "nat", ["neutron-l3-agent-PREROUTING", "neutron-l3-agent-OUTPUT",
-                                                     "neutron-l3-agent-float-snat", "neutron-l3-agent-snat"]))
+            counters.append((hop, hop.netns, "nat", [f"{naming.L3_WRAP}-{c}" for c in
+                                                     ("PREROUTING", "OUTPUT", "float-snat", "snat")]))
     for _, netns, table, chains in counters:
         _zero(netns, table, chains)
 

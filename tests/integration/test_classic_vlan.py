@@ -120,7 +120,7 @@ def test_security_group_chains_read_like_the_agent(classic_vlan):
     rules = lab("exec", LAB, "compute2", "--", "iptables", "-S").stdout
     vm2 = classic_vlan.plan.port("vm2")
     assert "-N neutron-openvswi-sg-chain" in rules
-    assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.tap} --physdev-is-bridged" in rules
+    assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.plug.host_device} --physdev-is-bridged" in rules
     assert f"-N neutron-openvswi-i{vm2.port_id[:10]}" in rules
     # ingress from members of the default group only: vm1 is a member, alt-vm1 is not
     assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -s 192.168.1.11/32 -j RETURN" in rules
@@ -140,7 +140,7 @@ def test_status_json(classic_vlan):
     assert (physnet1["netns"], physnet1["bridge"], physnet1["up"]) == (f"nlab.{LAB}.physnet1", "physnet1", True)
     assert {m["name"] for m in physnet1["members"]} == {"network1", "compute1", "compute2"}
     router = status["routers"][0]
-    assert router["name"] == "router1" and router["node"] == "network1"
+    assert (router["name"], router["router"], router["role"], router["node"]) == ("router1", "router1", "legacy", "network1")
     assert router["netns"].startswith(f"nlab.{LAB}.network1.qrouter-")
     assert {i["ip"] for i in router["interfaces"]} == {"192.168.1.1", "192.168.2.1", "203.0.113.101"}
     dhcp = {d["name"]: d for d in status["dhcp"]}
@@ -160,7 +160,7 @@ def test_unknown_target_is_a_clear_error(classic_vlan):
 
 def test_router_iptables_read_like_the_l3_agent(classic_vlan):
     nat = lab("exec", LAB, "router1", "--", "iptables", "-t", "nat", "-S").stdout
-    qg = classic_vlan.plan.router("router1").gateway.ns_dev
+    qg = classic_vlan.plan.router("router1").instances[0].gateway.ns_dev
     assert "-A neutron-l3-agent-PREROUTING -d 203.0.113.102/32 -j DNAT --to-destination 192.168.1.11" in nat
     assert "-A neutron-l3-agent-float-snat -s 192.168.1.11/32 -j SNAT --to-source 203.0.113.102" in nat
     assert f"-A neutron-l3-agent-snat -o {qg} -j SNAT --to-source 203.0.113.101" in nat
@@ -180,11 +180,11 @@ def test_dhcp_server_serves_the_hosts_file(classic_vlan):
 
 def test_a_missing_lease_is_named(classic_vlan):
     """With alt-net's dnsmasq stopped, the DHCP wait names alt-vm1; `up` restarts dnsmasq."""
-    from lab.runtime import ovs
+    from lab.runtime import processes
     state = classic_vlan
     dhcp = next(d for d in state.plan.dhcp_servers if d.name == "alt-net-dhcp")
-    pid = int((state.directory / "dhcp" / dhcp.network_id / "pid").read_text())
-    ovs.stop_pid(pid)
+    pid = agents.dnsmasq_pid(dhcp)
+    processes.stop(pid)
     missing = agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory, timeout=4)
     assert len(missing) == 1 and missing[0].startswith("alt-vm1: no lease")
     assert "dnsmasq of alt-net-dhcp is not running" in lab("status", LAB, check=False).stdout
@@ -193,7 +193,7 @@ def test_a_missing_lease_is_named(classic_vlan):
 
 
 def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
-    router = classic_vlan.plan.router("router1")
+    (router,) = classic_vlan.plan.router("router1").instances
     import subprocess
     subprocess.run(["ip", "netns", "del", router.netns], check=True)
     status = lab("status", LAB, check=False)
@@ -208,12 +208,12 @@ def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
 def test_damage_is_reported_and_up_repairs_it(classic_vlan):
     """A port and flows removed behind the lab's back: status says what, `up` puts it back."""
     vm2 = classic_vlan.plan.port("vm2")
-    lab("exec", LAB, "compute2", "--", "ovs-vsctl", "del-port", "br-int", vm2.qvo)
+    lab("exec", LAB, "compute2", "--", "ovs-vsctl", "del-port", "br-int", vm2.ovs_port)
     lab("exec", LAB, "compute1", "--", "ovs-ofctl", "del-flows", "br-vlan")
     assert "0 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W1", vm2.ip, check=False).stdout
     status = lab("status", LAB, check=False)
     assert status.returncode == 1
-    assert f"port {vm2.qvo} is missing from br-int" in status.stdout
+    assert f"port {vm2.ovs_port} is missing from br-int" in status.stdout
     assert "br-vlan has 0 of the lab's 3 flows" in status.stdout
     out = lab("up", LAB)
     assert "repaired" in out.stdout

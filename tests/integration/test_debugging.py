@@ -45,9 +45,9 @@ def test_trace_names_the_security_group_rule_that_drops(live):
     assert out.returncode == 1
     vm4 = live.plan.port("vm4")
     verdict = out.stdout.strip().splitlines()[-1]
-    assert verdict.startswith(f"not delivered: last seen at compute2 {vm4.qvo}")
+    assert verdict.startswith(f"not delivered: last seen at compute2 {vm4.ovs_port}")
     assert "-A neutron-openvswi-sg-fallback" in verdict and "-j DROP" in verdict
-    assert f"{vm4.tap}" in out.stdout and "<-- not seen" in out.stdout
+    assert f"{vm4.plug.host_device}" in out.stdout and "<-- not seen" in out.stdout
 
 
 def test_trace_through_the_router_and_nat(live):
@@ -113,7 +113,7 @@ def test_flows_are_annotated_and_diffed(live):
     assert "table 0 — local switching" in out and "table 24 — ARP spoofing protection" in out
     assert "VLAN 101 on the wire = net1" in out
     vm1 = live.plan.port("vm1")
-    assert f"{vm1.qvo} [vm1 (net1)]" in out
+    assert f"{vm1.ovs_port} [vm1 (net1)]" in out
     lab("flows", LAB, "compute1", "br-vlan", "--diff")
     lab("exec", LAB, "vm1", "--", "ping", "-c", "5", "-i", "0.2", "-W", "1", "192.168.1.12")
     deadline = time.monotonic() + 5     # OVS updates flow counters about once a second

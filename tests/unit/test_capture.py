@@ -102,15 +102,19 @@ def plan():
 
 
 def test_capture_interfaces(plan):
+    w = plan.wire("physnet1")
     wire = capture.capture_interfaces(plan, "physnet1", None)
-    assert wire == [(f"physnet1 from {m.name}", m.wire_ifname, True) for m in plan.wire("physnet1").members]
-    assert capture.capture_interfaces(plan, "vm1", None) == [("vm1 eth0", "eth0", False)]
-    assert capture.capture_interfaces(plan, "network1", "eth2") == [("network1:eth2", "eth2", False)]
-    assert [i for _, i, _ in capture.capture_interfaces(plan, "network1", None)] == list(plan.node("network1").nics)
-    router = plan.routers[0]
-    assert [i for _, i, _ in capture.capture_interfaces(plan, router.name, None)] == [p.ns_dev for p in router.ports]
+    assert wire == [(f"physnet1 from {m.name}", w.netns, m.wire_ifname, True) for m in w.members]
+    vm1 = plan.port("vm1")
+    assert capture.capture_interfaces(plan, "vm1", None) == [("vm1 eth0", vm1.netns, "eth0", False)]
+    n1 = plan.node("network1")
+    assert capture.capture_interfaces(plan, "network1", "eth2") == [("network1:eth2", n1.netns, "eth2", False)]
+    assert [i for _, _, i, _ in capture.capture_interfaces(plan, "network1", None)] == list(n1.nics)
+    (router,) = plan.router_instances
+    ports = capture.capture_interfaces(plan, router.name, None)
+    assert [(ns, i) for _, ns, i, _ in ports] == [(router.netns, p.ns_dev) for p in router.ports]
     dhcp = plan.dhcp_servers[0]
-    assert capture.capture_interfaces(plan, dhcp.name, None) == [(f"{dhcp.name} {dhcp.port.ns_dev}",
+    assert capture.capture_interfaces(plan, dhcp.name, None) == [(f"{dhcp.name} {dhcp.port.ns_dev}", dhcp.netns,
                                                                   dhcp.port.ns_dev, False)]
 
 

@@ -232,9 +232,9 @@ def test_capture_points(plan):
     assert (vm.label, vm.iface) == ("alt-vm1 eth0", "eth0")
     node = checks.capture_points(plan, never(kind="never_reaches", target="network1"))
     assert [c.iface for c in node] == list(plan.node("network1").nics)
-    router = plan.routers[0]
-    r = checks.capture_points(plan, PathAssertion("passes", router.name, None, "ip", 1))
-    assert [c.iface for c in r] == [p.ns_dev for p in router.ports]
+    (router,) = plan.router_instances
+    r = checks.capture_points(plan, PathAssertion("passes", plan.routers[0].name, None, "ip", 1))
+    assert [(c.netns, c.iface) for c in r] == [(router.netns, p.ns_dev) for p in router.ports]
     dhcp = plan.dhcp_servers[0]
     (d,) = checks.capture_points(plan, never(kind="never_reaches", target=dhcp.name))
     assert d.iface == dhcp.port.ns_dev

@@ -198,16 +198,19 @@ def test_a_delivered_trace(plan, monkeypatch):
 def test_a_trace_dropped_by_the_security_group(plan, monkeypatch):
     vm2 = plan.port("vm2")
     node2 = plan.node("compute2")
+    tap, qbr = vm2.plug.device("tap"), vm2.plug.device("qbr")
     quiet = ("-", "normal")
     fakes.install_tcpdump(monkeypatch, {"*": (str(DATA / "vlan-ping.pcap"), "normal"),
-                                        f"{node2.netns}:{vm2.tap}": quiet, f"{vm2.netns}:eth0": quiet})
+                                        f"{node2.netns}:{tap}": quiet, f"{vm2.netns}:eth0": quiet})
     rules = {"neutron-openvswi-sg-fallback": "-A neutron-openvswi-sg-fallback -c 2 168 -j DROP\n"}
     monkeypatch.setattr(gateway, "run", fake_run(rules, OFPROTO, ping_ok=False))
     monkeypatch.setattr(trace, "new_probe", lambda kind, port: RECORDED)
     t = trace.trace(plan, "vm1", "vm2")
     assert not t.reached
-    assert t.verdict == (f"not delivered: last seen at compute2 {vm2.qvo} -> {vm2.qvb}; dropped by "
-                         f"compute2 {vm2.qbr} (iptables ingress): 2 pkts  rule 1: "
+    last_seen = [h for h in t.hops if h.ok][-1]
+    assert last_seen.where.startswith("compute2 ") and vm2.ovs_port in last_seen.where
+    assert t.verdict == (f"not delivered: last seen at {last_seen.where}; dropped by "
+                         f"compute2 {qbr} (iptables ingress): 2 pkts  rule 1: "
                          "-A neutron-openvswi-sg-fallback -j DROP")
     assert next(h for h in t.hops if h.where == "vm2 eth0").seen == "not seen"
 
