@@ -60,6 +60,25 @@ def test_a_wrong_expectation_fails(classic_vlan):
     assert not r.passed and "none with VLAN 102" in r.evidence[0] and "seen with VLAN 101" in r.evidence[0]
 
 
+def test_probes_are_recognised_behind_snat(classic_vlan, monkeypatch):
+    """router1 SNATs with --random-fully, which rewrites the echo id and the TCP client port:
+    the probe is still found on ext1 by its payload token (TCP: the flow that carried it),
+    and someone else's probe between the same addresses is not taken for it."""
+    state = classic_vlan
+    made = []
+    monkeypatch.setattr(checks, "new_probe", lambda *a, new=checks.new_probe: made.append(new(*a)) or made[-1])
+    behind = (PathAssertion("reaches", "ext1", None, "ip", 0, source="203.0.113.101"),)
+    for proto, port in (("icmp", None), ("tcp", 5001)):
+        r = checks.run_check(state.plan, Check(f"{proto} via SNAT", "vm2", "ext1", proto, port, "reach", behind, 0))
+        assert r.passed, r.evidence
+        assert "203.0.113.101" in r.evidence[0] and "reach ext1: " in r.evidence[0]
+        mine = f"id {made[-1].icmp_id}," if proto == "icmp" else f"203.0.113.101.{made[-1].sport} >"
+        assert mine not in r.evidence[0], r.evidence     # what left vm2 is not what reached ext1
+    never = (PathAssertion("never_reaches", "vm3", None, "ip", 0),)
+    r = checks.run_check(state.plan, Check("not there", "vm2", "ext1", "icmp", None, "reach", never, 0))
+    assert r.passed and "none of them among the" in r.evidence[0], r.evidence
+
+
 def test_exec_on_node_reaches_its_own_ovs(classic_vlan):
     flows = lab("exec", LAB, "compute1", "--", "ovs-ofctl", "dump-flows", "br-vlan").stdout
     assert "mod_vlan_vid:101" in flows
