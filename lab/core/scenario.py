@@ -253,9 +253,11 @@ def find_scenario(name_or_path: str) -> Path:
                            "give a path to a .yaml file to use your own")
 
 
-def load_scenario(name_or_path: str) -> Scenario:
+def load_scenario(name_or_path: str, lab_name: str | None = None) -> Scenario:
+    """LAB_NAME, when given, replaces the file's `name:` (`lab up X --name Y`): the lab and
+    everything derived from its name (namespaces, UUIDs, MACs, flow cookie) are Y's."""
     path = find_scenario(name_or_path)
-    return parse_scenario(path.read_text(), str(path), default_name=path.stem)
+    return parse_scenario(path.read_text(), str(path), default_name=path.stem, lab_name=lab_name)
 
 
 # --------------------------------------------------------------------------- validation
@@ -415,7 +417,8 @@ def _ranges(c: _Checker, body: LineDict, key: str, where: str, maximum: int) -> 
     return tuple(ranges)
 
 
-def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> Scenario:
+def parse_scenario(text: str, filename: str, default_name: str = "scenario",
+                   lab_name: str | None = None) -> Scenario:
     data, problems = load_yaml(text, filename)
     c = _Checker(filename)
     c.problems.extend(problems)
@@ -431,7 +434,7 @@ def parse_scenario(text: str, filename: str, default_name: str = "scenario") -> 
     c.known_keys(data, ("name", "description", "include", "ml2", "agent", "nodes", "physical_networks", "projects",
                         "networks", "security_groups", "instances", "routers", "external_hosts",
                         "checks"), "")
-    name = data.get("name", default_name)
+    name = lab_name if lab_name is not None else data.get("name", default_name)
     if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
         c.add(data.line_of("name"), "name", f"lab name {name!r} must be lowercase letters, digits "
                                            "and '-', starting with a letter, at most 40 characters")

@@ -68,11 +68,12 @@ def read_pid(rundir: str, daemon: str) -> int | None:
 
 def is_ours(pid: int, rundir: str) -> bool:
     """True when PID is alive and is a daemon started with RUNDIR (never trust a stale pid)."""
+    from lab.runtime.processes import names_path
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
-    return rundir.rstrip("/") + "/" in cmdline   # compute1's rundir is no prefix of compute10's
+    return names_path(args[1:], rundir)   # compute1's rundir is no prefix of compute10's
 
 
 def start(netns: str, rundir: str, datapath: str) -> list[int]:
