@@ -56,11 +56,21 @@ def test_up_during_down_waits_then_builds_afresh(clean_host):
     name = PREFIX + "updown"
     clean_host.append(name)
     lab("up", "classic-vlan", "--name", name)
-    down = _start("down", name)
-    _until(lambda: locks.is_locked(name) and locks.holder(name) == (down.pid, f"lab down {name}"))
-    up = _start("up", "classic-vlan", "--name", name)
-    out_down, err_down = down.communicate(timeout=120)
-    out_up, err_up = up.communicate(timeout=120)
+    # a process in vm1 that ignores SIGTERM: `down` waits 5 s for it before SIGKILL, long
+    # enough for the `up` below to arrive while `down` is still at work
+    stubborn = subprocess.Popen(["ip", "netns", "exec", f"nlab.{name}.vm1", "sh", "-c",
+                                 "trap '' TERM; exec sleep 120"])
+    try:
+        time.sleep(0.2)
+        down = _start("down", name)
+        _until(lambda: locks.is_locked(name) and locks.holder(name) == (down.pid, f"lab down {name}"))
+        up = _start("up", "classic-vlan", "--name", name)
+        out_down, err_down = down.communicate(timeout=120)
+        out_up, err_up = up.communicate(timeout=120)
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
+        stubborn.wait()
     assert down.returncode == 0 and f"lab {name} is down" in out_down, err_down
     assert up.returncode == 0, err_up
     assert f"waiting for lab {name}: pid {down.pid} (lab down {name}) holds its lock" in err_up
