@@ -27,7 +27,7 @@ def tunnel_labs(host_before):
 @pytest.mark.parametrize("name", list(TUNNELS))
 def test_checks_pass_with_tunnel_evidence(tunnel_labs, name):
     segment, _, _, mss = TUNNELS[name]
-    report = json.loads(lab("check", name, "--json").stdout)
+    report = json.loads(lab("check", test_name(name), "--json").stdout)
     assert report["passed"], json.dumps(report, indent=1)
     results = {r["name"]: r for r in report["results"]}
     cross = results["same project, different hosts"]["evidence"][0]
