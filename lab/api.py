@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Sequence
 
 from lab.core.plan import Plan
 from lab.core.scenario import Check, Scenario
-from lab.errors import LabStateError
+from lab.errors import LabError, LabStateError
 from lab.paths import check_lab_name
 
 SCHEMA_VERSION = 1      # of every JSON document `lab ... --json` prints (see docs/api.md)
@@ -34,7 +34,7 @@ Progress = Callable[[str], None] | None
 
 __all__ = ["SCHEMA_VERSION", "load", "plan", "up", "down", "cleanup", "leftovers", "labs", "state",
            "status", "check", "exec", "target", "capture", "Lab", "LabStatus", "CheckReport",
-           "ExecResult", "Capture", "Target"]
+           "ExecResult", "Capture", "CaptureFailed", "Target"]
 
 
 def _quiet(_: str) -> None:
@@ -253,6 +253,28 @@ class _Point:
     reader: threading.Thread | None = None
 
 
+class CaptureFailed(LabError):
+    """tcpdump did not start (a bad filter expression, an unknown interface...)."""
+
+
+def _read_until(stream, marker: str, timeout: float) -> str:
+    """A child's pipe up to MARKER, waiting TIMEOUT seconds in all; reads the descriptor
+    itself, so nothing hides in a Python buffer while select() waits."""
+    import os
+    import select
+    fd, text = stream.fileno(), ""
+    deadline = time.monotonic() + timeout
+    while marker not in text:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        text += chunk.decode(errors="replace")
+    return text
+
+
 class Capture:
     """tcpdump (-e -nn, text) at a target while a `with` block runs; afterwards `lines` holds
     what was seen, each line prefixed with [where]. A wire is watched on every node port,
@@ -282,14 +304,13 @@ class Capture:
 
     def _start(self, p: _Point) -> None:
         from lab.runtime import gateway
-        from lab.tools.checks import CaptureError, read_lines_until
         argv = ["tcpdump", "-i", p.iface, "-e", "-nn", "-l", "--immediate-mode"]
         argv += (["-Q", "in"] if p.inbound else []) + self.expression
         p.proc = gateway.spawn(argv, netns=p.netns)
-        err = read_lines_until(p.proc.stderr, "listening on", self.LISTEN_TIMEOUT)
-        if not any("listening on" in line for line in err):
-            raise CaptureError(f"tcpdump on {p.iface} in netns {p.netns} did not start: "
-                               f"{''.join(err).strip() or 'no output'}")
+        err = _read_until(p.proc.stderr, "listening on", self.LISTEN_TIMEOUT)
+        if "listening on" not in err:
+            raise CaptureFailed(f"tcpdump on {p.iface} in netns {p.netns} did not start: "
+                                f"{err.strip() or 'no output'}")
         p.reader = threading.Thread(target=self._read, args=(p,), daemon=True)
         p.reader.start()
 

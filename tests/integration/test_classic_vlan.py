@@ -38,10 +38,16 @@ def test_checks_pass_with_capture_evidence(classic_vlan):
     assert results["different projects"]["seen"].startswith("no reply")
 
 
-def test_check_table_and_exit_code(classic_vlan):
-    out = lab("check", LAB)
+def test_check_table_and_exit_code(classic_vlan, tmp_path):
+    out = lab("check", LAB, "--junit", str(tmp_path / "checks.xml"))
     assert "15 passed, 0 failed" in out.stdout
     assert "evidence:" in out.stdout
+    import xml.etree.ElementTree as ET
+    suite = ET.parse(tmp_path / "checks.xml").getroot().find("testsuite")
+    assert suite.get("name") == f"lab check {LAB}" and suite.get("failures") == "0"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert len(cases) == 15 and float(cases["same project, different hosts"].get("time")) > 0
+    assert "tagged VLAN 101" in cases["same project, different hosts"].find("system-out").text
 
 
 def test_a_wrong_expectation_fails(classic_vlan):
