@@ -66,3 +66,33 @@ def test_an_error_inside_a_command_keeps_its_status(monkeypatch, capsys):
     monkeypatch.setattr(api, "down", busy)
     assert cli.main(["down", "x"]) == 3
     assert "pid 1 (lab up x)" in capsys.readouterr().err
+
+
+def _leftovers(monkeypatch, labs, stray=()):
+    from lab.runtime.lifecycle import Leftover
+    items = [Leftover(name, True, [f"nlab.{name}.vm1"], f"/run/neutron-lab/{name}") for name in labs]
+    monkeypatch.setattr(api, "leftovers", lambda: (items, list(stray)))
+    calls = []
+    monkeypatch.setattr(api, "cleanup", lambda lab=None, **k: calls.append(lab) or list(labs))
+    return calls
+
+
+def test_cleanup_of_everything_lists_and_needs_yes_off_a_terminal(monkeypatch, capsys):
+    calls = _leftovers(monkeypatch, ["classic-vlan", "t1a2b-x"], ["nlab.stray"])
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+    assert cli.main(["cleanup"]) == 2
+    out, err = capsys.readouterr()
+    assert "lab classic-vlan (up: 1 namespace(s), state /run/neutron-lab/classic-vlan)" in out
+    assert "nlab.stray" in out and "--yes" in err and "lab cleanup LAB" in err
+    assert calls == []                                  # nothing removed
+    assert cli.main(["cleanup", "--yes"]) == 0
+    assert calls == [None]
+    assert "removed: classic-vlan, t1a2b-x" in capsys.readouterr().out
+
+
+def test_cleanup_of_one_lab_or_of_nothing(monkeypatch, capsys):
+    calls = _leftovers(monkeypatch, [])
+    assert cli.main(["cleanup"]) == 0
+    assert "nothing to clean up" in capsys.readouterr().out and calls == []
+    assert cli.main(["cleanup", "t1a2b-x"]) == 0
+    assert calls == ["t1a2b-x"]
