@@ -21,7 +21,7 @@ from typing import Callable
 
 from lab.runtime import agents, gateway, locks, netns, ovs, processes
 from lab.core import naming
-from lab.errors import ApplyError, LabError, LabStateError, NotRoot
+from lab.errors import ApplyError, LabError, LabStateError, NotRoot, UsageError
 from lab.runtime.kernel import Links
 from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, check_lab_name, lab_dir, remove_lab_dir
 from lab.core.plan import NodePlan, Plan, build_plan, from_data
@@ -109,15 +109,21 @@ class UpResult:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-def up(name_or_path: str, datapath: str | None = None, progress: Progress = _quiet,
+def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Progress = _quiet,
        name: str | None = None, lock_timeout: float | None = None) -> UpResult:
     """Bring lab NAME (default: the scenario's name) up, or find it up and repair it, holding
     the lab's lock throughout (a second `up` of it waits and then finds it up)."""
     if name is not None:
         check_lab_name(name)
-    scenario = load_scenario(name_or_path, lab_name=name)   # every scenario error first
+    if isinstance(name_or_path, Scenario):      # validated when parsed; named then too
+        if name is not None and name != name_or_path.name:
+            raise UsageError("give the lab name when loading the scenario (load_scenario(path, lab_name=...))")
+        scenario, what = name_or_path, f"lab up {name_or_path.source}"
+    else:
+        scenario = load_scenario(name_or_path, lab_name=name)   # every scenario error first
+        what = f"lab up {name_or_path}"
     require_root()
-    with locks.lab_lock(scenario.name, f"lab up {name_or_path}", lock_timeout, progress):
+    with locks.lab_lock(scenario.name, what, lock_timeout, progress):
         return _up(scenario, datapath, progress)
 
 
