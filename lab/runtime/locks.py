@@ -8,9 +8,11 @@ pid and command that hold the lock (exit status 3).
 
 The lock is an flock(2) on STATE_ROOT/.locks/<lab>.lock. It lives beside the lab's state
 directory, not in it, because `down` deletes that directory. The kernel drops the lock when
-its holder dies, even by kill -9, so a lock is never stale. Lock files are never deleted
-(deleting a lock file races with a process that has just opened it); they are a few bytes
-on /run's tmpfs. Holding is re-entrant within one thread (`up` that repairs, `cleanup`).
+its holder dies, even by kill -9, so a lock is never stale. The holder deletes the file
+before it lets go; a waiter that had opened the old file then finds, once it holds it, that
+the path no longer names its file, and starts again on the new one (so two holders can never
+hold two different files of one lab). Holding is re-entrant within one thread (`up` that
+repairs, `cleanup`).
 """
 
 from __future__ import annotations
@@ -81,7 +83,26 @@ def lab_lock(lab: str, what: str, timeout: float | None = None,
     finally:
         with _guard:
             del _held[key]
-        os.close(fd)    # closing the last descriptor releases the flock
+        _release(lab, fd)
+
+
+def _same_file(fd: int, path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _release(lab: str, fd: int) -> None:
+    """Delete the lock file while still holding it, then let go (closing releases the flock)."""
+    try:
+        path = paths.lock_path(lab)
+        if _same_file(fd, path):
+            path.unlink()
+    finally:
+        os.close(fd)
 
 
 def _acquire(lab: str, what: str, timeout: float, progress: Callable[[str], None] | None) -> int:
@@ -94,7 +115,11 @@ def _acquire(lab: str, what: str, timeout: float, progress: Callable[[str], None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _same_file(fd, path):
+                    break
+                # its holder deleted it on the way out: start again on the file there now
+                os.close(fd)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except BlockingIOError:
                 pid, doing = holder(lab)
                 who = f"pid {pid} ({doing})" if pid else "another command"

@@ -103,11 +103,39 @@ def test_same_thread_may_reenter(state_root):
     assert not locks.is_locked("lab1")
 
 
-def test_lock_files_live_beside_the_state_dirs(state_root):
+def test_lock_files_live_beside_the_state_dirs_and_go_with_the_lock(state_root):
     with locks.lab_lock("lab1", "x", timeout=0):
-        pass
-    assert (state_root / ".locks" / "lab1.lock").is_file()
-    assert not (state_root / "lab1").exists()
+        assert (state_root / ".locks" / "lab1.lock").is_file()
+        assert not (state_root / "lab1").exists()
+    assert not (state_root / ".locks" / "lab1.lock").exists()
+
+
+def test_many_contenders_never_hold_at_once(state_root):
+    """Threads (each its own open file, as separate processes would have) hammer one lab:
+    the file is deleted and re-made under them, and still only one holds it at a time."""
+    inside, most, errors = [0], [0], []
+    guard = threading.Lock()
+
+    def worker():
+        try:
+            for _ in range(30):
+                with locks.lab_lock("lab1", "w", timeout=10):
+                    with guard:
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                    time.sleep(0.0005)
+                    with guard:
+                        inside[0] -= 1
+        except Exception as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and most[0] == 1
+    assert not (state_root / ".locks" / "lab1.lock").exists()
 
 
 @pytest.mark.parametrize("value,expected", [(None, 60.0), ("", 60.0), ("0", 0.0), ("2.5", 2.5)])
