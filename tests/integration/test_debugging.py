@@ -15,15 +15,16 @@ import pytest
 from lab.tools import packets
 
 from . import hoststate
-from .conftest import REPO, lab, running
+from .conftest import PREFIX, REPO, lab, running, test_name
 
-LAB = "classic-vlan"
+SCENARIO = "classic-vlan"
+LAB = test_name(SCENARIO)
 
 
 @pytest.fixture(scope="module")
 def live(host_before):
-    with running(host_before, LAB) as labs:
-        yield labs[LAB]
+    with running(host_before, SCENARIO) as labs:
+        yield labs[SCENARIO]
 
 
 def test_trace_of_a_working_path(live):
@@ -88,7 +89,7 @@ def test_capture_a_wire_to_pcap_and_read_it_back(live, tmp_path):
     assert len(types) == 4 and set(types) == {0x8100}     # every frame carries its 802.1Q tag
     decoded = subprocess.run(["tcpdump", "-r", str(out), "-e", "-nn"], capture_output=True, text=True).stdout
     assert decoded.count("vlan 101") == 4
-    assert not [p for p in hoststate.live_lab_processes() if "tcpdump" in p]
+    assert not [p for p in hoststate.live_lab_processes(PREFIX) if "tcpdump" in p]
 
 
 def test_live_capture_on_an_instance_stops_by_itself(live):
@@ -129,7 +130,7 @@ def test_flows_are_annotated_and_diffed(live):
 @pytest.mark.parametrize("fmt", ["text", "mermaid", "dot"])
 def test_graph_prints(live, fmt):
     out = lab("graph", LAB, "--format", fmt).stdout
-    assert {"text": "lab classic-vlan", "mermaid": "flowchart LR", "dot": "digraph"}[fmt] in out
+    assert {"text": f"lab {LAB}", "mermaid": "flowchart LR", "dot": "digraph"}[fmt] in out
     assert "br-int" in out and "qrouter-" in out and "physnet1" in out
 
 
