@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.core.plan import DhcpPlan, Plan, RouterPlan, build_plan
+from lab.core.plan import DhcpPlan, Plan, RouterInstance, build_plan
 from lab.core.render import render_plan
 from lab.core.scenario import load_scenario
 
@@ -49,7 +49,7 @@ norm = _load_normalize()
 
 # --------------------------------------------------------------------------- the lab's side
 
-def lab_router_state(router: RouterPlan) -> str:
+def lab_router_state(router: RouterInstance) -> str:
     """What the lab's runtime sets in qrouter-: each port's veth with the port's MAC and MTU
     (lab/runtime/lifecycle.py, ``links.veth(... peer_mac=port.mac, mtu=port.mtu)``), then
     ip_forward, the port addresses, floating IPs as /32 on qg- and the default route
@@ -82,7 +82,7 @@ def lab_dumps(plan: Plan) -> dict[str, str]:
         for bridge, text in r.flows.items():
             out[f"{node.name}/{bridge}.flows"] = norm.normalize_flows(text)
         out[f"{node.name}/iptables"] = norm.normalize_iptables(r.iptables)
-        for router in node.routers:
+        for router in plan.routers_on(node.name):
             out[f"{node.name}/router-{router.name}.iptables"] = norm.normalize_iptables(r.routers[router.name])
             out[f"{node.name}/router-{router.name}.net"] = lab_router_state(router)
         for dhcp in node.dhcp_servers:
@@ -251,9 +251,8 @@ def test_a_rule_missing_from_the_lab_is_caught(entries):
 def test_a_changed_router_rule_is_caught(entries):
     """The SNAT address changing in the lab's router rules fails the comparison."""
     plan, lab, neutron = _vxlan()
-    node = next(n for n in plan.nodes if n.routers)
-    router = node.routers[0]
-    key = f"{node.name}/router-{router.name}.iptables"
+    router = next(r for n in plan.nodes for r in plan.routers_on(n.name))
+    key = f"{router.node}/router-{router.name}.iptables"
     lab[key] = lab[key].replace(f"--to-source {router.gateway.ip} ", "--to-source 203.0.113.99 ")
     new = unaccepted(differences("classic-vxlan", lab, neutron), entries)
     assert new and all("203.0.113.99" in d.line or d.side == "neutron" for d in new)

@@ -34,6 +34,16 @@ def load_plan(path: str) -> dict:
         return json.load(f)
 
 
+def router_instances(plan: dict, node: str | None = None) -> list[dict]:
+    """The plan's router instances (on NODE, or all), each with its router's name and id."""
+    out = []
+    for r in plan["routers"]:
+        for i in r["instances"]:
+            if node is None or i["node"] == node:
+                out.append(dict(i, router_id=r["router_id"], router_name=r["name"]))
+    return out
+
+
 class PrivateOVS:
     """ovsdb-server + ovs-vswitchd (userspace datapath) in namespace nref.<lab>.<node>."""
 
