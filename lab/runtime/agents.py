@@ -13,16 +13,18 @@ from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
 from lab.runtime.kernel import Links
 from lab.paths import lab_dir
-from lab.core import naming
+from lab.core import naming, routers
 from lab.core.plan import DhcpPlan, Plan, RouterInstance
 from lab.core.render import DhcpRender
 
 
 def router_links(r: RouterInstance) -> None:
     """A legacy router instance's qrouter-: addresses on qr- and qg-, floating IPs as /32 on
-    qg-, forwarding, default route."""
+    qg-, the l3 agent's sysctls (routers.QROUTER_SYSCTLS: forwarding, arp_ignore/announce,
+    conntrack be_liberal, promote_secondaries), default route."""
     with netns.entered(r.netns):
-        netns.write_sysctl("net.ipv4.ip_forward", "1")
+        for key, value in routers.QROUTER_SYSCTLS:
+            netns.write_sysctl(key, value)
         with Links(r.netns) as links:
             for port in r.ports:
                 links.tx_checksum_off(port.ns_dev)
