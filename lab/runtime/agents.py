@@ -78,7 +78,7 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
     script.chmod(0o755)
     gateway.require("busybox")
     clients = {p.instance: gateway.spawn(["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
-                                          "-t", "8", "-T", "1", "-O", "mtu", "-s", str(script)],
+                                          "-t", "8", "-T", "1", "-O", "mtu", "-O", "staticroutes", "-s", str(script)],
                                          netns=p.netns) for p in ports}
     missing = []
     deadline = time.monotonic() + timeout
