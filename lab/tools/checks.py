@@ -8,6 +8,7 @@ known); an instance on its eth0; a node on its NICs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -142,6 +143,17 @@ def packet_matches(line: str, src: str, dst: str, packets: str, proto: str) -> b
     return "ICMP" in line if proto == "icmp" else "Flags [" in line
 
 
+def frame_source(line: str) -> str | None:
+    """The Ethernet source of a tcpdump -e line (the first MAC after the timestamp)."""
+    m = re.match(r"^\S+ ([0-9a-f]{2}(?::[0-9a-f]{2}){5}) > ", line)
+    return m.group(1) if m else None
+
+
+def with_mac(plan: Plan, a: PathAssertion) -> PathAssertion:
+    """A path assertion whose source_mac (dvr:<node>, gateway:<network>) is a MAC."""
+    return dataclasses.replace(a, source_mac=plan.mac_named(a.source_mac)) if a.source_mac else a
+
+
 def outer_vlan(line: str) -> int | None:
     m = re.search(r"\bvlan (\d+)\b", line)
     return int(m.group(1)) if m else None
@@ -206,7 +218,8 @@ def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
 def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, proto: str) -> tuple[bool, str]:
     src, dst = a.source or src, a.destination or dst
     hits = [(c.label, line) for c in captures for line in c.lines
-            if packet_matches(line, src, dst, a.packets, proto)]
+            if packet_matches(line, src, dst, a.packets, proto)
+            and (a.source_mac is None or frame_source(line) == a.source_mac)]
     what = a.describe()
     if a.kind in ("crosses", "reaches", "passes"):
         good = [h for h in hits if segment_matches(a, h[1])]
@@ -320,7 +333,7 @@ def run_check(plan: Plan, c: Check) -> Result:
     dst_ip = plan.endpoint_ip(c.destination) or c.destination
     # start cold: the probe's ARP is part of the path the assertions look at
     gateway.run(["ip", "neigh", "flush", "dev", "eth0"], netns=endpoint_netns(plan, c.source), check=False)
-    captures_by_assertion = [(a, capture_points(plan, a)) for a in c.path]
+    captures_by_assertion = [(with_mac(plan, a), capture_points(plan, a)) for a in c.path]
     started: list[Capture] = []
     try:
         for _, caps in captures_by_assertion:
