@@ -18,7 +18,7 @@ TABLES = {
     "br-int": {0: "local switching", 1: "DVR to src MAC", 2: "DVR to src MAC (physical)",
                3: "ARP DVR MAC to dst MAC", 4: "ARP DVR MAC to dst MAC (physical)", 23: "canary",
                24: "ARP spoofing protection", 25: "MAC spoofing protection", 30: "local egress",
-               31: "local IP", 58: "packet rate limit (DVR entry)", 59: "packet rate limit", 60: "transient", 61: "local MAC direct",
+               31: "local IP", 58: "packet rate limit", 59: "bandwidth rate limit", 60: "transient", 61: "local MAC direct",
                62: "transient egress", 71: "base egress", 72: "rules egress", 73: "accept or ingress",
                77: "DHCP IPv4", 78: "DHCP IPv6", 81: "base ingress", 82: "rules ingress",
                91: "accepted egress", 92: "accepted ingress", 93: "dropped", 94: "accepted egress normal"},
@@ -27,7 +27,7 @@ TABLES = {
                6: "Geneve tunnel id to local VLAN", 9: "DVR not learn", 10: "learn from tunnel",
                20: "unicast to tunnel", 21: "ARP responder", 22: "flood to tunnels"},
     "physical": {0: "local VLAN translation", 1: "DVR process (physical)", 2: "local VLAN translation (DVR)",
-                 3: "DVR not learn (physical)", 22: "DVR ARP drop for qr- addresses (no flow leads here)"},
+                 3: "DVR not learn (physical)"},
 }
 
 

@@ -232,17 +232,31 @@ def test_source_mac_names():
 
 # --------------------------------------------------------------------------- source_mac in verdicts
 
-def test_source_mac_filters_the_frames():
+def test_source_mac_selects_the_frames():
     from lab.core.scenario import PathAssertion
-    from lab.tools.checks import Capture, frame_source, judge
-    line = ("12:00:00.000001 fa:16:3f:aa:d3:0b > fa:16:3e:30:7b:0e, ethertype 802.1Q (0x8100), length 102: "
-            "vlan 102, p 0, ethertype IPv4 (0x0800), 192.168.1.11 > 192.168.2.14: ICMP echo request, id 1, "
-            "seq 1, length 64")
-    assert frame_source(line) == "fa:16:3f:aa:d3:0b"
-    cap = Capture("physnet1 from compute1", "ns", "compute1", lines=[line])
-    ok = PathAssertion("crosses", "physnet1", 102, "ip", 1, source_mac="fa:16:3f:aa:d3:0b")
-    assert judge(ok, [cap], "192.168.1.11", "192.168.2.14", "icmp")[0]
-    wrong = PathAssertion("crosses", "physnet1", 102, "ip", 1, source_mac="fa:16:3e:a2:7a:f3")
-    assert not judge(wrong, [cap], "192.168.1.11", "192.168.2.14", "icmp")[0]
-    never = PathAssertion("never_on", "physnet1", None, "ip", 1, source_mac="fa:16:3f:aa:d3:0b")
-    assert not judge(never, [cap], "192.168.1.11", "192.168.2.14", "icmp")[0]
+    from lab.tools import capture, checks, packets
+    probe = packets.Probe("icmp", icmp_id=0x4242)
+    frame = packets.Packet(point="physnet1 from compute1", src_mac="fa:16:3f:aa:d3:0b", dst_mac="fa:16:3e:30:7b:0e",
+                           vlans=(102,), ethertype=0x0800, ip_src="192.168.1.11", ip_dst="192.168.2.14",
+                           ip_proto=1, icmp_type=8, icmp_code=0, icmp_id=0x4242, icmp_seq=1)
+    cap = checks.Capture("physnet1 from compute1", "nlab.unit.wire", "compute1")
+    cap.packets, cap.seen = [frame], 1
+    cap.report, cap.error = capture.Report(captured=1, received=1, dropped=0), None
+
+    def verdict(kind, vlan, mac):
+        a = PathAssertion(kind, "physnet1", vlan, "ip", 1, source_mac=mac)
+        return checks.judge(a, [cap], "192.168.1.11", "192.168.2.14", probe)[0]
+
+    assert verdict("crosses", 102, "fa:16:3f:aa:d3:0b") == checks.PASS
+    assert verdict("crosses", 102, "fa:16:3e:a2:7a:f3") == checks.FAIL
+    assert verdict("never_on", None, "fa:16:3f:aa:d3:0b") == checks.FAIL
+    assert verdict("never_on", None, "fa:16:3e:a2:7a:f3") == checks.PASS
+
+
+def test_source_mac_names_resolve_through_the_plan(plan):
+    from lab.core.scenario import PathAssertion
+    from lab.tools.checks import with_mac
+    a = PathAssertion("crosses", "physnet1", 102, "ip", 1, source_mac="dvr:compute1")
+    assert with_mac(plan, a).source_mac == plan.node("compute1").dvr_mac
+    g = PathAssertion("reaches", "vm4", None, "ip", 1, source_mac="gateway:net2")
+    assert with_mac(plan, g).source_mac == plan.router_instances[0].interfaces[1].mac
