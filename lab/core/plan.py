@@ -133,8 +133,8 @@ class RouterPlan:
     def serving(self, node: str) -> RouterInstance:
         """The instance that routes what a port on NODE sends: DVR's instance on that node
         when there is one, else the legacy (centralized) instance."""
-        return next((i for i in self.instances if i.node == node and i.role == "dvr_local"),
-                    next(i for i in self.instances if i.role == "legacy"))
+        local = next((i for i in self.instances if i.node == node and i.role == "dvr_local"), None)
+        return local or next(i for i in self.instances if i.role == "legacy")
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,9 @@ class Plan:
 
     def mac_named(self, spec: str) -> str:
         """A MAC by name: dvr:<node> (its DVR MAC), gateway:<network> (its router port's MAC,
-        the same on every host with DVR), or a MAC itself."""
+        the same on every host with DVR), an instance's name (its port's MAC), or a MAC itself."""
+        if any(p.instance == spec for p in self.ports):
+            return self.port(spec).mac
         kind, _, name = spec.partition(":")
         if kind == "dvr" and name in dict(self.dvr_macs):
             return dict(self.dvr_macs)[name]

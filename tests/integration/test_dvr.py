@@ -13,15 +13,16 @@ import pytest
 
 from lab.tools import checks
 
-from .conftest import lab, running
+from .conftest import lab, lab_up, running, test_name
 
-LAB = "dvr-vlan"
+SCENARIO = "dvr-vlan"
+LAB = test_name(SCENARIO)
 
 
 @pytest.fixture(scope="module")
 def live(host_before):
-    with running(host_before, LAB) as labs:
-        yield labs[LAB]
+    with running(host_before, SCENARIO) as labs:
+        yield labs[SCENARIO]
 
 
 def test_every_check_passes_with_dvr_evidence(live):
@@ -110,7 +111,7 @@ def test_deleted_qrouter_on_a_compute_is_repaired(live):
     subprocess.run(["ip", "netns", "del", inst.netns], check=True)
     status = lab("status", LAB, check=False)
     assert status.returncode == 1 and f"namespace {inst.netns} is missing" in status.stdout
-    assert "repaired" in lab("up", LAB).stdout
+    assert "repaired" in lab_up(SCENARIO).stdout
     assert lab("status", LAB).returncode == 0
     ew = next(c for c in live.scenario().checks if c.name == "east-west is routed on compute1")
     result = checks.run_check(live.plan, ew)
@@ -124,5 +125,5 @@ def test_lost_neighbour_entries_are_reported_and_repaired(live):
     status = lab("status", LAB, check=False)
     assert status.returncode == 1
     assert f"router1@compute2: no permanent neighbour entry {n.ip} {n.mac} on {n.dev}" in status.stdout
-    assert "repaired" in lab("up", LAB).stdout
+    assert "repaired" in lab_up(SCENARIO).stdout
     assert lab("status", LAB).returncode == 0

@@ -190,15 +190,16 @@ def _assertion(c: Checker, item: LineDict, pline: int, pwhere: str, known: _Know
 
 
 def _source_mac(c: Checker, item: LineDict, pwhere: str, what: str, known: _Known) -> str | None:
-    """source_mac: a MAC, dvr:<node> (its DVR MAC) or gateway:<network> (its router port's MAC)."""
+    """source_mac: a MAC, an instance (its port's MAC), dvr:<node> (its DVR MAC) or
+    gateway:<network> (its router port's MAC)."""
     if "source_mac" not in item:
         return None
     value, line, where = str(item["source_mac"]).lower(), item.line_of("source_mac"), f"{pwhere}.source_mac"
     if what not in ("crosses", "never_on", "reaches"):
         c.add(line, where, "source_mac goes with crosses, never_on or reaches")
-    elif not (MAC_RE.match(value) or value in known.mac_names):
+    elif not (MAC_RE.match(value) or value in known.mac_names or value in known.instances):
         c.add(line, where, f"{shown(item['source_mac'])} is not a MAC address, nor one of: "
-                           f"{', '.join(sorted(known.mac_names)) or 'dvr:<node> (needs DVR), gateway:<network>'}")
+                           f"an instance, {', '.join(sorted(known.mac_names)) or 'dvr:<node> (needs DVR), gateway:<network>'}")
     else:
         return value
     return None

@@ -159,7 +159,7 @@ class PathAssertion:
     destination: str | None = None
     vni: int | None = None          # crosses only: VXLAN network identifier seen on the underlay
     key: int | None = None          # crosses only: GRE key seen on the underlay
-    source_mac: str | None = None   # the frames' Ethernet source: a MAC, dvr:<node> or gateway:<network>
+    source_mac: str | None = None   # the frames' Ethernet source: a MAC, an instance, dvr:<node>, gateway:<network>
 
     def describe(self) -> str:
         what = "ARP requests for the destination" if self.packets == "arp" else "probe packets"
