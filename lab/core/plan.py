@@ -650,9 +650,13 @@ def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], router_plans: tuple
     for n in nodes:
         for p in n.ports:
             hosted.setdefault(p.network, []).append((n.name, p.mac, p.ip))
-        router_ports = [q for r in router_plans for i in r.instances if i.node == n.name for q in i.ports]
+        router_ports = [q for r in router_plans for i in r.instances if i.node == n.name
+                        and i.role != routers.DVR_LOCAL for q in i.ports]
         for port in [d.port for d in n.dhcp_servers] + router_ports:
             hosted.setdefault(port.network, []).append((n.name, port.mac, port.ip))
+    # l2pop gives DVR router interfaces (the same MAC on every host) flooding entries only
+    flood_only = {(i.node, q.network) for r in router_plans for i in r.instances
+                  if i.role == routers.DVR_LOCAL for q in i.ports}
 
     out = []
     for n in nodes:
@@ -671,7 +675,9 @@ def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], router_plans: tuple
             by_node = {p.remote_node: p.name for p in ports if p.type == net.type}
             remote_ports = [h for h in hosted.get(net_name, []) if h[0] != n.name]
             if scenario.l2_population:
-                flood = tuple(dict.fromkeys(by_node[h[0]] for h in remote_ports))
+                dvr_hosts = [node for node, net in sorted(flood_only) if net == net_name and node != n.name]
+                flood = tuple(dict.fromkeys([by_node[h[0]] for h in remote_ports]
+                                            + [by_node[node] for node in dvr_hosts if node in by_node]))
                 unicast = tuple((mac, by_node[node]) for node, mac, _ in remote_ports)
                 arp = tuple((ip, mac) for _, mac, ip in remote_ports) if scenario.arp_responder else ()
             else:

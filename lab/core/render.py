@@ -181,7 +181,8 @@ def render_node(plan: Plan, node: NodePlan) -> NodeRender:
     if node.tunnel:
         flows[naming.BR_TUN] = render_template(
             "br-tun.flows.j2", tunnel=node.tunnel, networks=node.tunnel_networks, cookie=plan.cookie,
-            arp_responder=plan.arp_responder,
+            arp_responder=plan.arp_responder, dvr_mac=node.dvr_mac, other_dvr_macs=others,
+            interfaces=[q for q in node.dvr_interfaces if q.network_type not in ("vlan", "flat")],
             hexmac=lambda mac: "0x" + mac.replace(":", ""),
             hexip=lambda ip: "%#x" % int(ipaddress.IPv4Address(ip)))
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,

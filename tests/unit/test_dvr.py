@@ -203,19 +203,12 @@ def test_north_south_is_not_built_yet():
             "needs a node with agent_mode dvr_snat for its gateway", only=False)
 
 
-def test_dvr_over_tunnels():
-    base = load_scenario("classic-vxlan")
-    text = Path(base.source).read_text()
-    assert "agent:" in text
-    text = text.replace("agent:\n", "agent:\n  enable_distributed_routing: true\n", 1)
-    text = text.replace("include: include/classic.yaml", f"include: {Path(base.source).parent}/include/classic.yaml")
-    problems = problems_of(text)
-    assert [p.where for p in problems] == ["agent.enable_distributed_routing"]
-    assert "not built yet" in problems[0].message
-    no_l2pop = text.replace("l2_population: true", "l2_population: false").replace("arp_responder: true", "arp_responder: false")
-    problems = problems_of(no_l2pop)
-    assert [p.where for p in problems] == ["agent.enable_distributed_routing"]
-    assert "require L2-pop to be enabled" in problems[0].message
+def test_dvr_over_tunnels_needs_l2pop_and_forces_the_arp_responder():
+    text = Path(find_scenario("dvr-vxlan")).read_text()
+    s = parse(text)
+    assert s.l2_population and s.arp_responder and s.distributed_routing
+    problem(text.replace("l2_population: true ", "l2_population: false"), "enable_distributed_routing: true",
+            "agent.enable_distributed_routing", "require L2-pop to be enabled")
 
 
 def test_dvr_base_mac_must_not_be_neutrons_base_mac():

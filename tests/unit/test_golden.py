@@ -44,7 +44,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py"
 
-SCENARIOS = ["classic-vlan", "classic-vxlan", "classic-gre", "dvr-vlan"]
+SCENARIOS = ["classic-vlan", "classic-vxlan", "classic-gre", "dvr-vlan", "dvr-vxlan"]
 
 
 def check_golden(path: Path, actual: str) -> None:

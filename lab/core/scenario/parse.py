@@ -142,8 +142,7 @@ def _agent(c: Checker, data: LineDict) -> tuple[bool, bool, bool, str]:
 
 
 def _dvr_tunnels(c: Checker, data: LineDict, physnets, dvr: bool, l2pop: bool) -> None:
-    """The OVS agent in DVR mode with tunnels refuses to start without l2population; DVR over
-    tunnels (br-tun tables 1 and 9) is not built yet."""
+    """The OVS agent in DVR mode with tunnels refuses to start without l2population."""
     if not dvr or not any(p.tunnels for p in physnets):
         return
     agent = data.get("agent")
@@ -152,10 +151,6 @@ def _dvr_tunnels(c: Checker, data: LineDict, physnets, dvr: bool, l2pop: bool) -
         c.add(line, "agent.enable_distributed_routing",
               "DVR deployments for VXLAN/GRE/Geneve underlays require L2-pop to be enabled, in both the "
               "Agent and Server side: set agent: {l2_population: true}")
-    else:
-        c.add(line, "agent.enable_distributed_routing",
-              "DVR over tunnels (br-tun tables 1 and 9, dvr-vxlan) is not built yet: use VLAN or flat "
-              "project networks")
 
 
 def _dvr_base_mac(c: Checker, agent: LineDict) -> str:
