@@ -253,3 +253,14 @@ def test_source_mac_names_resolve_through_the_plan(plan):
     assert with_mac(plan, a).source_mac == plan.node("compute1").dvr_mac
     g = PathAssertion("reaches", "vm4", None, "ip", 1, source_mac="gateway:net2")
     assert with_mac(plan, g).source_mac == plan.router_instances[0].interfaces[1].mac
+
+
+def test_no_local_router_where_the_router_has_no_ports():
+    text = TEXT.replace("  vm2: {node: compute2, network: net1, ip: 192.168.1.12}\n", "").replace(
+        "  vm4: {node: compute2, network: net2, ip: 192.168.2.14}\n", "")
+    text = "\n".join(line for line in text.splitlines()
+                     if "vm2" not in line and "vm4" not in line and "lease: vm4" not in line) + "\n"
+    text = text[:text.index("checks:")] + "checks: []\n"
+    plan = build_plan(parse(text))
+    assert [i.node for i in plan.router_instances] == ["network1", "compute1"]
+    assert plan.node("compute2").dvr_interfaces == () and plan.node("compute2").dvr_mac
