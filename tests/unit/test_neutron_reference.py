@@ -34,9 +34,6 @@ REFERENCE = ROOT / "tests" / "golden" / "neutron"
 ACCEPTED = REFERENCE / "accepted-differences.yaml"
 SCENARIOS = sorted(p.name for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.is_dir() else []
 STATUSES = {"accepted", "to-fix"}
-# scenarios whose classes tools/neutron-reference does not drive yet: DVR (OVSDVRNeutronAgent,
-# DvrLocalRouter); their flows were compared with Neutron's code by reading (docs/dvr.md)
-NOT_DRIVEN_YET: set[str] = set()
 
 
 def _load_normalize():
@@ -175,7 +172,7 @@ def all_differences() -> list[Difference]:
 
 def test_reference_dumps_exist():
     assert SCENARIOS, f"no reference dumps under {REFERENCE}; run: sudo tools/neutron-reference/run"
-    shipped = {p.stem for p in (ROOT / "scenarios").glob("*.yaml")} - NOT_DRIVEN_YET
+    shipped = {p.stem for p in (ROOT / "scenarios").glob("*.yaml")}
     assert shipped <= set(SCENARIOS), \
         f"scenarios without a Neutron reference: {sorted(shipped - set(SCENARIOS))}; " \
         "run: sudo tools/neutron-reference/run"
