@@ -264,3 +264,22 @@ def test_no_local_router_where_the_router_has_no_ports():
     plan = build_plan(parse(text))
     assert [i.node for i in plan.router_instances] == ["network1", "compute1"]
     assert plan.node("compute2").dvr_interfaces == () and plan.node("compute2").dvr_mac
+
+
+# --------------------------------------------------------------------------- trace's expected path
+
+@pytest.mark.parametrize("scenario", ["dvr-vlan", "dvr-vxlan"])
+def test_trace_expects_the_distributed_path(scenario):
+    from lab.tools.trace import build_path
+    plan = build_plan(load_scenario(scenario))
+    builder, dst, _ = build_path(plan, "vm1", "vm4")
+    where = [h.where for h in builder.hops]
+    assert dst.name == "vm4"
+    assert any(w.startswith("router1@compute1 qr-") for w in where)
+    assert not any("network1" in w or "compute2 qr-" in w for w in where)
+    d1 = plan.node("compute1").dvr_mac
+    wire = next(h for h in builder.hops if h.kind == "wire")
+    assert f"compute1's DVR MAC {d1}" in wire.expected
+    # the receiving side's ofproto/trace starts from the DVR MAC
+    entry = next(fields for node, _, fields in builder.ovs_entries if node.name == "compute2")
+    assert entry["dl_src"] == d1
