@@ -14,6 +14,7 @@ import signal
 import time
 from pathlib import Path
 
+from lab.budget import budget
 from lab.runtime import gateway
 from lab.errors import LabError
 
@@ -100,7 +101,7 @@ def start(netns: str, rundir: str, datapath: str) -> list[int]:
 
 def vsctl(rundir: str, args: list[str] | tuple[str, ...], timeout: float = 20) -> str:
     sock = f"unix:{Path(rundir) / 'db.sock'}"
-    out = gateway.run(["ovs-vsctl", f"--db={sock}", f"--timeout={int(timeout)}", *args],
+    out = gateway.run(["ovs-vsctl", f"--db={sock}", f"--timeout={int(budget(timeout))}", *args],
                       env=env(rundir), timeout=timeout + 5)
     return out.stdout
 
@@ -134,7 +135,7 @@ def stop_pid(pid: int, timeout: float = 5.0) -> None:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + budget(timeout)
     delay = 0.002
     while time.monotonic() < deadline:
         try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from lab.budget import budget
 from lab.runtime import gateway
 from lab.errors import LabError
 from lab.core.plan import Plan
@@ -70,7 +71,7 @@ class Capture:
             argv[3:3] = ["-Q", "in"]
         self.proc = gateway.spawn(argv, netns=self.netns)
         # tcpdump says "listening on IFACE" on stderr once its socket is bound
-        err = read_lines_until(self.proc.stderr, "listening on", LISTEN_TIMEOUT)
+        err = read_lines_until(self.proc.stderr, "listening on", budget(LISTEN_TIMEOUT))
         if not any("listening on" in line for line in err):
             self.stop()
             raise CaptureError(f"tcpdump on {self.iface} in netns {self.netns} did not start: "
@@ -91,8 +92,8 @@ class Capture:
             self.last_line_at = time.monotonic()
 
     def settle(self) -> None:
-        deadline = time.monotonic() + SETTLE_LIMIT
-        while time.monotonic() < deadline and time.monotonic() - self.last_line_at < QUIET_AFTER:
+        deadline, quiet = time.monotonic() + budget(SETTLE_LIMIT), budget(QUIET_AFTER)
+        while time.monotonic() < deadline and time.monotonic() - self.last_line_at < quiet:
             time.sleep(POLL_INTERVAL)
 
     def stop(self) -> None:
@@ -261,9 +262,9 @@ def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
     src_netns, dst_netns = endpoint_netns(plan, c.source), server_for(plan, c.destination)
     timeout = 5.0 if c.expect == "reach" else 2.0
     server = gateway.spawn([sys.executable, "-m", "lab.tools.tcpprobe", "serve", "--port", str(c.port),
-                            "--timeout", str(timeout + 5)], netns=dst_netns)
+                            "--timeout", str(budget(timeout + 5))], netns=dst_netns)
     try:
-        ready = "".join(read_lines_until(server.stdout, "listening", LISTEN_TIMEOUT))
+        ready = "".join(read_lines_until(server.stdout, "listening", budget(LISTEN_TIMEOUT)))
         if "listening" not in ready:
             err = server.stderr.read() if server.poll() is not None else ""
             raise CaptureError(f"TCP probe server in {dst_netns} did not start: {err.strip() or ready}")

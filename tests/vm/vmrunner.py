@@ -262,23 +262,36 @@ def build_initramfs(kernel: Kernel, busybox: Path, repo: Path, python: str) -> b
 
 # --------------------------------------------------------------------------- qemu
 
-def kvm_usable() -> tuple[bool, str]:
+def kvm_verdict(dev_kvm: bool, cpuinfo: str, pvm: bool) -> tuple[bool, str]:
     """KVM only where /dev/kvm can run a stock kernel: VMX or SVM in the CPU flags and not the
     PVM flavour (kvm_pvm), under which a stock Debian kernel hangs."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if not dev_kvm:
         return False, "no usable /dev/kvm"
     flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
     if not flags & {"vmx", "svm"}:
         return False, "no vmx/svm CPU flag"
-    if Path("/sys/module/kvm_pvm").exists():
+    if pvm:
         return False, "/dev/kvm is PVM (kvm_pvm)"
     return True, "vmx/svm and /dev/kvm"
+
+
+def kvm_usable() -> tuple[bool, str]:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    pvm = Path("/sys/module/kvm_pvm").exists() or "kvm_pvm " in _read("/proc/modules")
+    return kvm_verdict(os.access("/dev/kvm", os.R_OK | os.W_OK), cpuinfo, pvm)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def qemu_argv(kernel: Kernel, initrd: Path, out: Path, *, accel: str, memory: int, cpus: int) -> list[str]:
