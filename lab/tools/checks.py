@@ -250,7 +250,8 @@ def server_for(plan: Plan, destination: str) -> str:
 
 def probe_icmp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
     count = 3 if c.expect == "reach" else 2
-    out = gateway.run(["ping", "-c", str(count), "-i", "0.2", "-W", "1", "-n", dst_ip],
+    wait = max(1, round(budget(1))) if c.expect == "reach" else 1   # a reply may be slow, never late
+    out = gateway.run(["ping", "-c", str(count), "-i", "0.2", "-W", str(wait), "-n", dst_ip],
                       netns=endpoint_netns(plan, c.source), check=False, timeout=15)
     m = re.search(r"(\d+) received", out.stdout)
     received = int(m.group(1)) if m else 0
@@ -260,9 +261,9 @@ def probe_icmp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
 
 def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
     src_netns, dst_netns = endpoint_netns(plan, c.source), server_for(plan, c.destination)
-    timeout = 5.0 if c.expect == "reach" else 2.0
+    timeout = budget(5.0) if c.expect == "reach" else 2.0
     server = gateway.spawn([sys.executable, "-m", "lab.tools.tcpprobe", "serve", "--port", str(c.port),
-                            "--timeout", str(budget(timeout + 5))], netns=dst_netns)
+                            "--timeout", str(timeout + budget(5))], netns=dst_netns)
     try:
         ready = "".join(read_lines_until(server.stdout, "listening", budget(LISTEN_TIMEOUT)))
         if "listening" not in ready:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.runtime import netns, lifecycle
+from lab.budget import budget
 from lab.paths import STATE_ROOT
 
 from . import hoststate
@@ -43,7 +44,7 @@ def test_kill_9_during_up_then_cleanup_leaves_nothing(tmp_path, clean_host):
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "up", str(scenario)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # wait until it has made real objects: an OVS daemon of some node is running
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + budget(20)
     while time.monotonic() < deadline:
         if list((STATE_ROOT / "killed" / "nodes").glob("*/ovs-vswitchd.pid")):
             break
