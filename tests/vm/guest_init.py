@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,27 @@ def measured_scale(repo: Path) -> float:
     scale = budget.measure()
     say(f"LAB_TIME_SCALE={scale} (measured: this guest runs Python {scale}x slower than the reference)")
     return scale
+
+
+def snapshot_processes(every: float = 20.0) -> None:
+    """Every EVERY seconds, the guest's processes to /vm-out/ps.txt: what a hung run was doing
+    (the runner prints it on a run timeout)."""
+    while True:
+        lines = [f"uptime {uptime():.0f} s"]
+        for proc in sorted(Path("/proc").glob("[0-9]*"), key=lambda p: int(p.name)):
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                state = (proc / "stat").read_text().rsplit(") ", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if cmd:
+                lines.append(f"{proc.name:>6} {state} {cmd[:300]}")
+        try:
+            (OUT / "ps.tmp").write_text("\n".join(lines) + "\n")
+            os.replace(OUT / "ps.tmp", OUT / "ps.txt")
+        except OSError:
+            pass
+        time.sleep(every)
 
 
 def run_and_reap(argv: list[str], cwd: str, env: dict[str, str]) -> int:
@@ -116,6 +138,7 @@ def main() -> None:
         say(f"guest init, kernel {os.uname().release}")
         setup()
         env = job_env(job, repo)
+        threading.Thread(target=snapshot_processes, daemon=True).start()
         say(f"{READY_MARK.removeprefix('nlab-vm: ')}: {' '.join(job['argv'])}")
         rc = run_and_reap(job["argv"], job.get("cwd") or str(repo), env)
         say(f"command exited {rc}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,12 +44,14 @@ def shipped_scenarios() -> list[str]:
 class Scenario:
     """One scenario's run; every failed expectation lands in self.failures."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, datapath: str = "system"):
         self.name = name
+        self.want = datapath
         self.times: dict[str, float] = {}
         self.failures: list[str] = []
         self.checks = {"passed": 0, "failed": 0}
         self.datapath = None
+        self.tcp_seconds: float | None = None     # the 1 MiB echo of "TCP across hosts"
 
     def expect(self, ok: bool, what: str) -> bool:
         if not ok:
@@ -57,14 +60,15 @@ class Scenario:
         return ok
 
     def run(self) -> None:
-        rc, out, self.times["up"] = lab("up", self.name)
+        rc, out, self.times["up"] = lab("up", self.name, "--datapath", self.want)
         print(out, end="", flush=True)
         if not self.expect(rc == 0, f"lab up exited {rc}"):
             self.down()
             return
         try:
             self.status()
-            self.kernel_datapath()
+            if self.want == "system":
+                self.kernel_datapath()
             self.check()
         finally:
             self.down()
@@ -75,7 +79,7 @@ class Scenario:
             return
         info = json.loads(out)
         self.datapath = info.get("datapath")
-        self.expect(self.datapath == "system", f"lab status says datapath {self.datapath!r}, not 'system'")
+        self.expect(self.datapath == self.want, f"lab status says datapath {self.datapath!r}, not {self.want!r}")
         self.expect(not info.get("problems"), f"lab status reports problems: {info.get('problems')}")
 
     def kernel_datapath(self) -> None:
@@ -110,6 +114,9 @@ class Scenario:
             self.checks["passed" if r["passed"] else "failed"] += 1
             status = "PASS" if r["passed"] else "FAIL"
             print(f"  {status}  {r['name']}: expected {r['expected']}, seen {r['seen']}", flush=True)
+            m = re.search(r"bytes echoed intact, MSS \d+, ([\d.]+) s", r["seen"])
+            if m and r["name"].startswith("TCP across hosts"):
+                self.tcp_seconds = float(m.group(1))
             if not r["passed"]:
                 self.expect(False, f"check {r['name']!r}: expected {r['expected']}, seen {r['seen']}; "
                                    + " | ".join(r["evidence"])[:600])
@@ -130,9 +137,9 @@ class Scenario:
         self.expect(not dps, f"a kernel datapath appeared in the VM's own namespace: {dps}")
 
     def to_json(self) -> dict:
-        return {"scenario": self.name, "datapath": self.datapath, "passed": not self.failures,
+        return {"scenario": self.name, "datapath": self.datapath or self.want, "passed": not self.failures,
                 "seconds": {k: round(v, 1) for k, v in self.times.items()}, "checks": self.checks,
-                "failures": self.failures}
+                "tcp_1mib_echo_seconds": self.tcp_seconds, "failures": self.failures}
 
 
 def _cmdline(proc: Path) -> str:
@@ -148,21 +155,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("/vm-out"))
     p.add_argument("--pytest", action="append", default=[], metavar="PATH",
                    help="also run these integration tests (datapath-specific ones)")
+    p.add_argument("--bench", action="store_true",
+                   help="each scenario on both datapaths in this run, for docs/benchmarks.md")
     args = p.parse_args(argv)
     names = args.scenarios or shipped_scenarios()
     print(f"kernel datapath suite: {', '.join(names)} (LAB_TIME_SCALE={os.environ.get('LAB_TIME_SCALE', '1')})",
           flush=True)
     results, started = [], time.monotonic()
     for name in names:
-        print(f"=== {name}", flush=True)
-        s = Scenario(name)
-        s.run()
-        results.append(s.to_json())
-        write(args.out, results, started)
+        for datapath in ("system", "netdev") if args.bench else ("system",):
+            print(f"=== {name} ({datapath} datapath)", flush=True)
+            s = Scenario(name, datapath)
+            s.run()
+            results.append(s.to_json())
+            write(args.out, results, started)
     ok = all(r["passed"] for r in results)
     if args.pytest:
         ok = run_pytest(args.pytest, results, args.out, started) and ok
     print_table(results)
+    if args.bench:
+        print_bench(results)
     return 0 if ok else 1
 
 
@@ -194,6 +206,23 @@ def print_table(results: list[dict]) -> None:
             cells = f"{sec.get('tests', 0):6.1f} s"
         said = f"{checks['passed']} passed, {checks['failed']} failed" if checks else ""
         print(f"{'PASS' if r['passed'] else 'FAIL':4} {r['scenario']:40} {r.get('datapath') or '-':8} {cells}  {said}")
+
+
+def print_bench(results: list[dict]) -> None:
+    """docs/benchmarks.md's table: per scenario, each datapath's times and the kernel/userspace ratio."""
+    by = {(r["scenario"], r.get("datapath")): r for r in results if "checks" in r}
+    print("\n| scenario | datapath | up (s) | check (s) | down (s) | TCP 1 MiB echo, 2 nodes (s) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (name, dp), r in sorted(by.items()):
+        sec = r["seconds"]
+        tcp = r.get("tcp_1mib_echo_seconds")
+        print(f"| {name} | {dp} | {sec.get('up', 0):.1f} | {sec.get('check', 0):.1f} | {sec.get('down', 0):.1f} "
+              f"| {tcp if tcp is not None else '-'} |")
+    for name in sorted({n for n, _ in by}):
+        k, u = by.get((name, "system")), by.get((name, "netdev"))
+        if k and u and k.get("tcp_1mib_echo_seconds") and u.get("tcp_1mib_echo_seconds"):
+            ratio = u["tcp_1mib_echo_seconds"] / k["tcp_1mib_echo_seconds"]
+            print(f"{name}: TCP through two nodes, kernel datapath {ratio:.1f}x the userspace one's rate")
 
 
 if __name__ == "__main__":

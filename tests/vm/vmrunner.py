@@ -342,7 +342,7 @@ def prepare(opts: Options) -> tuple[list[str], str]:
     busybox = prepare_busybox(opts.cache)
     accel = pick_accel(opts.accel)
     opts.out.mkdir(parents=True, exist_ok=True)
-    for stale in (STATUS_FILE, "job.json", "console.log"):
+    for stale in (STATUS_FILE, "job.json", "console.log", "ps.txt"):
         (opts.out / stale).unlink(missing_ok=True)
     python = shutil.which("python3") or "/usr/bin/python3"
     initrd = opts.out / "initramfs.gz"
@@ -356,15 +356,20 @@ def prepare(opts: Options) -> tuple[list[str], str]:
 
 
 def watch(proc: subprocess.Popen, log: Path, quiet: bool, ready: threading.Event) -> None:
+    """Copy the serial console to LOG (and stdout) as it comes, not line by line: pytest's
+    progress dots have no newline."""
+    seen = ""
     with log.open("w") as f:
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").replace("\r", "")
-            f.write(line)
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            text = chunk.decode(errors="replace").replace("\r", "")
+            f.write(text)
             f.flush()
-            if READY_MARK in line:
-                ready.set()
+            if not ready.is_set():
+                seen = (seen + text)[-4096:]
+                if READY_MARK in seen:
+                    ready.set()
             if not quiet:
-                sys.stdout.write(line)
+                sys.stdout.write(text)
                 sys.stdout.flush()
 
 
@@ -385,7 +390,8 @@ def boot_and_wait(argv: list[str], opts: Options) -> int:
             proc.wait(timeout=max(1.0, left))
         except subprocess.TimeoutExpired:
             raise VmError(f"run timeout: the VM was still running after {opts.timeout:g}s "
-                          f"(console: {opts.out / 'console.log'})") from None
+                          f"(console: {opts.out / 'console.log'}); its processes then:\n"
+                          + _read(str(opts.out / "ps.txt"))) from None
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)   # our own qemu, by its Popen handle
