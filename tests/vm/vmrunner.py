@@ -23,6 +23,7 @@ boot timeout, run timeout, no status).
 from __future__ import annotations
 
 import argparse
+import codecs
 import gzip
 import io
 import json
@@ -358,10 +359,10 @@ def prepare(opts: Options) -> tuple[list[str], str]:
 def watch(proc: subprocess.Popen, log: Path, quiet: bool, ready: threading.Event) -> None:
     """Copy the serial console to LOG (and stdout) as it comes, not line by line: pytest's
     progress dots have no newline."""
-    seen = ""
+    seen, decoder = "", codecs.getincrementaldecoder("utf-8")(errors="replace")
     with log.open("w") as f:
         while chunk := os.read(proc.stdout.fileno(), 65536):
-            text = chunk.decode(errors="replace").replace("\r", "")
+            text = decoder.decode(chunk).replace("\r", "")
             f.write(text)
             f.flush()
             if not ready.is_set():
