@@ -343,7 +343,7 @@ def prepare(opts: Options) -> tuple[list[str], str]:
     busybox = prepare_busybox(opts.cache)
     accel = pick_accel(opts.accel)
     opts.out.mkdir(parents=True, exist_ok=True)
-    for stale in (STATUS_FILE, "job.json", "console.log", "ps.txt"):
+    for stale in (STATUS_FILE, "job.json", "console.log", "ps.txt", "results.json"):
         (opts.out / stale).unlink(missing_ok=True)
     python = shutil.which("python3") or "/usr/bin/python3"
     initrd = opts.out / "initramfs.gz"
