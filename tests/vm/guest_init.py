@@ -18,7 +18,9 @@ from pathlib import Path
 
 OUT = Path("/vm-out")
 READY_MARK = "nlab-vm: command starting"   # vmrunner.py waits for this line (boot timeout)
-MODULES = ("openvswitch", "br_netfilter")
+# tun: /dev/net/tun, which the userspace datapath's bridges need (devtmpfs makes the node
+# only once the module is in; no udev or kmod static-nodes here)
+MODULES = ("openvswitch", "br_netfilter", "tun")
 EXIT_SETUP = 3
 RB_POWER_OFF = 0x4321FEDC
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -70,6 +70,8 @@ class Scenario:
             if self.want == "system":
                 self.kernel_datapath()
             self.check()
+            if self.want == "system":
+                self.conntrack_zones()
         finally:
             self.down()
 
@@ -102,6 +104,19 @@ class Scenario:
         rc, addrs, _ = lab("exec", self.name, node, "--", "ip", "-4", "-o", "address", "show", "dev", tunnel["nic"])
         self.expect(rc == 0 and f"inet {tunnel['local_ip']}/" in addrs,
                     f"{node}: local_ip {tunnel['local_ip']} is not on {tunnel['nic']}: {addrs.strip()}")
+
+    def conntrack_zones(self) -> None:
+        """The probes' connections were tracked in the hybrid firewall's per-port zones (raw
+        table `CT --zone`, from 4097) of the compute nodes' kernel conntrack."""
+        plan = json.loads((STATE_ROOT / self.name / "plan.json").read_text())
+        zones: set[int] = set()
+        for node in plan["nodes"]:
+            if not node["ports"]:
+                continue
+            rc, table, _ = lab("exec", self.name, node["name"], "--", "cat", "/proc/net/nf_conntrack")
+            zones |= {int(z) for z in re.findall(r"\bzone=(\d+)", table)} if rc == 0 else set()
+        self.expect(any(z > 4096 for z in zones),
+                    f"no conntrack entry in a per-port zone (>4096) on the compute nodes: zones {sorted(zones)}")
 
     def check(self) -> None:
         rc, out, self.times["check"] = lab("check", self.name, "--json")
