@@ -63,7 +63,7 @@ class Scenario:
         rc, out, self.times["up"] = lab("up", self.name, "--datapath", self.want)
         print(out, end="", flush=True)
         if not self.expect(rc == 0, f"lab up exited {rc}"):
-            self.down()
+            self.down(was_up=False)     # a failed up removes what it made: nothing may be left
             return
         try:
             self.status()
@@ -137,10 +137,11 @@ class Scenario:
                                    + " | ".join(r["evidence"])[:600])
         self.expect(rc == 0, f"lab check exited {rc}")
 
-    def down(self) -> None:
-        rc, out, self.times["down"] = lab("down", self.name)
-        print(out, end="", flush=True)
-        self.expect(rc == 0, f"lab down exited {rc}")
+    def down(self, was_up: bool = True) -> None:
+        if was_up:
+            rc, out, self.times["down"] = lab("down", self.name)
+            print(out, end="", flush=True)
+            self.expect(rc == 0, f"lab down exited {rc}")
         left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
                 if n.startswith(f"nlab.{self.name}.")]
         self.expect(not left, f"namespaces left after down: {left}")
