@@ -183,3 +183,40 @@ def test_kernel_package_comes_from_the_metapackage(monkeypatch):
     monkeypatch.setattr(vmrunner, "run", lambda argv, **kw: "linux-image-amd64\n")
     with pytest.raises(vmrunner.VmError, match="kernel package not found"):
         vmrunner.kernel_package()
+
+
+# --------------------------------------------------------------------------- kernel_suite.py
+
+spec2 = importlib.util.spec_from_file_location("kernel_suite", VM / "kernel_suite.py")
+kernel_suite = importlib.util.module_from_spec(spec2)
+sys.modules["kernel_suite"] = kernel_suite
+spec2.loader.exec_module(kernel_suite)
+
+
+def test_suite_reads_check_results_and_the_tcp_time(monkeypatch):
+    report = {"lab": "x", "passed": False, "results": [
+        {"name": "TCP across hosts, full-size segments", "expected": "reach", "passed": True, "evidence": [],
+         "seen": "reached: 1048576 bytes echoed intact, MSS 1398, 0.2159 s"},
+        {"name": "different projects", "expected": "blocked", "passed": False, "seen": "reached",
+         "evidence": ["FAIL probe packets reach alt-vm1"]}]}
+    import json
+    monkeypatch.setattr(kernel_suite, "lab", lambda *a, **k: (1, "progress\n" + json.dumps(report), 2.5))
+    s = kernel_suite.Scenario("x")
+    s.check()
+    assert s.checks == {"passed": 1, "failed": 1}
+    assert s.tcp_seconds == 0.2159 and s.times["check"] == 2.5
+    assert any("different projects" in f and "reach alt-vm1" in f for f in s.failures)
+    assert "lab check exited 1" in s.failures
+
+
+def test_suite_wants_the_kernel_datapath_in_status(monkeypatch):
+    monkeypatch.setattr(kernel_suite, "lab", lambda *a, **k: (0, '{"datapath": "netdev", "problems": []}', 1.0))
+    s = kernel_suite.Scenario("x")
+    s.status()
+    assert s.failures == ["lab status says datapath 'netdev', not 'system'"]
+
+
+def test_suite_finds_the_shipped_scenarios():
+    names = kernel_suite.shipped_scenarios()
+    assert {"classic-vlan", "classic-vxlan", "classic-gre"} <= set(names)
+    assert "include" not in names
