@@ -82,6 +82,13 @@ def read_newc(data: bytes) -> dict[str, tuple[int, bytes, int]]:
         out[name] = (mode, body, rmaj)
 
 
+def test_host_dirs_are_hidden_unless_the_guest_needs_them():
+    assert vmrunner.hidden_dirs([Path("/work/repo")]) == list(vmrunner.HIDDEN)
+    assert "/run" in vmrunner.hidden_dirs([Path("/work/repo")])
+    assert "/tmp" not in vmrunner.hidden_dirs([Path("/tmp/ci/clone"), Path("/usr/bin/python3")])
+    assert "/tmp" in vmrunner.hidden_dirs([Path("/tmpfoo/clone")])
+
+
 def test_cpio_is_valid_newc():
     c = vmrunner.Cpio()
     c.dir("bin")
@@ -111,6 +118,8 @@ def test_initramfs_holds_busybox_modules_and_init(modules, tmp_path):
     init = entries["init"][1].decode()
     assert not re.search(r"@[A-Z_]+@", init)
     assert "exec switch_root $n /usr/bin/python3 -I /src/repo/tests/vm/guest_init.py" in init
+    hide = next(li for li in init.splitlines() if li.startswith("for d in "))
+    assert "/run" in hide.split() and ("/tmp" in hide.split()) == (not str(modules).startswith("/tmp/"))
     assert f"mount --bind \"$n{modules}\" $n/lib/modules/6.1.0-test" in init
     # modules are loaded in dependency order
     line = next(li for li in init.splitlines() if li.startswith("for m in "))

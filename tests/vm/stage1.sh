@@ -28,8 +28,9 @@ mount -t devtmpfs devtmpfs $n/dev || fail "devtmpfs"
 mkdir -p $n/dev/pts $n/dev/shm
 mount -t devpts devpts $n/dev/pts
 mount -t tmpfs tmpfs $n/dev/shm
-# the guest's own /run, /tmp, /var/tmp; the host's are never seen (labs, locks, sockets)
-for d in /run /tmp /var/tmp /mnt /media; do
+# the guest's own /run, /tmp...; the host's are not seen (labs, locks, sockets), except one
+# that holds the checkout or the command (vmrunner.hidden_dirs)
+for d in @HIDDEN@; do
   [ -d "$n$d" ] && mount -t tmpfs -o mode=1777 tmpfs "$n$d"
 done
 mkdir -p $n/vm-out $n/lib/modules/@KVER@

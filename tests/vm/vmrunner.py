@@ -85,7 +85,10 @@ def download(package: str, debs: Path) -> Path:
     name = package.split("=")[0]
     found = sorted(debs.glob(f"{name}_*.deb"))
     if not found:
-        run(["apt-get", "download", package], cwd=debs)
+        try:
+            run(["apt-get", "download", package], cwd=debs)
+        except VmError as exc:
+            raise VmError(f"package not found: {package} ({exc})") from None
         found = sorted(debs.glob(f"{name}_*.deb"))
     if not found:
         raise VmError(f"package not found: apt-get download {package} left no .deb in {debs}")
@@ -114,7 +117,11 @@ class Kernel:
 
 def prepare_kernel(cache: Path, package: str | None = None) -> Kernel:
     package = package or kernel_package()
-    root = extract(download(package, cache / "debs"), cache / "kernel")
+    try:
+        deb = download(package, cache / "debs")
+    except VmError as exc:
+        raise VmError(f"kernel {exc}") from None
+    root = extract(deb, cache / "kernel")
     images = sorted((root / "boot").glob("vmlinuz-*"))
     if not images:
         raise VmError(f"no vmlinuz-* in {package} (unpacked in {root})")
@@ -233,18 +240,31 @@ class Cpio:
         return self.buf.getvalue()
 
 
-def stage1_script(kernel: Kernel, modules: list[str], repo: Path, python: str) -> str:
+# the host's directories the guest gets an empty tmpfs of its own on (labs' state, namespaces,
+# locks and sockets of the host stay out of sight)...
+HIDDEN = ("/run", "/tmp", "/var/tmp", "/mnt", "/media")
+
+
+def hidden_dirs(keep: list[Path]) -> list[str]:
+    """...except one that holds something the guest needs (a checkout under /tmp, say): that
+    one stays visible, writable through the overlay."""
+    return [d for d in HIDDEN if not any(str(k) == d or str(k).startswith(d + "/") for k in keep)]
+
+
+def stage1_script(kernel: Kernel, modules: list[str], repo: Path, python: str, keep: list[Path] = ()) -> str:
     """/init of the initramfs: mount the host's root read-only under a tmpfs overlay, share the
     kernel's modules and the output directory, then hand over to guest_init.py as PID 1."""
     template = (HERE / "stage1.sh").read_text()
+    keep = [repo, Path(python), kernel.modules, *keep]
     return (template.replace("@MODULES@", " ".join(m.rsplit("/", 1)[-1].split(".ko")[0] + ".ko" for m in modules))
+            .replace("@HIDDEN@", " ".join(hidden_dirs(keep)))
             .replace("@KMODULES@", str(kernel.modules))
             .replace("@KVER@", kernel.version)
             .replace("@PYTHON@", python)
             .replace("@GUEST_INIT@", str(repo / "tests" / "vm" / "guest_init.py")))
 
 
-def build_initramfs(kernel: Kernel, busybox: Path, repo: Path, python: str) -> bytes:
+def build_initramfs(kernel: Kernel, busybox: Path, repo: Path, python: str, keep: list[Path] = ()) -> bytes:
     deps = read_modules_dep(kernel.modules)
     order = load_order(deps, BOOT_MODULES)
     cpio = Cpio()
@@ -257,7 +277,7 @@ def build_initramfs(kernel: Kernel, busybox: Path, repo: Path, python: str) -> b
     for mod in order:
         name = mod.rsplit("/", 1)[-1].split(".ko")[0] + ".ko"
         cpio.file(f"modules/{name}", module_bytes(kernel.modules / mod))
-    cpio.file("init", stage1_script(kernel, order, repo, python).encode(), 0o755)
+    cpio.file("init", stage1_script(kernel, order, repo, python, keep).encode(), 0o755)
     return gzip.compress(cpio.finish(), compresslevel=1)
 
 
@@ -347,7 +367,8 @@ def prepare(opts: Options) -> tuple[list[str], str]:
         (opts.out / stale).unlink(missing_ok=True)
     python = shutil.which("python3") or "/usr/bin/python3"
     initrd = opts.out / "initramfs.gz"
-    initrd.write_bytes(build_initramfs(kernel, busybox, REPO, os.path.realpath(python)))
+    keep = [opts.cwd] + [Path(a) for a in opts.argv[:1] if a.startswith("/")]
+    initrd.write_bytes(build_initramfs(kernel, busybox, REPO, os.path.realpath(python), keep))
     job = {"argv": opts.argv, "cwd": str(opts.cwd), "env": opts.env, "accel": accel}
     (opts.out / "job.json").write_text(json.dumps(job, indent=1))
     argv = qemu_argv(kernel, initrd, opts.out, accel=accel, memory=opts.memory, cpus=opts.cpus)
