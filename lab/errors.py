@@ -1,4 +1,9 @@
-"""Typed errors. Every error says what went wrong and where; only the CLI exits."""
+"""Typed errors. Every error says what went wrong and where; only the CLI exits.
+
+Exit codes the CLI maps them to (lab/cli.py EXIT_CODES): ScenarioError, ScenarioNotFound,
+UsageError -> 2; LabStateError -> 1; everything else (NotRoot, MissingProgram, CommandError,
+ApplyError, LabBusy...) -> 3.
+"""
 
 from __future__ import annotations
 
@@ -25,14 +30,16 @@ class Problem:
 class ScenarioError(LabError):
     """A scenario file is invalid. Holds every problem found, not only the first."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], stopped_after: int | None = None):
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.where, p.message))
+        self.stopped_after = stopped_after   # validation stopped at this many problems
         super().__init__(self._text())
 
     def _text(self) -> str:
         n = len(self.problems)
         head = f"scenario has {n} problem{'s' if n != 1 else ''}:"
-        return "\n".join([head] + [f"  {p}" for p in self.problems])
+        tail = [f"  (stopped after {self.stopped_after} problems)"] if self.stopped_after else []
+        return "\n".join([head] + [f"  {p}" for p in self.problems] + tail)
 
 
 class ScenarioNotFound(LabError):
@@ -67,6 +74,18 @@ class NotRoot(LabError):
 
 class LabStateError(LabError):
     """The lab is not in the state a command needs (not up, already up, unknown target...)."""
+
+
+class UsageError(LabError):
+    """Bad input on the command line or to the API (a lab name that is no name, ...)."""
+
+
+class LabBusy(LabError):
+    """Another command holds the lab's lock and did not let go within the wait."""
+
+    def __init__(self, message: str, holder_pid: int | None = None):
+        self.holder_pid = holder_pid
+        super().__init__(message)
 
 
 class ApplyError(LabError):

@@ -16,6 +16,7 @@ NETNS_PREFIX = "nlab."          # every namespace the lab makes starts with this
 LAB_UUID_NAMESPACE = uuid.UUID("6f1c3c3e-8a52-5b7e-9a52-6e6575747231")
 EXTERNAL_ID_KEY = "neutron-lab"  # OVS external_ids key that marks our rows
 IPTABLES_WRAP = "neutron-openvswi"  # binary name "neutron-openvswitch-agent" cut to 16
+L3_WRAP = "neutron-l3-agent"        # the l3 agent's chain prefix in its namespaces
 NEUTRON_MAC_PREFIX = "fa:16:3e"
 
 
@@ -25,7 +26,8 @@ def object_uuid(scenario: str, kind: str, name: str) -> str:
 
 
 def port_device(prefix: str, port_id: str) -> str:
-    """tap/qbr/qvb/qvo/qr-/qg-... + first 11 characters of the port UUID."""
+    """A port's device: a 3-character prefix (tap, qr-, qg-, ns-, a plug's own...) + the
+    first 11 characters of the port UUID."""
     assert len(prefix) == 3, prefix
     return (prefix + port_id)[:DEVICE_NAME_LEN]
 
@@ -66,3 +68,94 @@ def patch_ports(bridge: str) -> tuple[str, str]:
 def flow_cookie(lab: str) -> str:
     """The cookie stamped on every flow of a lab (Neutron stamps its agent's cookie)."""
     return "0x" + hashlib.sha256(f"neutron-lab/{lab}".encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- bridges
+BR_INT = "br-int"           # integration bridge
+BR_TUN = "br-tun"           # tunnel bridge
+BR_PHY = "br-phy"           # userspace datapath: the bridge holding the underlay NIC and local_ip
+PATCH_TUN = "patch-tun"     # br-int's end of the br-int <-> br-tun patch
+PATCH_INT = "patch-int"     # br-tun's end
+
+
+def node_nic(index: int) -> str:
+    """A node's index-th interface on the wires (eth1, eth2...: eth0 is not used on nodes)."""
+    return f"eth{index}"
+
+
+# --------------------------------------------------------------------------- device prefixes
+# Neutron's interface prefixes (3 characters each; port_device adds 11 of the port UUID).
+TAP = "tap"      # an instance's tap; a router/DHCP port's OVS end (ovs_use_veth)
+QR = "qr-"       # router interface (in qrouter-)
+QG = "qg-"       # router gateway (in qrouter-, or snat- with DVR)
+NS = "ns-"       # DHCP port (in qdhcp-)
+SG = "sg-"       # DVR: a router interface's SNAT port (in snat-)            (reserved)
+FG = "fg-"       # DVR: the floating IP agent gateway port (in fip-)          (reserved)
+RFP = "rfp-"     # DVR: qrouter- end of the qrouter- <-> fip- veth           (reserved)
+FPR = "fpr-"     # DVR: fip- end of that veth                                 (reserved)
+
+# --------------------------------------------------------------------------- agent namespaces
+QROUTER = "qrouter-"    # a router (legacy; DVR on computes and on the dvr_snat node)
+SNAT = "snat-"          # DVR: the centralized SNAT part of a router on the dvr_snat node (reserved)
+FIP = "fip-"            # DVR: one per (node, external network), shared by routers (reserved)
+QDHCP = "qdhcp-"        # a DHCP server
+
+
+def agent_netns(lab: str, node: str, prefix: str, object_id: str) -> str:
+    """An agent's namespace on a node: nlab.<lab>.<node>.<qrouter-|snat-|fip-|qdhcp-><uuid>
+    (Neutron's build_ns_name, under the node's name)."""
+    assert prefix in (QROUTER, SNAT, FIP, QDHCP), prefix
+    return netns_name(lab, f"{node}.{prefix}{object_id}")
+
+
+def agent_ns_label(netns: str) -> str:
+    """What a person calls an agent namespace: qrouter-1234abcd… (prefix, 8 of the uuid)."""
+    short = netns.rsplit(".", 1)[-1]
+    prefix, _, rest = short.partition("-")
+    return f"{prefix}-{rest[:8]}…"
+
+
+def router_target(router: str, node: str, instances: int) -> str:
+    """The exec/capture target of a router instance: the router's name when it has one
+    instance (legacy), <router>@<node> when it has several (DVR: one per node)."""
+    return router if instances == 1 else f"{router}@{node}"
+
+
+def dhcp_server(network: str) -> str:
+    """The DHCP server of a network, as an exec target: <network>-dhcp."""
+    return f"{network}-dhcp"
+
+
+def dhcp_hostname(ip: str) -> str:
+    """The host name the dhcp agent gives a port: host-<ip with dashes>."""
+    return "host-" + ip.replace(".", "-")
+
+
+def tunnel_port(tunnel_type: str, remote_ip: str) -> str:
+    """vxlan-<remote ip in hex> / gre-<...>, as the OVS agent names br-tun ports."""
+    return f"{tunnel_type}-" + "".join(f"{int(b):02x}" for b in remote_ip.split("."))
+
+
+# --------------------------------------------------------------------------- files
+def node_rundir(state_root: str, lab: str, node: str) -> str:
+    """A node's OVS run directory (db, sockets, pid files, logs, flow files)."""
+    return f"{state_root}/{lab}/nodes/{node}"
+
+
+def dhcp_dir(state_root: str, lab: str, network_id: str) -> str:
+    """Where a DHCP server's files live (hosts, opts, leases, pid)."""
+    return f"{state_root}/{lab}/dhcp/{network_id}"
+
+
+def router_rules_file(target: str) -> str:
+    """A router instance's iptables-restore input, relative to the lab's state directory."""
+    return f"routers/{target}.rules"
+
+
+NODE_IPTABLES_FILE = "iptables.rules"           # in the node's run directory
+DHCP_PIDFILE = "pid"                            # dnsmasq's pid file, in the DHCP server's directory
+
+
+def flow_file(bridge: str) -> str:
+    """A bridge's flows as last applied, in the node's run directory."""
+    return f"{bridge}.flows"

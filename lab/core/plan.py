@@ -12,7 +12,8 @@ import types
 import typing
 from dataclasses import asdict, dataclass
 
-from lab.core import naming
+from lab.core import naming, plugs, routers
+from lab.core.plugs import Plug
 from lab.core.scenario import Network, Scenario
 
 DATAPATHS = ("netdev", "system")
@@ -31,8 +32,8 @@ class PortRule:
 
 @dataclass(frozen=True)
 class InstancePort:
-    """One instance plugged the iptables_hybrid way:
-    eth0 (instance netns) = tap (node) -> qbr (Linux bridge) -> qvb = qvo -> br-int."""
+    """One instance's port. How it reaches br-int (its devices, its port on br-int) is the
+    node's firewall driver's business: ``plug`` (lab/core/plugs/)."""
 
     instance: str
     node: str
@@ -49,14 +50,16 @@ class InstancePort:
     segmentation_id: int | None
     network_type: str
     physical_network: str
-    tap: str
-    qbr: str
-    qvb: str
-    qvo: str
+    plug: Plug
     security_groups: tuple[str, ...]
     rules: tuple[PortRule, ...]
     address: str                    # dhcp | static
     floating_ip: str | None
+
+    @property
+    def ovs_port(self) -> str:
+        """The port's row on br-int, as its plug names it."""
+        return self.plug.ovs_port
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,14 @@ class FloatingIP:
 
 
 @dataclass(frozen=True)
-class RouterPlan:
-    """A legacy (centralized) router: qrouter-<router uuid> on a network node."""
+class RouterInstance:
+    """One place a router lives: a namespace on a node with a role (lab/core/routers.py).
+    Legacy: qrouter-<router uuid> on a network node, with every port of the router."""
 
-    name: str
-    router_id: str
+    name: str                           # exec/capture target: router1, or router1@compute1 (several)
+    router: str                         # the router's name
     node: str
+    role: str                           # legacy (reserved: dvr_local, dvr_snat)
     netns: str
     interfaces: tuple[NamespacePort, ...]
     gateway: NamespacePort | None
@@ -103,6 +108,36 @@ class RouterPlan:
     @property
     def ports(self) -> tuple[NamespacePort, ...]:
         return self.interfaces + ((self.gateway,) if self.gateway else ())
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    """A Neutron router: its identity and its instances (one today: legacy)."""
+
+    name: str
+    router_id: str
+    project: str
+    external_network: str | None
+    instances: tuple[RouterInstance, ...]
+
+    def serving(self, node: str) -> RouterInstance:
+        """The instance that routes what a port on NODE sends: DVR's instance on that node
+        when there is one, else the legacy (centralized) instance."""
+        return next((i for i in self.instances if i.node == node and i.role == "dvr_local"),
+                    next(i for i in self.instances if i.role == "legacy"))
+
+
+@dataclass(frozen=True)
+class FipNamespacePlan:
+    """DVR (reserved, never built yet): fip-<external network uuid> on one node, shared by the
+    routers with floating IPs on that node: an fg- port on the external network and an
+    rfp-/fpr- veth to each router's qrouter-."""
+
+    node: str
+    external_network: str
+    netns: str
+    gateway: NamespacePort | None
+    routers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -189,7 +224,7 @@ class NodePlan:
     physical_bridges: tuple[PhysicalBridge, ...]
     local_vlans: tuple[tuple[str, int], ...]    # (network, local VLAN) in allocation order
     ports: tuple[InstancePort, ...]
-    routers: tuple[RouterPlan, ...] = ()
+    firewall_driver: str = plugs.DEFAULT_DRIVER  # how its ports are plugged (lab/core/plugs/)
     dhcp_servers: tuple[DhcpPlan, ...] = ()
     tunnel: TunnelEndpoint | None = None
     tunnel_networks: tuple[TunnelNetwork, ...] = ()
@@ -242,6 +277,8 @@ class Plan:
     external_hosts: tuple[ExternalHostPlan, ...] = ()
     l2_population: bool = False
     arp_responder: bool = False
+    routers: tuple[RouterPlan, ...] = ()
+    fip_namespaces: tuple[FipNamespacePlan, ...] = ()     # DVR (reserved): none yet
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
@@ -254,8 +291,19 @@ class Plan:
         return tuple(p for n in self.nodes for p in n.ports)
 
     @property
-    def routers(self) -> tuple[RouterPlan, ...]:
-        return tuple(r for n in self.nodes for r in n.routers)
+    def router_instances(self) -> tuple[RouterInstance, ...]:
+        return tuple(i for r in self.routers for i in r.instances)
+
+    def routers_on(self, node: str) -> tuple[RouterInstance, ...]:
+        """The router instances on NODE."""
+        return tuple(i for i in self.router_instances if i.node == node)
+
+    def router_instances_of(self, target: str) -> tuple[RouterInstance, ...]:
+        """Every instance of the router named TARGET, or the one instance named TARGET."""
+        for r in self.routers:
+            if r.name == target:
+                return r.instances
+        return tuple(i for i in self.router_instances if i.name == target)
 
     @property
     def dhcp_servers(self) -> tuple[DhcpPlan, ...]:
@@ -274,7 +322,7 @@ class Plan:
         """Every namespace of the lab, in creation order."""
         return ([w.netns for w in self.wires] + [n.netns for n in self.nodes]
                 + [p.netns for p in self.ports] + [h.netns for h in self.external_hosts]
-                + [r.netns for r in self.routers] + [d.netns for d in self.dhcp_servers])
+                + [r.netns for r in self.router_instances] + [d.netns for d in self.dhcp_servers])
 
     def targets(self) -> dict[str, tuple[str, str]]:
         """exec/capture target name -> (kind, netns)."""
@@ -287,7 +335,7 @@ class Plan:
             out[p.instance] = ("instance", p.netns)
         for h in self.external_hosts:
             out[h.name] = ("external-host", h.netns)
-        for r in self.routers:
+        for r in self.router_instances:
             out[r.name] = ("router", r.netns)
         for d in self.dhcp_servers:
             out[d.name] = ("dhcp", d.netns)
@@ -359,41 +407,14 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
     if datapath not in DATAPATHS:
         raise ValueError(f"datapath must be one of {DATAPATHS}, not {datapath!r}")
     lab = scenario.name
+    wires, nic_of = _wires(scenario)
     networks = {n.name: n for n in scenario.networks}
-    physnets = {p.name: p for p in scenario.physical_networks}
-
-    members: dict[tuple[str, str], list[str]] = {}   # (project, group) -> member addresses
-    for inst in scenario.instances:
-        for group in inst.security_groups:
-            members.setdefault((networks[inst.network].project, group), []).append(inst.ip)
-
-    # wires: each attached node gets eth1, eth2...; external hosts plug their eth0 in directly
-    wires: list[WirePlan] = []
-    nic_of: dict[tuple[str, str], str] = {}
-    nic_count: dict[str, int] = {}
-    for physnet in scenario.physical_networks:
-        wire_members = []
-        for node in physnet.nodes:
-            nic_count[node] = nic_count.get(node, 0) + 1
-            nic = f"eth{nic_count[node]}"
-            nic_of[(node, physnet.name)] = nic
-            wire_members.append(WireMember(node, node, naming.netns_name(lab, node), nic, "node"))
-        for host in scenario.external_hosts:
-            if networks[host.network].physical_network == physnet.name:
-                wire_members.append(WireMember(host.name, host.name, naming.netns_name(lab, host.name),
-                                               "eth0", "external-host"))
-        wires.append(WirePlan(physnet.name, naming.netns_name(lab, physnet.name), physnet.name,
-                              tuple(wire_members)))
     hosts = tuple(ExternalHostPlan(h.name, naming.netns_name(lab, h.name), networks[h.network].physical_network,
                                    h.network, h.ip, networks[h.network].prefixlen, h.mac, networks[h.network].mtu)
                   for h in scenario.external_hosts)
-
-    # DHCP runs on the first network node attached to the network's physical network
-    def dhcp_node(net: Network) -> str | None:
-        return next((n.name for n in scenario.nodes if n.role == "network"
-                     and n.name in physnets[net.physical_network].nodes), None)
-
+    placed = {r.name: routers.placements(scenario, r) for r in scenario.routers}
     nodes: list[NodePlan] = []
+    instances: dict[str, list[RouterInstance]] = {r.name: [] for r in scenario.routers}
     for node in scenario.nodes:
         # Local VLANs: 1, 2, ... per node, in the order its ports are bound: DHCP ports (made
         # with the subnet), router ports, then instance ports.
@@ -404,94 +425,130 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                 local_vlans[network] = len(local_vlans) + 1
             return local_vlans[network]
 
-        dhcp_servers = []
-        for net in scenario.networks:
-            if not net.dhcp or dhcp_node(net) != node.name:
-                continue
-            port = NamespacePort(net.name, net.dhcp_port_id, naming.port_device("tap", net.dhcp_port_id),
-                                 naming.port_device("ns-", net.dhcp_port_id), net.dhcp_ip, net.prefixlen,
-                                 naming.port_mac(net.dhcp_port_id), net.mtu, lvid(net.name), "network:dhcp")
-            dhcp_hosts = tuple(DhcpHost(i.mac, f"host-{i.ip.replace('.', '-')}", i.ip)
-                               for i in scenario.instances if i.network == net.name)
-            dhcp_servers.append(DhcpPlan(
-                name=f"{net.name}-dhcp", network=net.name, network_id=net.network_id,
-                subnet_id=naming.object_uuid(lab, "subnet", net.name), node=node.name,
-                netns=naming.netns_name(lab, f"{node.name}.qdhcp-{net.network_id}"), port=port,
-                cidr=net.cidr, gateway=net.gateway, mtu=net.mtu,
-                hosts=dhcp_hosts, dir=f"{state_root}/{lab}/dhcp/{net.network_id}"))
-        routers = []
+        ns_port = _ns_port_maker(networks)
+        dhcp_servers = _dhcp_servers(scenario, node.name, lvid, ns_port, state_root)
         for r in scenario.routers:
-            if r.node != node.name:
-                continue
-            ifaces = tuple(NamespacePort(i.network, i.port_id, naming.port_device("tap", i.port_id),
-                                         naming.port_device("qr-", i.port_id), i.ip, networks[i.network].prefixlen,
-                                         i.mac, networks[i.network].mtu, lvid(i.network),
-                                         "network:router_interface") for i in r.interfaces)
-            gateway, ext_gw = None, None
-            if r.external_network:
-                ext = networks[r.external_network]
-                gateway = NamespacePort(ext.name, r.gateway_port_id, naming.port_device("tap", r.gateway_port_id),
-                                        naming.port_device("qg-", r.gateway_port_id), r.gateway_ip,
-                                        ext.prefixlen, r.gateway_mac, ext.mtu, lvid(ext.name),
-                                        "network:router_gateway")
-                ext_gw = ext.gateway
-            served = {i.network for i in r.interfaces}
-            fips = tuple(FloatingIP(i.floating_ip, i.ip, i.name) for i in scenario.instances
-                         if i.floating_ip and i.network in served and r.external_network)
-            routers.append(RouterPlan(r.name, r.router_id, node.name,
-                                      naming.netns_name(lab, f"{node.name}.qrouter-{r.router_id}"),
-                                      ifaces, gateway, ext_gw, fips))
-        ports = []
-        for inst in scenario.instances:
-            if inst.node != node.name:
-                continue
-            net = networks[inst.network]
-            ports.append(InstancePort(
-                instance=inst.name, node=node.name, network=net.name, project=net.project,
-                port_id=inst.port_id, netns=naming.netns_name(lab, inst.name), ip=inst.ip,
-                prefixlen=net.prefixlen, gateway=net.gateway, mac=inst.mac, mtu=net.mtu,
-                local_vlan=lvid(net.name), segmentation_id=net.segmentation_id,
-                network_type=net.type, physical_network=net.physical_network,
-                tap=naming.port_device("tap", inst.port_id), qbr=naming.port_device("qbr", inst.port_id),
-                qvb=naming.port_device("qvb", inst.port_id), qvo=naming.port_device("qvo", inst.port_id),
-                security_groups=inst.security_groups, rules=_port_rules(scenario, inst, networks, members),
-                address=inst.address, floating_ip=inst.floating_ip))
-        bridges = []
-        for physnet in scenario.physical_networks:
-            if node.name not in physnet.nodes or physnet.tunnels:
-                continue
-            int_patch, phy_patch = naming.patch_ports(physnet.bridge)
-            translations = tuple((net_name, vlan, networks[net_name].segmentation_id)
-                                 for net_name, vlan in local_vlans.items()
-                                 if networks[net_name].physical_network == physnet.name)
-            bridges.append(PhysicalBridge(physnet.bridge, physnet.name, nic_of[(node.name, physnet.name)],
-                                          int_patch, phy_patch, translations))
-        nodes.append(NodePlan(name=node.name, role=node.role, netns=naming.netns_name(lab, node.name),
-                              rundir=f"{state_root}/{lab}/nodes/{node.name}",
-                              physical_bridges=tuple(bridges), local_vlans=tuple(local_vlans.items()),
-                              ports=tuple(ports), routers=tuple(routers), dhcp_servers=tuple(dhcp_servers)))
-    nodes = [_with_segments(n, networks) for n in nodes]
-    nodes = _with_tunnels(scenario, nodes, nic_of, datapath)
+            for where, role in placed[r.name]:
+                if where == node.name:
+                    instances[r.name].append(routers.instance(lab, scenario, r, where, role, len(placed[r.name]),
+                                                              lvid, ns_port))
+        plugger = plugs.driver(node.firewall_driver)
+        node_netns = naming.netns_name(lab, node.name)
+        ports = [_instance_port(scenario, inst, lvid(inst.network), plugger.plug(node_netns, inst.port_id))
+                 for inst in scenario.instances if inst.node == node.name]
+        nodes.append(NodePlan(name=node.name, role=node.role, netns=node_netns,
+                              rundir=naming.node_rundir(state_root, lab, node.name),
+                              physical_bridges=_physical_bridges(scenario, node.name, local_vlans, nic_of),
+                              local_vlans=tuple(local_vlans.items()), ports=tuple(ports),
+                              firewall_driver=plugger.name, dhcp_servers=tuple(dhcp_servers)))
+    router_plans = tuple(RouterPlan(r.name, r.router_id, r.project, r.external_network,
+                                    tuple(instances[r.name])) for r in scenario.routers)
+    nodes = _with_tunnels(scenario, nodes, router_plans, nic_of, datapath)
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,
                 cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires),
                 external_hosts=hosts, l2_population=scenario.l2_population,
-                arp_responder=scenario.arp_responder)
+                arp_responder=scenario.arp_responder, routers=router_plans)
 
 
-def _with_segments(node: NodePlan, networks: dict[str, Network]) -> NodePlan:
-    """Router and DHCP ports know their network's segment, as the OVS agent records it."""
-    def seg(port: NamespacePort) -> NamespacePort:
-        net = networks[port.network]
-        physnet = net.physical_network if net.type in ("vlan", "flat") else None
-        return dataclasses.replace(port, network_type=net.type, physical_network=physnet,
-                                   segmentation_id=net.segmentation_id)
-    routers = tuple(dataclasses.replace(r, interfaces=tuple(seg(i) for i in r.interfaces),
-                                        gateway=seg(r.gateway) if r.gateway else None) for r in node.routers)
-    dhcp = tuple(dataclasses.replace(d, port=seg(d.port)) for d in node.dhcp_servers)
-    return dataclasses.replace(node, routers=routers, dhcp_servers=dhcp)
+def _wires(scenario: Scenario) -> tuple[list[WirePlan], dict[tuple[str, str], str]]:
+    """Each physical network's wire; each attached node gets eth1, eth2...; external hosts
+    plug their eth0 in directly. Also (node, physical network) -> the node's NIC there."""
+    lab = scenario.name
+    networks = {n.name: n for n in scenario.networks}
+    wires: list[WirePlan] = []
+    nic_of: dict[tuple[str, str], str] = {}
+    nic_count: dict[str, int] = {}
+    for physnet in scenario.physical_networks:
+        wire_members = []
+        for node in physnet.nodes:
+            nic_count[node] = nic_count.get(node, 0) + 1
+            nic = naming.node_nic(nic_count[node])
+            nic_of[(node, physnet.name)] = nic
+            wire_members.append(WireMember(node, node, naming.netns_name(lab, node), nic, "node"))
+        for host in scenario.external_hosts:
+            if networks[host.network].physical_network == physnet.name:
+                wire_members.append(WireMember(host.name, host.name, naming.netns_name(lab, host.name),
+                                               "eth0", "external-host"))
+        wires.append(WirePlan(physnet.name, naming.netns_name(lab, physnet.name), physnet.name,
+                              tuple(wire_members)))
+    return wires, nic_of
 
 
-def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], nic_of: dict, datapath: str) -> list[NodePlan]:
+def _ns_port_maker(networks: dict[str, Network]):
+    """A function making a router's or DHCP server's NamespacePort, with its network's segment
+    as the OVS agent records it."""
+    def ns_port(network: str, port_id: str, prefix: str, ip: str, mac: str, local_vlan: int,
+                owner: str) -> NamespacePort:
+        net = networks[network]
+        return NamespacePort(network, port_id, naming.port_device(naming.TAP, port_id),
+                             naming.port_device(prefix, port_id), ip, net.prefixlen, mac, net.mtu, local_vlan,
+                             owner, network_type=net.type,
+                             physical_network=net.physical_network if net.type in ("vlan", "flat") else None,
+                             segmentation_id=net.segmentation_id)
+    return ns_port
+
+
+def _dhcp_servers(scenario: Scenario, node: str, lvid, ns_port, state_root: str) -> list[DhcpPlan]:
+    """The DHCP servers of NODE: it runs the one of each DHCP network whose physical network
+    it is the first network node attached to."""
+    lab = scenario.name
+    physnets = {p.name: p for p in scenario.physical_networks}
+    out = []
+    for net in scenario.networks:
+        dhcp_node = next((n.name for n in scenario.nodes if n.role == "network"
+                          and n.name in physnets[net.physical_network].nodes), None)
+        if not net.dhcp or dhcp_node != node:
+            continue
+        port = ns_port(net.name, net.dhcp_port_id, naming.NS, net.dhcp_ip, naming.port_mac(net.dhcp_port_id),
+                       lvid(net.name), "network:dhcp")
+        hosts = tuple(DhcpHost(i.mac, naming.dhcp_hostname(i.ip), i.ip)
+                      for i in scenario.instances if i.network == net.name)
+        out.append(DhcpPlan(
+            name=naming.dhcp_server(net.name), network=net.name, network_id=net.network_id,
+            subnet_id=naming.object_uuid(lab, "subnet", net.name), node=node,
+            netns=naming.agent_netns(lab, node, naming.QDHCP, net.network_id), port=port,
+            cidr=net.cidr, gateway=net.gateway, mtu=net.mtu, hosts=hosts,
+            dir=naming.dhcp_dir(state_root, lab, net.network_id)))
+    return out
+
+
+def _instance_port(scenario: Scenario, inst, local_vlan: int, plug: Plug) -> InstancePort:
+    networks = {n.name: n for n in scenario.networks}
+    members: dict[tuple[str, str], list[str]] = {}   # (project, group) -> member addresses
+    for i in scenario.instances:
+        for group in i.security_groups:
+            members.setdefault((networks[i.network].project, group), []).append(i.ip)
+    net = networks[inst.network]
+    return InstancePort(
+        instance=inst.name, node=inst.node, network=net.name, project=net.project,
+        port_id=inst.port_id, netns=naming.netns_name(scenario.name, inst.name), ip=inst.ip,
+        prefixlen=net.prefixlen, gateway=net.gateway, mac=inst.mac, mtu=net.mtu,
+        local_vlan=local_vlan, segmentation_id=net.segmentation_id,
+        network_type=net.type, physical_network=net.physical_network, plug=plug,
+        security_groups=inst.security_groups, rules=_port_rules(scenario, inst, networks, members),
+        address=inst.address, floating_ip=inst.floating_ip)
+
+
+def _physical_bridges(scenario: Scenario, node: str, local_vlans: dict[str, int],
+                      nic_of: dict[tuple[str, str], str]) -> tuple[PhysicalBridge, ...]:
+    """br-vlan/br-ex... of NODE (bridge_mappings), with the VLAN translation of each network
+    present on the node."""
+    networks = {n.name: n for n in scenario.networks}
+    bridges = []
+    for physnet in scenario.physical_networks:
+        if node not in physnet.nodes or physnet.tunnels:
+            continue
+        int_patch, phy_patch = naming.patch_ports(physnet.bridge)
+        translations = tuple((net_name, vlan, networks[net_name].segmentation_id)
+                             for net_name, vlan in local_vlans.items()
+                             if networks[net_name].physical_network == physnet.name)
+        bridges.append(PhysicalBridge(physnet.bridge, physnet.name, nic_of[(node, physnet.name)],
+                                      int_patch, phy_patch, translations))
+    return tuple(bridges)
+
+
+def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], router_plans: tuple[RouterPlan, ...], nic_of: dict,
+                  datapath: str) -> list[NodePlan]:
     """br-tun of every node on the underlay: a tunnel port to each other node for each type in
     use, and per local tunnelled network the flood list, l2pop unicast and ARP entries."""
     underlay = next((p for p in scenario.physical_networks if p.tunnels), None)
@@ -507,11 +564,9 @@ def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], nic_of: dict, datap
     for n in nodes:
         for p in n.ports:
             hosted.setdefault(p.network, []).append((n.name, p.mac, p.ip))
-        for port in [d.port for d in n.dhcp_servers] + [q for r in n.routers for q in r.ports]:
+        router_ports = [q for r in router_plans for i in r.instances if i.node == n.name for q in i.ports]
+        for port in [d.port for d in n.dhcp_servers] + router_ports:
             hosted.setdefault(port.network, []).append((n.name, port.mac, port.ip))
-
-    def port_name(ntype: str, ip: str) -> str:
-        return f"{ntype}-" + "".join(f"{int(b):02x}" for b in ip.split("."))
 
     out = []
     for n in nodes:
@@ -519,9 +574,9 @@ def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], nic_of: dict, datap
             out.append(n)
             continue
         remotes = [r for r in underlay.nodes if r != n.name]
-        ports = tuple(TunnelPort(port_name(t, local_ip[r]), t, local_ip[r], r) for t in types for r in remotes)
+        ports = tuple(TunnelPort(naming.tunnel_port(t, local_ip[r]), t, local_ip[r], r) for t in types for r in remotes)
         endpoint = TunnelEndpoint(underlay.name, nic_of[(n.name, underlay.name)], local_ip[n.name], prefixlen,
-                                  "br-phy" if datapath == "netdev" else None, ports)
+                                  naming.BR_PHY if datapath == "netdev" else None, ports)
         tunnelled = []
         for net_name, lvid in n.local_vlans:
             net = networks[net_name]

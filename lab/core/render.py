@@ -14,12 +14,9 @@ import ipaddress
 
 import jinja2
 
-from lab.core import naming
+from lab.core import naming, plugs
 from lab.paths import data_dir
-from lab.core.plan import DhcpPlan, NamespacePort, NodePlan, Plan, RouterPlan
-
-CONNTRACK_ZONE_BASE = 4096
-
+from lab.core.plan import DhcpPlan, InstancePort, NamespacePort, NodePlan, Plan, RouterInstance
 
 @dataclass(frozen=True)
 class DhcpRender:
@@ -33,7 +30,7 @@ class NodeRender:
     ovsdb: tuple[str, ...]          # ovs-vsctl arguments of the node's one transaction
     flows: dict[str, str]           # bridge -> flow file text
     iptables: str                   # iptables-restore input
-    routers: dict[str, str] = field(default_factory=dict)          # router -> iptables-restore input
+    routers: dict[str, str] = field(default_factory=dict)          # router instance -> iptables-restore input
     dhcp: dict[str, DhcpRender] = field(default_factory=dict)      # DHCP server -> files and argv
 
 
@@ -68,18 +65,18 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         cmd("set", "Bridge", name, f"datapath_type={plan.datapath}", "fail_mode=secure",
             "protocols=OpenFlow10,OpenFlow13,OpenFlow14", "other_config:disable-in-band=true", mark)
 
-    bridge("br-int")
+    bridge(naming.BR_INT)
     if node.tunnel:
         t = node.tunnel
-        bridge("br-tun")
-        cmd("--may-exist", "add-port", "br-int", "patch-tun")
-        cmd("set", "Interface", "patch-tun", "type=patch", "options:peer=patch-int")
-        cmd("set", "Port", "patch-tun", mark)
-        cmd("--may-exist", "add-port", "br-tun", "patch-int")
-        cmd("set", "Interface", "patch-int", "type=patch", "options:peer=patch-tun")
-        cmd("set", "Port", "patch-int", mark)
+        bridge(naming.BR_TUN)
+        cmd("--may-exist", "add-port", naming.BR_INT, naming.PATCH_TUN)
+        cmd("set", "Interface", naming.PATCH_TUN, "type=patch", f"options:peer={naming.PATCH_INT}")
+        cmd("set", "Port", naming.PATCH_TUN, mark)
+        cmd("--may-exist", "add-port", naming.BR_TUN, naming.PATCH_INT)
+        cmd("set", "Interface", naming.PATCH_INT, "type=patch", f"options:peer={naming.PATCH_TUN}")
+        cmd("set", "Port", naming.PATCH_INT, mark)
         for p in t.ports:
-            cmd("--may-exist", "add-port", "br-tun", p.name)
+            cmd("--may-exist", "add-port", naming.BR_TUN, p.name)
             cmd("set", "Interface", p.name, f"type={p.type}", f"options:remote_ip={p.remote_ip}",
                 f"options:local_ip={t.local_ip}", "options:in_key=flow", "options:out_key=flow",
                 "options:df_default=true", "options:egress_pkt_mark=0")
@@ -94,14 +91,14 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         bridge(b.bridge)
         cmd("--may-exist", "add-port", b.bridge, b.nic)
         cmd("set", "Port", b.nic, mark)
-        cmd("--may-exist", "add-port", "br-int", b.int_patch)
+        cmd("--may-exist", "add-port", naming.BR_INT, b.int_patch)
         cmd("set", "Interface", b.int_patch, "type=patch", f"options:peer={b.phy_patch}")
         cmd("set", "Port", b.int_patch, mark)
         cmd("--may-exist", "add-port", b.bridge, b.phy_patch)
         cmd("set", "Interface", b.phy_patch, "type=patch", f"options:peer={b.int_patch}")
         cmd("set", "Port", b.phy_patch, mark)
-    for port in _namespace_ports(node):
-        cmd("--may-exist", "add-port", "br-int", port.ovs_dev)
+    for port in _namespace_ports(plan, node):
+        cmd("--may-exist", "add-port", naming.BR_INT, port.ovs_dev)
         cmd("set", "Port", port.ovs_dev, f"tag={port.local_vlan}", mark,
             f"other_config:net_uuid={naming.object_uuid(plan.lab, 'network', port.network)}",
             f"other_config:network_type={port.network_type}",
@@ -114,24 +111,27 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         net_uuid = naming.object_uuid(plan.lab, "network", p.network)
         vm_uuid = naming.object_uuid(plan.lab, "instance", p.instance)
         seg = "None" if p.segmentation_id is None else str(p.segmentation_id)
-        cmd("--may-exist", "add-port", "br-int", p.qvo)
-        cmd("set", "Port", p.qvo, f"tag={p.local_vlan}", mark,
+        cmd("--may-exist", "add-port", naming.BR_INT, p.ovs_port)
+        cmd("set", "Port", p.ovs_port, f"tag={p.local_vlan}", mark,
             f"other_config:net_uuid={net_uuid}", f"other_config:network_type={p.network_type}",
             f"other_config:physical_network={p.physical_network if p.network_type in ('vlan', 'flat') else 'None'}",
             f"other_config:segmentation_id={seg}", f"other_config:tag={p.local_vlan}")
-        cmd("set", "Interface", p.qvo, f"external_ids:iface-id={p.port_id}",
+        cmd("set", "Interface", p.ovs_port, f"external_ids:iface-id={p.port_id}",
             "external_ids:iface-status=active", f'external_ids:attached-mac="{p.mac}"',
             f"external_ids:vm-uuid={vm_uuid}")
     return tuple(args)
 
 
-def _namespace_ports(node: NodePlan) -> list[NamespacePort]:
-    """Ports of the node's DHCP servers and routers, in the order their VLANs were allocated."""
-    return [d.port for d in node.dhcp_servers] + [p for r in node.routers for p in r.ports]
+def _namespace_ports(plan: Plan, node: NodePlan) -> list[NamespacePort]:
+    """Ports of the node's DHCP servers and router instances, in the order their VLANs were
+    allocated."""
+    return [d.port for d in node.dhcp_servers] + [p for r in plan.routers_on(node.name) for p in r.ports]
 
 
-def router_rules(plan: Plan, router: RouterPlan) -> str:
-    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router)
+def router_rules(plan: Plan, router: RouterInstance) -> str:
+    """The l3 agent's iptables of one router instance (legacy: NAT and floating IPs)."""
+    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router,
+                           router_id=plan.router(router.router).router_id, wrap=naming.L3_WRAP)
 
 
 DHCP_LEASE_SECONDS = 86400
@@ -150,7 +150,7 @@ def dnsmasq_argv(dhcp: DhcpPlan) -> tuple[str, ...]:
     net = ipaddress.ip_network(dhcp.cidr)
     d = dhcp.dir
     return ("dnsmasq", "--no-hosts", "--no-resolv", "--except-interface=lo",
-            f"--pid-file={d}/pid", f"--dhcp-hostsfile={d}/host", f"--addn-hosts={d}/addn_hosts",
+            f"--pid-file={d}/{naming.DHCP_PIDFILE}", f"--dhcp-hostsfile={d}/host", f"--addn-hosts={d}/addn_hosts",
             f"--dhcp-optsfile={d}/opts", f"--dhcp-leasefile={d}/leases", "--dhcp-match=set:ipxe,175",
             "--local-service", "--bind-dynamic", f"--interface={dhcp.port.ns_dev}",
             f"--dhcp-range=set:subnet-{dhcp.subnet_id},{net.network_address},static,{net.netmask},"
@@ -165,32 +165,44 @@ def udhcpc_script() -> str:
 
 
 def iptables_rules(plan: Plan, node: NodePlan) -> str:
-    # iptables_hybrid keeps one conntrack zone per port (CONNTRACK_ZONE_PER_PORT), from 4097
-    ports = [{"port": p, "i": naming.sg_chain("i", p.port_id), "o": naming.sg_chain("o", p.port_id),
-              "s": naming.sg_chain("s", p.port_id), "zone": CONNTRACK_ZONE_BASE + 1 + index}
-             for index, p in enumerate(node.ports)]
-    return render_template("iptables-hybrid.rules.j2", lab=plan.lab, node=node, ports=ports,
-                           wrap=naming.IPTABLES_WRAP)
+    """The node's firewall rules, from its firewall driver ("" when it keeps none)."""
+    return plugs.driver(node.firewall_driver).firewall_rules(plan, node)
 
 
 def render_node(plan: Plan, node: NodePlan) -> NodeRender:
-    flows = {"br-int": render_template("br-int.flows.j2", node=node, cookie=plan.cookie)}
+    plug = plugs.driver(node.firewall_driver)
+    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie)
+             + plug.br_int_flows(plan, node)}
     for b in node.physical_bridges:
         flows[b.bridge] = render_template("physical-bridge.flows.j2", bridge=b, cookie=plan.cookie)
     if node.tunnel:
-        flows["br-tun"] = render_template(
+        flows[naming.BR_TUN] = render_template(
             "br-tun.flows.j2", tunnel=node.tunnel, networks=node.tunnel_networks, cookie=plan.cookie,
             arp_responder=plan.arp_responder,
             hexmac=lambda mac: "0x" + mac.replace(":", ""),
             hexip=lambda ip: "%#x" % int(ipaddress.IPv4Address(ip)))
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
                       iptables=iptables_rules(plan, node),
-                      routers={r.name: router_rules(plan, r) for r in node.routers},
+                      routers={r.name: router_rules(plan, r) for r in plan.routers_on(node.name)},
                       dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers})
 
 
 def render_plan(plan: Plan) -> dict[str, NodeRender]:
     return {n.name: render_node(plan, n) for n in plan.nodes}
+
+
+def _plug_bridges(p: InstancePort) -> list[str]:
+    """A line for each Linux bridge of a port's plug, with the devices on either side of it."""
+    devices = p.plug.devices
+    lines = []
+    for i, d in enumerate(devices):
+        if d.kind != "bridge":
+            continue
+        members = [x.name for x in (devices[i - 1] if i else None, devices[i + 1] if i + 1 < len(devices) else None)
+                   if x is not None]
+        lines.append(f"  {d.name}  Linux bridge: {', '.join(members)}  (security groups: "
+                     f"{', '.join(p.security_groups) or 'none'})")
+    return lines
 
 
 def describe(plan: Plan) -> str:
@@ -203,10 +215,11 @@ def describe(plan: Plan) -> str:
             lines.append(f"  {m.wire_ifname} <-> {m.name}:{m.peer_ifname}")
     lines.append("")
     for n in plan.nodes:
-        lines.append(f"node {n.name} ({n.role}): netns {n.netns}, OVS run directory {n.rundir}")
+        fw = f", firewall_driver {n.firewall_driver}" if n.firewall_driver != plugs.DEFAULT_DRIVER else ""
+        lines.append(f"node {n.name} ({n.role}{fw}): netns {n.netns}, OVS run directory {n.rundir}")
         lines.append("  br-int")
         for p in n.ports:
-            lines.append(f"    {p.qvo}  tag={p.local_vlan}  ({p.instance}, network {p.network})")
+            lines.append(f"    {p.ovs_port}  tag={p.local_vlan}  ({p.instance}, network {p.network})")
         for b in n.physical_bridges:
             lines.append(f"    {b.int_patch}  patch <-> {b.bridge}:{b.phy_patch}")
         if n.tunnel:
@@ -227,12 +240,11 @@ def describe(plan: Plan) -> str:
                 to = f"VLAN {seg}" if seg is not None else "untagged (flat)"
                 lines.append(f"    local VLAN {lvid} <-> {to}  (network {network})")
         for p in n.ports:
-            lines.append(f"  {p.qbr}  Linux bridge: {p.tap}, {p.qvb}  (security groups: "
-                         f"{', '.join(p.security_groups) or 'none'})")
+            lines += _plug_bridges(p)
         for d in n.dhcp_servers:
             lines.append(f"  {d.netns}  ({d.name}): {d.port.ns_dev} {d.port.ip}/{d.port.prefixlen}, "
                          f"dnsmasq for {len(d.hosts)} host(s); {d.port.ovs_dev} on br-int tag={d.port.local_vlan}")
-        for r in n.routers:
+        for r in plan.routers_on(n.name):
             lines.append(f"  {r.netns}  ({r.name})")
             for i in r.ports:
                 lines.append(f"    {i.ns_dev} {i.ip}/{i.prefixlen} {i.mac}  network {i.network}; "
@@ -244,7 +256,7 @@ def describe(plan: Plan) -> str:
     for p in plan.ports:
         fip = f", floating IP {p.floating_ip}" if p.floating_ip else ""
         lines.append(f"  {p.instance}: netns {p.netns}, eth0 {p.mac} {p.ip}/{p.prefixlen} mtu {p.mtu} "
-                     f"gw {p.gateway} ({p.address}{fip}); on {p.node} via {p.tap}; port {p.port_id}")
+                     f"gw {p.gateway} ({p.address}{fip}); on {p.node} via {p.plug.host_device}; port {p.port_id}")
     if plan.external_hosts:
         lines.append("")
         lines.append("external hosts")

@@ -1,6 +1,6 @@
 """The L3 and DHCP agents' part of a node: router namespaces (addresses, forwarding,
 floating IPs, the l3 agent's iptables), DHCP namespaces (dnsmasq) and the instances' DHCP
-clients. Called by runtime.py, which owns ordering, the ledger and rollback."""
+clients. Called by lifecycle.py, which owns ordering, the ledger and rollback."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ import time
 from pathlib import Path
 
 from lab.budget import budget
-from lab.runtime import gateway, netns
+from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
 from lab.runtime.kernel import Links
 from lab.paths import lab_dir
-from lab.core.plan import DhcpPlan, Plan, RouterPlan
+from lab.core import naming
+from lab.core.plan import DhcpPlan, Plan, RouterInstance
 from lab.core.render import DhcpRender
 
 
-def router_links(r: RouterPlan) -> None:
-    """qrouter-: addresses on qr- and qg-, floating IPs as /32 on qg-, forwarding, default route."""
+def router_links(r: RouterInstance) -> None:
+    """A legacy router instance's qrouter-: addresses on qr- and qg-, floating IPs as /32 on
+    qg-, forwarding, default route."""
     with netns.entered(r.netns):
         netns.write_sysctl("net.ipv4.ip_forward", "1")
         with Links(r.netns) as links:
@@ -35,8 +37,8 @@ def router_links(r: RouterPlan) -> None:
                     links.default_route(r.external_gateway_ip, r.gateway.ns_dev)
 
 
-def router_rules(plan: Plan, r: RouterPlan, rules: str) -> None:
-    rules_file = lab_dir(plan.lab) / "routers" / f"{r.name}.rules"
+def router_rules(plan: Plan, r: RouterInstance, rules: str) -> None:
+    rules_file = lab_dir(plan.lab) / naming.router_rules_file(r.name)
     rules_file.parent.mkdir(parents=True, exist_ok=True)
     rules_file.write_text(rules)
     gateway.run(["iptables-restore", "-w", "5", str(rules_file)], netns=r.netns)
@@ -56,17 +58,15 @@ def dnsmasq_start(d: DhcpPlan, render: DhcpRender) -> int:
     for name, text in render.files.items():
         (directory / name).write_text(text)
     gateway.run(list(render.argv), netns=d.netns)
-    pid = read_pidfile(directory / "pid")
+    pid = dnsmasq_pid(d)
     if pid is None:
-        raise LabError(f"dnsmasq for {d.network} did not write {directory / 'pid'}")
+        raise LabError(f"dnsmasq for {d.network} did not write {directory / naming.DHCP_PIDFILE}")
     return pid
 
 
-def read_pidfile(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
+def dnsmasq_pid(d: DhcpPlan) -> int | None:
+    """dnsmasq's pid from its pid file (check it with processes.alive(pid, d.dir))."""
+    return processes.read_pidfile(Path(d.dir) / naming.DHCP_PIDFILE)
 
 
 def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> list[str]:

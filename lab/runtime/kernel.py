@@ -88,7 +88,7 @@ class Links:
         self._do(f"creating veth {ifname} <-> {peer}", self.ipr.link, "add", **spec)
 
     def bridge(self, ifname: str, mtu: int | None = None, up: bool = False) -> None:
-        """A Linux bridge without STP or forwarding delay (qbr..., the wires)."""
+        """A Linux bridge without STP or forwarding delay (a port plug's bridge, the wires)."""
         spec: dict = {"ifname": ifname, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
         if mtu:
             spec["mtu"] = mtu

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.runtime import agents, gateway, netns, ovs, processes
+from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes
 from lab.core import naming
-from lab.errors import ApplyError, LabError, LabStateError, NotRoot
+from lab.core import plugs as core_plugs
+from lab.errors import ApplyError, LabError, LabStateError, NotRoot, UsageError
 from lab.runtime.kernel import Links
-from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, lab_dir, remove_lab_dir
+from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, check_lab_name, lab_dir, remove_lab_dir
 from lab.core.plan import NodePlan, Plan, build_plan, from_data
 from lab.core.render import NodeRender, render_plan
 from lab.core.scenario import Scenario, load_scenario
@@ -109,16 +110,32 @@ class UpResult:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-def up(name_or_path: str, datapath: str | None = None, progress: Progress = _quiet) -> UpResult:
-    scenario = load_scenario(name_or_path)          # every scenario error before anything else
+def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Progress = _quiet,
+       name: str | None = None, lock_timeout: float | None = None) -> UpResult:
+    """Bring lab NAME (default: the scenario's name) up, or find it up and repair it, holding
+    the lab's lock throughout (a second `up` of it waits and then finds it up)."""
+    if name is not None:
+        check_lab_name(name)
+    if isinstance(name_or_path, Scenario):      # validated when parsed; named then too
+        if name is not None and name != name_or_path.name:
+            raise UsageError("give the lab name when loading the scenario (load_scenario(path, lab_name=...))")
+        scenario, what = name_or_path, f"lab up {name_or_path.source}"
+    else:
+        scenario = load_scenario(name_or_path, lab_name=name)   # every scenario error first
+        what = f"lab up {name_or_path}"
     require_root()
+    with locks.lab_lock(scenario.name, what, lock_timeout, progress):
+        return _up(scenario, datapath, progress)
+
+
+def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResult:
     gateway.require(*REQUIRED_PROGRAMS)
     chosen = datapath or os.environ.get("LAB_DATAPATH")
     if chosen is None and (lab_dir(scenario.name) / "plan.json").exists():
         chosen = load_state(scenario.name).plan.datapath     # `up` again: the datapath it has
     chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
-    check_kernel()
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
+    check_kernel(plan)
     if plan.dhcp_servers:
         gateway.require("dnsmasq", "busybox")
     renders = render_plan(plan)
@@ -132,7 +149,7 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
     leftovers = [ns for ns in netns.list_ours() if ns.startswith(naming.netns_name(plan.lab, ""))]
     if leftovers or lab_dir(plan.lab).exists():
         raise LabStateError(f"lab {plan.lab} left objects behind ({', '.join(leftovers[:3]) or lab_dir(plan.lab)}"
-                            f"{' ...' if len(leftovers) > 3 else ''}); run `lab cleanup` first")
+                            f"{' ...' if len(leftovers) > 3 else ''}); run `lab cleanup {plan.lab}` first")
 
     directory = lab_dir(plan.lab)
     directory.mkdir(parents=True)
@@ -192,7 +209,7 @@ def up(name_or_path: str, datapath: str | None = None, progress: Progress = _qui
         try:
             _teardown(plan.lab, ledger.entries(), progress=_quiet)
         except BaseException as cleanup_exc:  # keep the first error; say the sweep is owed
-            progress(f"removing failed too ({cleanup_exc}); run `lab cleanup`")
+            progress(f"removing failed too ({cleanup_exc}); run `lab cleanup {plan.lab}`")
         if isinstance(exc, KeyboardInterrupt):
             raise
         if isinstance(exc, LabError):
@@ -211,11 +228,11 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if not problems:
         return UpResult(state.lab, 0.0, already_up=True)
     plan = state.plan
-    agent_namespaces = {r.netns for r in plan.routers} | {d.netns for d in plan.dhcp_servers}
+    agent_namespaces = {r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
     fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
              if ns not in agent_namespaces and not netns.exists(ns)]
     fatal += [f"{daemon} of {n.name} is not running" for n in plan.nodes for daemon in ovs.DAEMONS
-              if not _alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
+              if not processes.alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
     if fatal:
         raise LabStateError(f"lab {state.lab} is up but damaged beyond repair in place "
                             f"({'; '.join(fatal)}); run `lab down {state.lab}` and `lab up` again")
@@ -224,18 +241,18 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     for node in plan.nodes:
         render = renders[node.name]
         rebuilt = []
-        for r in node.routers:
+        for r in plan.routers_on(node.name):
             if not netns.exists(r.netns):
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
                 agents.router_links(r)
                 rebuilt += [p.ovs_dev for p in r.ports]
             agents.router_rules(plan, r, render.routers[r.name])
         for d in node.dhcp_servers:
-            pid = agents.read_pidfile(Path(d.dir) / "pid")
-            if netns.exists(d.netns) and _alive(pid, d.dir):
+            pid = agents.dnsmasq_pid(d)
+            if netns.exists(d.netns) and processes.alive(pid, d.dir):
                 continue
-            if _alive(pid, d.dir):
-                ovs.stop_pid(pid)   # its namespace is gone from /run/netns: free it
+            if processes.alive(pid, d.dir):
+                processes.stop(pid)   # its namespace is gone from /run/netns: free it
             if not netns.exists(d.netns):
                 _agent_namespace(plan, node, d.netns, (d.port,), state.ledger)
                 agents.dhcp_links(d)
@@ -246,7 +263,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
             # the veths are new: make OVS open them again
             args: list[str] = []
             for dev in rebuilt:
-                args += (["--"] if args else []) + ["--if-exists", "del-port", "br-int", dev]
+                args += (["--"] if args else []) + ["--if-exists", "del-port", naming.BR_INT, dev]
             ovs.vsctl(node.rundir, args)
         _node_configure(node, render)
         if node.tunnel:
@@ -257,15 +274,11 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     return UpResult(state.lab, time.monotonic() - started, repaired=problems)
 
 
-def _alive(pid: int | None, mark: str) -> bool:
-    return pid is not None and ovs.is_ours(pid, mark)
-
-
 def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledger) -> None:
     """(Re)make a router or DHCP namespace and the veths of its ports."""
     netns.create(name)
     ledger.record("netns", name=name)
-    _prepare_namespace(name, is_node=False)
+    _prepare_namespace(name, bridged_iptables=False)
     with netns.entered(node.netns), Links(node.netns) as links:
         for port in ports:
             if links.has(port.ovs_dev):
@@ -274,29 +287,35 @@ def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledge
             links.tx_checksum_off(port.ovs_dev)
 
 
-def check_kernel() -> None:
+def _bridged_iptables(plan: Plan) -> set[str]:
+    """Namespaces of the nodes whose firewall driver filters bridged traffic with iptables."""
+    return {n.netns for n in plan.nodes if core_plugs.driver(n.firewall_driver).iptables}
+
+
+def check_kernel(plan: Plan) -> None:
     """What the host's kernel must offer before anything is made: br_netfilter (iptables on
-    bridged traffic, for the hybrid firewall). provision.sh loads it; we never load modules."""
-    if not Path("/proc/sys/net/bridge").is_dir():
+    bridged traffic), when a node's firewall driver needs it (iptables_hybrid).
+    provision.sh loads it; we never load modules."""
+    if _bridged_iptables(plan) and not Path("/proc/sys/net/bridge").is_dir():
         raise LabError("the kernel's br_netfilter is not loaded, and the iptables_hybrid firewall "
                        "needs it: run `modprobe br_netfilter` (vagrant/provision.sh does)")
 
 
 def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
-    nodes = {n.netns for n in plan.nodes}
+    bridged = _bridged_iptables(plan)
     for name in plan.namespaces():
         netns.create(name)
         ledger.record("netns", name=name)
-        _prepare_namespace(name, is_node=name in nodes)
+        _prepare_namespace(name, bridged_iptables=name in bridged)
 
 
-def _prepare_namespace(name: str, is_node: bool) -> None:
+def _prepare_namespace(name: str, bridged_iptables: bool) -> None:
     with netns.entered(name):
         # IPv4 lab: no IPv6 autoconfiguration chatter in the captures (if the kernel has IPv6)
         if Path("/proc/sys/net/ipv6").is_dir():
             netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
             netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-        if is_node:
+        if bridged_iptables:
             # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
             netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
             netns.write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
@@ -325,6 +344,7 @@ def _external_host_up(host) -> None:
 def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, progress: Progress) -> None:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
+    routers = plan.routers_on(node.name)
     rundir = Path(node.rundir)
     rundir.mkdir(parents=True, exist_ok=True)
     # the node's own Open vSwitch starts while the kernel plumbing is made (it waits on I/O)
@@ -341,24 +361,17 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     ovs_thread = threading.Thread(target=start_ovs, name=f"ovs-{node.name}")
     ovs_thread.start()
     try:
-        # 1. kernel plumbing: NICs up, and each instance plugged the hybrid way
+        # 1. kernel plumbing: NICs up, and each instance plugged by the node's firewall driver
+        plug = plugs.driver(node.firewall_driver)
         with netns.entered(node.netns), Links(node.netns) as links:
             if node.nics:
                 links.tx_checksum_off(*node.nics)
                 links.up(*node.nics)
             for p in node.ports:
-                # six netlink requests per port: qbr, tap (in qbr, up; eth0 made in the
-                # instance namespace), qvb (in qbr, up) with its peer qvo, then qvo up
-                links.bridge(p.qbr, mtu=p.mtu, up=True)
-                # libvirt gives the host side of a VM's NIC the guest MAC with fe: first
-                links.veth(p.tap, "eth0", peer_netns=p.netns, peer_mac=p.mac, mtu=p.mtu,
-                           master=p.qbr, up=True, mac="fe" + p.mac[2:])
-                links.veth(p.qvb, p.qvo, mtu=p.mtu, master=p.qbr, up=True)
-                links.tx_checksum_off(p.tap, p.qvb, p.qvo)
-                links.up(p.qvo)
+                plug.make(links, p)
             # routers and DHCP servers: a veth each port, tap... here on br-int, qr-/qg-/ns-
             # in their namespace (ovs_use_veth = True)
-            owned = [(r.netns, r.ports) for r in node.routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
+            owned = [(r.netns, r.ports) for r in routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
             for owner_netns, ports in owned:
                 for port in ports:
                     links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
@@ -373,7 +386,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 links.up("eth0")
                 if p.address == "static":
                     links.default_route(p.gateway, "eth0")
-        for r in node.routers:
+        for r in routers:
             agents.router_links(r)
         for d in node.dhcp_servers:
             agents.dhcp_links(d)
@@ -389,12 +402,12 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
         _tunnel_endpoint(node)
     # 3. the agents' namespaces: l3 agent rules, dnsmasq
     t = time.monotonic()
-    for r in node.routers:
+    for r in routers:
         agents.router_rules(plan, r, render.routers[r.name])
     for d in node.dhcp_servers:
         pid = agents.dnsmasq_start(d, render.dhcp[d.name])
         ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
-    if node.routers or node.dhcp_servers:
+    if routers or node.dhcp_servers:
         timings["agents"] = time.monotonic() - t
     progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
              f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
@@ -421,27 +434,30 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
     timings["ovsdb"] = time.monotonic() - t
     t = time.monotonic()
     for bridge, text in render.flows.items():
-        flow_file = rundir / f"{bridge}.flows"
+        flow_file = rundir / naming.flow_file(bridge)
         flow_file.write_text(text)
         ovs.replace_flows(node.rundir, bridge, str(flow_file))
     timings["flows"] = time.monotonic() - t
-    t = time.monotonic()
-    rules = rundir / "iptables.rules"
-    rules.write_text(render.iptables)
-    gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
-    timings["iptables"] = time.monotonic() - t
+    if render.iptables:     # a firewall driver without iptables (noop) has no rules
+        t = time.monotonic()
+        rules = rundir / naming.NODE_IPTABLES_FILE
+        rules.write_text(render.iptables)
+        gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
+        timings["iptables"] = time.monotonic() - t
     return timings
 
 
 # --------------------------------------------------------------------------- down / cleanup
 
-def down(lab: str, progress: Progress = _quiet) -> float:
+def down(lab: str, progress: Progress = _quiet, lock_timeout: float | None = None) -> float:
+    check_lab_name(lab)
     require_root()
     started = time.monotonic()
-    directory = lab_dir(lab)
-    if not directory.exists() and not _lab_namespaces(lab):
-        raise LabStateError(f"lab {lab} is not up (labs up: {', '.join(list_labs()) or 'none'})")
-    _teardown(lab, Ledger(directory).entries(), progress)
+    with locks.lab_lock(lab, f"lab down {lab}", lock_timeout, progress):
+        directory = lab_dir(lab)
+        if not directory.exists() and not _lab_namespaces(lab):
+            raise LabStateError(f"lab {lab} is not up (labs up: {', '.join(list_labs()) or 'none'})")
+        _teardown(lab, Ledger(directory).entries(), progress)
     return time.monotonic() - started
 
 
@@ -456,7 +472,7 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     # processes first (they hold sockets and devices), the ledger's, then any in our namespaces
     victims: list[int] = []
     for e in reversed(entries):
-        if e["kind"] == "process" and ovs.is_ours(e["pid"], e["rundir"]):
+        if e["kind"] == "process" and processes.is_ours(e["pid"], e["rundir"]):
             victims.append(e["pid"])
     names = [e["name"] for e in reversed(entries) if e["kind"] == "netns"]
     names += [ns for ns in _lab_namespaces(lab) if ns not in names]
@@ -464,7 +480,7 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     victims += [p for p in processes.in_namespaces(inodes) if p not in victims]
     victims += [p for p in processes.daemons_under(f"{directory}/") if p not in victims]
     for pid in victims:
-        ovs.stop_pid(pid)
+        processes.stop(pid)
     if victims:
         progress(f"stopped {len(victims)} process(es)")
     for name in names:
@@ -474,30 +490,79 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     remove_lab_dir(lab)
 
 
-def cleanup(progress: Progress = _quiet) -> list[str]:
-    """Remove every lab's leftovers: state dirs, namespaces with our prefix, their processes."""
-    require_root()
+@dataclass
+class Leftover:
+    """A lab `cleanup` would remove: up (it has plan.json) or left behind half-made."""
+
+    lab: str
+    up: bool
+    namespaces: list[str]
+    state_dir: str | None
+
+    def describe(self) -> str:
+        what = "up" if self.up else "left behind"
+        state = f", state {self.state_dir}" if self.state_dir else ""
+        return f"lab {self.lab} ({what}: {len(self.namespaces)} namespace(s){state})"
+
+
+def _known_labs() -> set[str]:
     labs = set()
     if STATE_ROOT.is_dir():
         labs |= {p.name for p in STATE_ROOT.iterdir() if (p / STATE_MARK).exists() and LAB_NAME.match(p.name)}
     for ns in netns.list_ours():
         parts = naming.split_netns(ns)
-        if parts:
+        if parts and LAB_NAME.match(parts[0]):
             labs.add(parts[0])
-    for lab in sorted(labs):
-        progress(f"removing lab {lab}")
-        _teardown(lab, Ledger(lab_dir(lab)).entries(), progress)
-    # namespaces with our prefix but no recognisable lab name
-    stray = netns.list_ours()
+    return labs
+
+
+def _stray_namespaces() -> list[str]:
+    """Namespaces with our prefix whose lab part is no lab name (nlab.x, nlab..y)."""
+    return [ns for ns in netns.list_ours()
+            if not (parts := naming.split_netns(ns)) or not LAB_NAME.match(parts[0])]
+
+
+def leftovers() -> tuple[list[Leftover], list[str]]:
+    """What `cleanup` of every lab would remove: each lab, and stray namespaces."""
+    require_root()
+    labs = []
+    for lab in sorted(_known_labs()):
+        d = lab_dir(lab)
+        labs.append(Leftover(lab, (d / "plan.json").exists(), _lab_namespaces(lab),
+                             str(d) if d.exists() else None))
+    return labs, _stray_namespaces()
+
+
+def cleanup(lab: str | None = None, progress: Progress = _quiet,
+            lock_timeout: float | None = None) -> list[str]:
+    """Remove lab LAB (up or left behind, even after kill -9) by its marks, holding its lock;
+    without LAB, every lab and every stray namespace of ours. Returns the labs removed."""
+    if lab is not None:
+        check_lab_name(lab)
+    require_root()
+    if lab is not None:
+        return _cleanup_one(lab, progress, lock_timeout)
+    removed = []
+    for name in sorted(_known_labs()):
+        removed += _cleanup_one(name, progress, lock_timeout)
+    stray = _stray_namespaces()
     if stray:
         inodes = {i for i in (netns.inode(n) for n in stray) if i}
         for pid in processes.in_namespaces(inodes):
-            ovs.stop_pid(pid)
+            processes.stop(pid)
         for ns in stray:
             netns.delete(ns)
-    if STATE_ROOT.is_dir() and not any(STATE_ROOT.iterdir()):
-        STATE_ROOT.rmdir()
-    return sorted(labs)
+    return removed
+
+
+def _cleanup_one(lab: str, progress: Progress, lock_timeout: float | None) -> list[str]:
+    with locks.lab_lock(lab, f"lab cleanup {lab}", lock_timeout, progress):
+        directory = lab_dir(lab)
+        if not directory.exists() and not _lab_namespaces(lab) and not processes.daemons_under(f"{directory}/"):
+            return []
+        progress(f"removing lab {lab}")
+        _teardown(lab, Ledger(directory).entries(), progress)
+    return [lab]
 
 
 # --------------------------------------------------------------------------- status
@@ -514,7 +579,7 @@ def health(state: LabState) -> list[str]:
         alive = True
         for daemon in ovs.DAEMONS:
             pid = ovs.read_pid(node.rundir, daemon)
-            if pid is None or not ovs.is_ours(pid, node.rundir):
+            if pid is None or not processes.is_ours(pid, node.rundir):
                 problems.append(f"{daemon} of {node.name} is not running")
                 alive = False
         if not alive:
@@ -525,17 +590,19 @@ def health(state: LabState) -> list[str]:
             problems.append(f"{node.name}: {exc}")
             continue
         expected = {b.nic: (b.bridge, None) for b in node.physical_bridges}
-        expected |= {b.int_patch: ("br-int", None) for b in node.physical_bridges}
+        expected |= {b.int_patch: (naming.BR_INT, None) for b in node.physical_bridges}
         expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
-        expected |= {p.qvo: ("br-int", p.local_vlan) for p in node.ports}
+        expected |= {p.ovs_port: (naming.BR_INT, p.local_vlan) for p in node.ports}
         if node.tunnel:
-            expected |= {"patch-tun": ("br-int", None), "patch-int": ("br-tun", None)}
-            expected |= {p.name: ("br-tun", None) for p in node.tunnel.ports}
-        expected |= {p.ovs_dev: ("br-int", p.local_vlan)
-                     for p in [d.port for d in node.dhcp_servers] + [q for r in node.routers for q in r.ports]}
+            expected |= {naming.PATCH_TUN: (naming.BR_INT, None), naming.PATCH_INT: (naming.BR_TUN, None)}
+            expected |= {p.name: (naming.BR_TUN, None) for p in node.tunnel.ports}
+        expected |= {p.ovs_dev: (naming.BR_INT, p.local_vlan)
+                     for p in [d.port for d in node.dhcp_servers]
+                     + [q for r in state.plan.routers_on(node.name) for q in r.ports]}
         for d in node.dhcp_servers:
-            if not _alive(agents.read_pidfile(Path(d.dir) / "pid"), d.dir):
+            if not processes.alive(agents.dnsmasq_pid(d), d.dir):
                 problems.append(f"dnsmasq of {d.name} is not running")
+        problems += _plug_problems(node)
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
             if row is None:
@@ -545,7 +612,7 @@ def health(state: LabState) -> list[str]:
                                 f"expected {bridge} tag {tag}")
             elif row.error or row.ofport in (None, -1):
                 problems.append(f"{node.name}: port {name} has no OpenFlow port ({row.error or 'ofport -1'})")
-        for flow_file in sorted(Path(node.rundir).glob("*.flows")):
+        for flow_file in sorted(Path(node.rundir).glob(naming.flow_file("*"))):
             bridge = flow_file.stem
             want = sum(1 for line in flow_file.read_text().splitlines() if line.startswith("cookie="))
             try:
@@ -556,6 +623,15 @@ def health(state: LabState) -> list[str]:
             if have != want:
                 problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
     return problems
+
+
+def _plug_problems(node: NodePlan) -> list[str]:
+    """Devices of the instances' plugs that the node namespace lacks."""
+    if not node.ports or not netns.exists(node.netns):
+        return []
+    plug = plugs.driver(node.firewall_driver)
+    with netns.entered(node.netns), Links(node.netns) as links:
+        return [f"{node.name}: {p.instance}'s {dev} is missing" for p in node.ports for dev in plug.missing(links, p)]
 
 
 def status(lab: str | None = None) -> list[dict]:
@@ -572,26 +648,28 @@ def status(lab: str | None = None) -> list[dict]:
             "nodes": [{"name": n.name, "netns": n.netns, "role": n.role, "ovs_rundir": n.rundir,
                        "up": netns.exists(n.netns),
                        "pids": {d: ovs.read_pid(n.rundir, d) for d in ovs.DAEMONS},
-                       "bridges": ["br-int"] + [b.bridge for b in n.physical_bridges],
+                       "bridges": [naming.BR_INT] + [b.bridge for b in n.physical_bridges],
                        "local_vlans": dict(n.local_vlans)} for n in plan.nodes],
             "instances": [{"name": p.instance, "netns": p.netns, "node": p.node, "network": p.network,
                            "ip": p.ip, "mac": p.mac, "port_id": p.port_id, "local_vlan": p.local_vlan,
                            "address": p.address, "floating_ip": p.floating_ip,
-                           "devices": {"tap": p.tap, "qbr": p.qbr, "qvb": p.qvb, "qvo": p.qvo},
+                           "firewall_driver": p.plug.driver, "ovs_port": p.ovs_port,
+                           "devices": {d.role: d.name for d in p.plug.devices},
                            "up": netns.exists(p.netns)} for p in plan.ports],
             "wires": [{"name": w.name, "netns": w.netns, "bridge": w.bridge,
                        "members": [{"name": m.name, "kind": m.kind, "port": m.wire_ifname, "nic": m.peer_ifname}
                                    for m in w.members], "up": netns.exists(w.netns)}
                       for w in plan.wires],
-            "routers": [{"name": r.name, "router_id": r.router_id, "node": r.node, "netns": r.netns,
+            "routers": [{"name": r.name, "router": r.router, "router_id": plan.router(r.router).router_id,
+                         "role": r.role, "node": r.node, "netns": r.netns,
                          "interfaces": [{"network": i.network, "device": i.ns_dev, "ip": i.ip, "mac": i.mac,
                                          "ovs_port": i.ovs_dev, "local_vlan": i.local_vlan} for i in r.ports],
                          "floating_ips": [{"address": f.address, "fixed_ip": f.fixed_ip, "instance": f.instance}
                                           for f in r.floating_ips],
-                         "up": netns.exists(r.netns)} for r in plan.routers],
+                         "up": netns.exists(r.netns)} for r in plan.router_instances],
             "dhcp": [{"name": d.name, "network": d.network, "node": d.node, "netns": d.netns,
                       "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
-                      "pid": agents.read_pidfile(Path(d.dir) / "pid"), "up": netns.exists(d.netns)}
+                      "pid": agents.dnsmasq_pid(d), "up": netns.exists(d.netns)}
                      for d in plan.dhcp_servers],
             "external_hosts": [{"name": h.name, "netns": h.netns, "network": h.network, "ip": h.ip,
                                 "mac": h.mac, "wire": h.wire, "up": netns.exists(h.netns)}

@@ -10,12 +10,10 @@ can reconcile).
 from __future__ import annotations
 
 import os
-import signal
-import time
 from pathlib import Path
 
 from lab.budget import budget
-from lab.runtime import gateway
+from lab.runtime import gateway, processes
 from lab.errors import LabError
 
 SCHEMA_PATHS = ("/usr/share/openvswitch/vswitch.ovsschema",
@@ -61,19 +59,7 @@ def pidfile(rundir: str, daemon: str) -> Path:
 
 
 def read_pid(rundir: str, daemon: str) -> int | None:
-    try:
-        return int(pidfile(rundir, daemon).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def is_ours(pid: int, rundir: str) -> bool:
-    """True when PID is alive and is a daemon started with RUNDIR (never trust a stale pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    return rundir.rstrip("/") + "/" in cmdline   # compute1's rundir is no prefix of compute10's
+    return processes.read_pidfile(pidfile(rundir, daemon))
 
 
 def start(netns: str, rundir: str, datapath: str) -> list[int]:
@@ -118,36 +104,3 @@ def count_flows(rundir: str, bridge: str, cookie: str) -> int:
     # their own (the learn flow itself only names one inside its actions)
     return sum(1 for line in out.splitlines()
                if "cookie=" in line and "hard_timeout=" not in line.split(" actions=")[0])
-
-
-def stop_pid(pid: int, timeout: float = 5.0) -> None:
-    """End one process we started: SIGTERM, then SIGKILL if it lingers."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    if not wait_gone(pid, timeout):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        wait_gone(pid, timeout)
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + budget(timeout)
-    delay = 0.002
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # a daemon whose parent is gone is reaped by init; a zombie counts as gone
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-                return True
-        except (OSError, IndexError):
-            return True
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return False

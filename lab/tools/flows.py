@@ -58,7 +58,7 @@ def parse_flows(text: str) -> list[Flow]:
         fields = [f for f in rest.rstrip(", ").split(", ") if f]
         # drop idle_age/hard_age/...; what is left is "priority=N,match"
         fields = [f for f in fields if not re.match(r"(idle|hard)_(age|timeout)=", f)]
-        match_text = fields[-1] if fields else ""
+        match_text = fields[-1].split(" ")[-1] if fields else ""   # past flag words (send_flow_rem ...)
         prio = re.match(r"priority=(\d+),?(.*)$", match_text)
         priority, match = (int(prio.group(1)), prio.group(2)) if prio else (32768, match_text)
         flows.append(Flow(int(table), priority, match, actions, int(packets), int(nbytes), cookie))
@@ -69,8 +69,8 @@ def _names(plan: Plan, node: NodePlan) -> tuple[dict[str, str], dict[int, str], 
     """port name -> owner, local VLAN -> network, tunnel id -> network."""
     owners: dict[str, str] = {}
     for p in node.ports:
-        owners[p.qvo] = f"{p.instance} ({p.network})"
-    for r in node.routers:
+        owners[p.ovs_port] = f"{p.instance} ({p.network})"
+    for r in plan.routers_on(node.name):
         for port in r.ports:
             owners[port.ovs_dev] = f"{r.name} {port.ns_dev} ({port.network})"
     for d in node.dhcp_servers:
@@ -89,25 +89,39 @@ def _names(plan: Plan, node: NodePlan) -> tuple[dict[str, str], dict[int, str], 
     return owners, vlans, tunnels
 
 
-def annotate(flow: Flow, bridge: str, plan: Plan, node: NodePlan) -> str:
-    owners, vlans, tunnels = _names(plan, node)
+def _macs(plan: Plan) -> dict[str, str]:
+    """MAC -> what has it, lab-wide (br-tun's l2pop and ARP responder flows name remote ports)."""
+    macs = {p.mac: p.instance for p in plan.ports}
+    macs.update({d.port.mac: d.name for d in plan.dhcp_servers})
+    macs.update({q.mac: f"{r.name} {q.ns_dev}" for r in plan.router_instances for q in r.ports})
+    macs.update({h.mac: h.name for h in plan.external_hosts})
+    return macs
+
+
+def _matched_vlans(match: str) -> list[int | None]:
+    """The VLAN ids a match selects (dl_vlan=N, or vlan_tci=V/M as learned flows write it);
+    None for "untagged" (vlan_tci=0x0000/0x1fff, neutron-lib's FLAT_VLAN_TCI)."""
+    vids: list[int | None] = [int(v) for v in re.findall(r"dl_vlan=(\d+)", match)]
+    for value, mask in re.findall(r"vlan_tci=(0x[0-9a-f]+)/(0x[0-9a-f]+)", match):
+        value, mask = int(value, 16), int(mask, 16)
+        if mask & 0xfff == 0xfff:
+            vids.append(None if mask & 0x1000 and not value & 0x1000 else value & 0xfff)
+    return vids
+
+
+def _vlan_notes(flow: Flow, bridge: str, node: NodePlan, vlans: dict[int, str]) -> list[str]:
     wire_vlans = {seg: net for b in node.physical_bridges for net, _, seg in b.vlan_translations
                   if seg is not None}
     on_physical = bridge in {b.bridge for b in node.physical_bridges}
-    from_wire = bridge == "br-int" and any(b.int_patch in flow.match for b in node.physical_bridges)
+    patches = [b for b in node.physical_bridges if b.int_patch in flow.match] if bridge == "br-int" else []
     notes = []
-
-    def port_note(m):
-        name = m.group(2).strip('"')
-        return f"{m.group(1)}{name}" + (f" [{owners[name]}]" if name in owners else "")
-
-    text = re.sub(r"(in_port=|output:)(\"[^\"]+\"|[A-Za-z][\w.-]*)", port_note,
-                  f"{flow.match or 'any'} -> {flow.actions}")
-    for m in re.finditer(r"dl_vlan=(\d+)", flow.match):
-        vid = int(m.group(1))
-        if vid == 4095:
+    for vid in _matched_vlans(flow.match):
+        if vid is None:
+            flat = [net for b in patches for net, _, seg in b.vlan_translations if seg is None]
+            notes.append(f"untagged on the wire = {flat[0]}" if flat else "untagged")
+        elif vid == 4095:
             notes.append("dead VLAN")
-        elif from_wire and vid in wire_vlans:
+        elif patches and vid in wire_vlans:
             notes.append(f"VLAN {vid} on the wire = {wire_vlans[vid]}")
         elif vid in vlans:
             notes.append(f"local VLAN {vid} = {vlans[vid]}")
@@ -119,10 +133,35 @@ def annotate(flow: Flow, bridge: str, plan: Plan, node: NodePlan) -> str:
             notes.append(f"to local VLAN {vid} ({vlans[vid]})")
     if on_physical and "strip_vlan" in flow.actions:
         notes.append("leaves untagged (flat)")
+    return notes
+
+
+def _mac_notes(flow: Flow, macs: dict[str, str]) -> list[str]:
+    notes = [f"to {macs[mac]}" for mac in re.findall(r"dl_dst=([0-9a-f:]{17})(?![/0-9a-f:])", flow.match)
+             if mac in macs]
+    answer = re.search(r"mod_dl_src:([0-9a-f:]{17})", flow.actions)
+    tpa = re.search(r"arp_tpa=([0-9.]+)", flow.match)
+    if answer and tpa and "NXM_OF_ARP_OP" in flow.actions:
+        notes.append(f"answers ARP: {tpa.group(1)} is at {answer.group(1)}"
+                     + (f" ({macs[answer.group(1)]})" if answer.group(1) in macs else ""))
+    return notes
+
+
+def annotate(flow: Flow, bridge: str, plan: Plan, node: NodePlan) -> str:
+    owners, vlans, tunnels = _names(plan, node)
+
+    def port_note(m):
+        name = m.group(2).strip('"')
+        return f"{m.group(1)}{name}" + (f" [{owners[name]}]" if name in owners else "")
+
+    text = re.sub(r"(in_port=|output:)(\"[^\"]+\"|[A-Za-z][\w.-]*)", port_note,
+                  f"{flow.match or 'any'} -> {flow.actions}")
+    notes = _vlan_notes(flow, bridge, node, vlans)
     for m in re.finditer(r"tun_id=(0x[0-9a-f]+)|load:(0x[0-9a-f]+)->NXM_NX_TUN_ID", flow.match + " " + flow.actions):
         tid = int(m.group(1) or m.group(2), 16)
         if tid in tunnels:
             notes.append(f"tunnel id {tid} = {tunnels[tid]}")
+    notes += _mac_notes(flow, _macs(plan))
     if "learn(" in flow.actions:
         notes.append("learns MAC -> tunnel into table 20")
     note = f"   # {'; '.join(dict.fromkeys(notes))}" if notes else ""

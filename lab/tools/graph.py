@@ -1,28 +1,34 @@
 """`lab graph`: a picture of a running lab, read from the live system (each node's OVSDB for
 bridges and ports) and named from the plan: nodes with their bridges and agent namespaces,
-the hybrid plugs, patch links, wires and tunnels, coloured by network.
+the instances' port plugs, patch links, wires and tunnels, coloured by network.
 
-One neutral model (Graph) and three writers: Graphviz DOT (rendered to SVG/PNG by `dot`),
-Mermaid, and indented text for a terminal.
+One model (`Graph`: clusters, boxes, links, colours), built once by `build` from the plan;
+`Graph.outline()` is the one walk over it, in drawing order. The three writers only format
+that walk: Graphviz DOT (rendered to SVG/PNG by `dot`), Mermaid, and indented text.
 """
 
 from __future__ import annotations
 
+import html
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from lab.core.plan import Plan
+from lab.core import naming
+from lab.core.plan import NodePlan, Plan
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f"]
 NEUTRAL = "#555555"
+KINDS = ("ovs-bridge", "linux-bridge", "namespace", "wire")
+STYLES = ("solid", "dashed", "dotted", "bold")
 
 
 @dataclass
 class Box:
     id: str
     label: str
-    kind: str            # ovs-bridge | linux-bridge | namespace | wire | port
+    kind: str            # one of KINDS
     cluster: str | None  # id of the cluster (node or agent namespace) it is drawn in
 
 
@@ -32,34 +38,90 @@ class Link:
     b: str
     label: str = ""
     network: str | None = None
-    style: str = "solid"  # solid | dashed (patch) | bold (wire)
+    style: str = "solid"  # solid | dashed (patch) | dotted (tunnel) | bold (wire)
+
+
+@dataclass
+class Cluster:
+    id: str
+    label: str
+    parent: str | None
 
 
 @dataclass
 class Graph:
     lab: str
-    clusters: dict[str, tuple[str, str | None]] = field(default_factory=dict)   # id -> (label, parent)
+    clusters: list[Cluster] = field(default_factory=list)
     boxes: list[Box] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     colours: dict[str, str] = field(default_factory=dict)                     # network -> colour
+    _ids: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
 
-    def box(self, id: str, label: str, kind: str, cluster: str | None = None) -> str:
-        if not any(b.id == id for b in self.boxes):
-            self.boxes.append(Box(id, label, kind, cluster))
-        return id
+    def ident(self, *key: str) -> str:
+        """The drawing id of KEY: readable, a valid DOT/Mermaid id, and never shared by two
+        keys (names with '-' map to '_', so 'a-b' and 'a_b' would otherwise meet)."""
+        if key not in self._ids:
+            base = re.sub(r"[^A-Za-z0-9_]", "_", "__".join(key))
+            base = base if re.match(r"[A-Za-z_]", base) else f"_{base}"
+            taken = set(self._ids.values())
+            ident, n = base, 2
+            while ident in taken:
+                ident, n = f"{base}_{n}", n + 1
+            self._ids[key] = ident
+        return self._ids[key]
+
+    def cluster(self, key: tuple[str, ...], label: str, parent: str | None = None) -> str:
+        cid = self.ident(*key)
+        if not any(c.id == cid for c in self.clusters):
+            self.clusters.append(Cluster(cid, label, parent))
+        return cid
+
+    def box(self, key: tuple[str, ...], label: str, kind: str, cluster: str | None = None) -> str:
+        assert kind in KINDS, kind
+        bid = self.ident(*key)
+        if not any(b.id == bid for b in self.boxes):
+            self.boxes.append(Box(bid, label, kind, cluster))
+        return bid
+
+    def link(self, a: str, b: str, label: str = "", network: str | None = None, style: str = "solid") -> None:
+        assert style in STYLES, style
+        self.links.append(Link(a, b, label, network, style))
+
+    def outline(self) -> Iterator[tuple[str, int, Cluster | Box]]:
+        """The drawing order, once for every writer: ("open", depth, cluster), then its boxes
+        ("box", depth + 1, box) and its child clusters, then ("close", depth, cluster); the
+        boxes outside any cluster come last at depth 0."""
+        members: dict[str | None, list[Box]] = {}
+        for b in self.boxes:
+            members.setdefault(b.cluster, []).append(b)
+        children: dict[str | None, list[Cluster]] = {}
+        for c in self.clusters:
+            children.setdefault(c.parent, []).append(c)
+
+        def walk(c: Cluster, depth: int) -> Iterator[tuple[str, int, Cluster | Box]]:
+            yield "open", depth, c
+            for b in members.get(c.id, []):
+                yield "box", depth + 1, b
+            for child in children.get(c.id, []):
+                yield from walk(child, depth + 1)
+            yield "close", depth, c
+
+        for c in children.get(None, []):
+            yield from walk(c, 0)
+        for b in members.get(None, []):
+            yield "box", 0, b
 
 
-def _id(*parts: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", "__".join(parts))
+# --------------------------------------------------------------------------- the model
+
+Present = Callable[[str, str], str]
 
 
 def build(plan: Plan, live_ports: dict[str, dict] | None = None) -> Graph:
     """The lab as boxes and links. LIVE_PORTS (node -> {port name: PortRow}) marks what OVS
-    really has; a port the plan expects but OVS lacks is drawn as missing."""
+    really has; a port the plan expects but OVS lacks is labelled (MISSING)."""
     g = Graph(plan.lab)
-    networks = []
-    for n in plan.nodes:
-        networks += [net for net, _ in n.local_vlans]
+    networks = [net for n in plan.nodes for net, _ in n.local_vlans]
     for i, net in enumerate(dict.fromkeys(networks)):
         g.colours[net] = PALETTE[i % len(PALETTE)]
 
@@ -69,85 +131,104 @@ def build(plan: Plan, live_ports: dict[str, dict] | None = None) -> Graph:
         return "" if port in live_ports[node] else " (MISSING)"
 
     for w in plan.wires:
-        g.box(_id("wire", w.name), f"{w.name}\n(wire: Linux bridge)", "wire")
+        g.box(("wire", w.name), f"{w.name}\n(wire: Linux bridge)", "wire")
     for n in plan.nodes:
-        cl = _id("node", n.name)
-        g.clusters[cl] = (f"{n.name} ({n.role})  netns {n.netns}", None)
-        brint = g.box(_id(n.name, "br-int"), "br-int", "ovs-bridge", cl)
-        for b in n.physical_bridges:
-            phys = g.box(_id(n.name, b.bridge), f"{b.bridge}\n({b.physical_network})", "ovs-bridge", cl)
-            g.links.append(Link(brint, phys, f"{b.int_patch} / {b.phy_patch}{present(n.name, b.int_patch)}",
-                                style="dashed"))
-            g.links.append(Link(phys, _id("wire", b.physical_network), f"{b.nic}{present(n.name, b.nic)}",
-                                style="bold"))
-        if n.tunnel:
-            brtun = g.box(_id(n.name, "br-tun"), f"br-tun\nlocal_ip {n.tunnel.local_ip}", "ovs-bridge", cl)
-            g.links.append(Link(brint, brtun, f"patch-tun / patch-int{present(n.name, 'patch-tun')}", style="dashed"))
-            uplink = brtun
-            if n.tunnel.bridge:
-                uplink = g.box(_id(n.name, n.tunnel.bridge), f"{n.tunnel.bridge}\n(userspace tunnel endpoint)",
-                               "ovs-bridge", cl)
-                g.links.append(Link(brtun, uplink, "routes tunnels", style="dashed"))
-            g.links.append(Link(uplink, _id("wire", n.tunnel.wire), n.tunnel.nic, style="bold"))
-            for tn in n.tunnel_networks:
-                g.links.append(Link(brtun, _id("wire", n.tunnel.wire),
-                                    f"{tn.type} id {tn.segmentation_id} <-> local VLAN {tn.local_vlan}",
-                                    tn.network, style="dotted"))
-        for p in n.ports:
-            qbr = g.box(_id(n.name, p.qbr), f"{p.qbr}\n(iptables)", "linux-bridge", cl)
-            g.links.append(Link(qbr, brint, f"{p.qvb} = {p.qvo} tag {p.local_vlan}{present(n.name, p.qvo)}",
-                                p.network))
-            vm = g.box(_id("inst", p.instance), f"{p.instance}\n{p.ip}", "namespace")
-            g.links.append(Link(vm, qbr, f"eth0 = {p.tap}", p.network))
-        for d in n.dhcp_servers:
-            ns = _id("dhcp", d.name)
-            g.clusters[ns] = (f"qdhcp-{d.network_id[:8]}… ({d.name})", cl)
-            box = g.box(_id(ns, "dnsmasq"), f"dnsmasq\n{d.port.ns_dev} {d.port.ip}", "namespace", ns)
-            g.links.append(Link(box, brint, f"{d.port.ovs_dev} tag {d.port.local_vlan}{present(n.name, d.port.ovs_dev)}",
-                                d.network))
-        for r in n.routers:
-            ns = _id("router", r.name)
-            g.clusters[ns] = (f"qrouter-{r.router_id[:8]}… ({r.name})", cl)
-            box = g.box(_id(ns, "router"), f"{r.name}\niptables NAT" + (
-                f"\nFIPs {', '.join(f.address for f in r.floating_ips)}" if r.floating_ips else ""), "namespace", ns)
-            for port in r.ports:
-                g.links.append(Link(box, brint, f"{port.ns_dev} {port.ip} = {port.ovs_dev} tag {port.local_vlan}"
-                                                f"{present(n.name, port.ovs_dev)}", port.network))
+        cl = g.cluster(("node", n.name), f"{n.name} ({n.role})  netns {n.netns}")
+        brint = g.box((n.name, "br-int"), "br-int", "ovs-bridge", cl)
+        _physical_bridges(g, n, cl, brint, present)
+        _tunnel(g, n, cl, brint, present)
+        _instance_ports(g, n, cl, brint, present)
+        _agents(g, plan, n, cl, brint, present)
     for h in plan.external_hosts:
-        box = g.box(_id("host", h.name), f"{h.name}\n{h.ip}\n(outside world)", "namespace")
-        g.links.append(Link(box, _id("wire", h.wire), "eth0", h.network, style="bold"))
+        box = g.box(("host", h.name), f"{h.name}\n{h.ip}\n(outside world)", "namespace")
+        g.link(box, g.ident("wire", h.wire), "eth0", h.network, style="bold")
     return g
 
 
+def _physical_bridges(g: Graph, n: NodePlan, cl: str, brint: str, present: Present) -> None:
+    for b in n.physical_bridges:
+        phys = g.box((n.name, b.bridge), f"{b.bridge}\n({b.physical_network})", "ovs-bridge", cl)
+        g.link(brint, phys, f"{b.int_patch} / {b.phy_patch}{present(n.name, b.int_patch)}", style="dashed")
+        g.link(phys, g.ident("wire", b.physical_network), f"{b.nic}{present(n.name, b.nic)}", style="bold")
+
+
+def _tunnel(g: Graph, n: NodePlan, cl: str, brint: str, present: Present) -> None:
+    if not n.tunnel:
+        return
+    t = n.tunnel
+    brtun = g.box((n.name, "br-tun"), f"br-tun\nlocal_ip {t.local_ip}", "ovs-bridge", cl)
+    g.link(brint, brtun, f"patch-tun / patch-int{present(n.name, 'patch-tun')}", style="dashed")
+    uplink = brtun
+    if t.bridge:   # userspace datapath: the endpoint address lives on br-phy, which holds the NIC
+        uplink = g.box((n.name, t.bridge), f"{t.bridge}\n(userspace tunnel endpoint)", "ovs-bridge", cl)
+        g.link(brtun, uplink, "routes tunnels", style="dashed")
+    wire = g.ident("wire", t.wire)
+    g.link(uplink, wire, t.nic, style="bold")
+    for tn in n.tunnel_networks:
+        g.link(brtun, wire, f"{tn.type} id {tn.segmentation_id} <-> local VLAN {tn.local_vlan}",
+               tn.network, style="dotted")
+
+
+def _instance_ports(g: Graph, n: NodePlan, cl: str, brint: str, present: Present) -> None:
+    """An instance and its port's plug, read from the plug's devices (any firewall driver):
+    each Linux bridge is a box, the veths between boxes name the links."""
+    for p in n.ports:
+        segments: list[list[str]] = [["eth0"]]
+        boxes = [g.box(("inst", p.instance), f"{p.instance}\n{p.ip}", "namespace")]
+        for d in p.plug.devices:
+            if d.kind == "bridge":
+                label = f"{d.name}\n({d.firewall})" if d.firewall else d.name
+                boxes.append(g.box((n.name, d.name), label, "linux-bridge", cl))
+                segments.append([])
+            else:
+                segments[-1].append(d.name)
+        boxes.append(brint)
+        for i in reversed(range(len(segments))):
+            label = " = ".join(segments[i])
+            if i == len(segments) - 1:
+                label += f" tag {p.local_vlan}{present(n.name, p.ovs_port)}"
+            g.link(boxes[i], boxes[i + 1], label, p.network)
+
+
+def _agents(g: Graph, plan: Plan, n: NodePlan, cl: str, brint: str, present: Present) -> None:
+    """DHCP servers and routers: a namespace cluster inside the node, a veth to br-int a port."""
+    for d in n.dhcp_servers:
+        ns = g.cluster(("dhcp", d.name), f"{naming.agent_ns_label(d.netns)} ({d.name})", cl)
+        box = g.box((ns, "dnsmasq"), f"dnsmasq\n{d.port.ns_dev} {d.port.ip}", "namespace", ns)
+        g.link(box, brint, f"{d.port.ovs_dev} tag {d.port.local_vlan}{present(n.name, d.port.ovs_dev)}",
+               d.network)
+    for r in plan.routers_on(n.name):
+        ns = g.cluster(("router", r.name), f"{naming.agent_ns_label(r.netns)} ({r.name})", cl)
+        fips = f"\nFIPs {', '.join(f.address for f in r.floating_ips)}" if r.floating_ips else ""
+        box = g.box((ns, "router"), f"{r.name}\niptables NAT{fips}", "namespace", ns)
+        for port in r.ports:
+            g.link(box, brint, f"{port.ns_dev} {port.ip} = {port.ovs_dev} tag {port.local_vlan}"
+                               f"{present(n.name, port.ovs_dev)}", port.network)
+
+
+# --------------------------------------------------------------------------- writers
+
+DOT_SHAPES = {"ovs-bridge": "box3d", "linux-bridge": "box", "namespace": "component", "wire": "hexagon"}
+
+
 def to_dot(g: Graph) -> str:
-    shapes = {"ovs-bridge": "box3d", "linux-bridge": "box", "namespace": "component", "wire": "hexagon"}
-    out = [f'digraph "{g.lab}" {{', "  rankdir=LR; compound=true; newrank=true;",
+    out = [f'digraph "{_esc(g.lab)}" {{', "  rankdir=LR; compound=true; newrank=true;",
            '  node [fontname="Helvetica", fontsize=10]; edge [fontname="Helvetica", fontsize=8, dir=none];',
-           f'  label="neutron-lab {g.lab}"; labelloc=t;']
-
-    def emit_cluster(cid: str, indent: str) -> None:
-        label, _ = g.clusters[cid]
-        out.append(f'{indent}subgraph cluster_{cid} {{ label="{label}"; style=rounded;')
-        for b in g.boxes:
-            if b.cluster == cid:
-                out.append(f'{indent}  {b.id} [label="{_esc(b.label)}", shape={shapes[b.kind]}];')
-        for child, (_, parent) in g.clusters.items():
-            if parent == cid:
-                emit_cluster(child, indent + "  ")
-        out.append(f"{indent}}}")
-
-    for cid, (_, parent) in g.clusters.items():
-        if parent is None:
-            emit_cluster(cid, "  ")
-    for b in g.boxes:
-        if b.cluster is None:
-            out.append(f'  {b.id} [label="{_esc(b.label)}", shape={shapes[b.kind]}];')
+           f'  label="neutron-lab {_esc(g.lab)}"; labelloc=t;']
+    for event, depth, item in g.outline():
+        pad = "  " * (depth + 1)
+        if event == "open":
+            out.append(f'{pad}subgraph cluster_{item.id} {{ label="{_esc(item.label)}"; style=rounded;')
+        elif event == "close":
+            out.append(f"{pad}}}")
+        else:
+            out.append(f'{pad}{item.id} [label="{_esc(item.label)}", shape={DOT_SHAPES[item.kind]}];')
     for link in g.links:
         colour = g.colours.get(link.network, NEUTRAL)
-        style = {"bold": "bold", "dashed": "dashed", "dotted": "dotted"}.get(link.style, "solid")
         out.append(f'  {link.a} -> {link.b} [label="{_esc(link.label)}", color="{colour}", '
-                   f'fontcolor="{colour}", style={style}];')
-    legend = [f'<tr><td bgcolor="{c}">  </td><td align="left">{net}</td></tr>' for net, c in g.colours.items()]
+                   f'fontcolor="{colour}", style={link.style}];')
+    legend = [f'<tr><td bgcolor="{c}">  </td><td align="left">{html.escape(net)}</td></tr>'
+              for net, c in g.colours.items()]
     if legend:
         out.append(f'  legend [shape=plaintext, label=<<table border="0" cellspacing="2">'
                    f'<tr><td colspan="2"><b>networks</b></td></tr>{"".join(legend)}</table>>];')
@@ -155,63 +236,41 @@ def to_dot(g: Graph) -> str:
     return "\n".join(out) + "\n"
 
 
+MERMAID_ARROWS = {"solid": "---", "dashed": "-.-", "dotted": "-.-", "bold": "==="}
+
+
 def to_mermaid(g: Graph) -> str:
     out = ["flowchart LR"]
-
-    def emit(cid: str, indent: str) -> None:
-        label, _ = g.clusters[cid]
-        out.append(f'{indent}subgraph {cid}["{label}"]')
-        for b in g.boxes:
-            if b.cluster == cid:
-                out.append(f'{indent}  {b.id}["{_mermaid(b.label)}"]')
-        for child, (_, parent) in g.clusters.items():
-            if parent == cid:
-                emit(child, indent + "  ")
-        out.append(f"{indent}end")
-
-    for cid, (_, parent) in g.clusters.items():
-        if parent is None:
-            emit(cid, "  ")
-    for b in g.boxes:
-        if b.cluster is None:
-            shape = ('{{"', '"}}') if b.kind == "wire" else ('["', '"]')
-            out.append(f"  {b.id}{shape[0]}{_mermaid(b.label)}{shape[1]}")
+    for event, depth, item in g.outline():
+        pad = "  " * (depth + 1)
+        if event == "open":
+            out.append(f'{pad}subgraph {item.id}["{_mermaid(item.label)}"]')
+        elif event == "close":
+            out.append(f"{pad}end")
+        else:
+            left, right = ('{{"', '"}}') if item.kind == "wire" else ('["', '"]')
+            out.append(f"{pad}{item.id}{left}{_mermaid(item.label)}{right}")
     for i, link in enumerate(g.links):
-        arrow = {"dashed": "-.-", "dotted": "-.-", "bold": "==="}.get(link.style, "---")
         label = f"|{_mermaid(link.label)}|" if link.label else ""
-        out.append(f"  {link.a} {arrow}{label} {link.b}")
+        out.append(f"  {link.a} {MERMAID_ARROWS[link.style]}{label} {link.b}")
         if link.network in g.colours:
             out.append(f"  linkStyle {i} stroke:{g.colours[link.network]}")
     return "\n".join(out) + "\n"
 
 
 def to_text(g: Graph) -> str:
-    labels = {b.id: b.label.replace("\n", " ") for b in g.boxes}
+    labels = {b.id: _line(b.label) for b in g.boxes}
     out = [f"lab {g.lab}"]
-
-    def emit(cid: str, indent: str) -> None:
-        out.append(f"{indent}[{g.clusters[cid][0]}]")
-        for b in g.boxes:
-            if b.cluster == cid:
-                out.append(f"{indent}  {labels[b.id]}")
-                for link in g.links:
-                    if link.a == b.id:
-                        net = f" ({link.network})" if link.network else ""
-                        out.append(f"{indent}    -- {link.label}{net} --> {labels.get(link.b, link.b)}")
-        for child, (_, parent) in g.clusters.items():
-            if parent == cid:
-                emit(child, indent + "  ")
-
-    for cid, (_, parent) in g.clusters.items():
-        if parent is None:
-            emit(cid, "")
-    for b in g.boxes:
-        if b.cluster is None:
-            out.append(labels[b.id])
+    for event, depth, item in g.outline():
+        pad = "  " * depth
+        if event == "open":
+            out.append(f"{pad}[{_line(item.label)}]")
+        elif event == "box":
+            out.append(f"{pad}{labels[item.id]}")
             for link in g.links:
-                if link.a == b.id:
+                if link.a == item.id:
                     net = f" ({link.network})" if link.network else ""
-                    out.append(f"    -- {link.label}{net} --> {labels.get(link.b, link.b)}")
+                    out.append(f"{pad}  -- {_line(link.label)}{net} --> {labels.get(link.b, link.b)}")
     return "\n".join(out) + "\n"
 
 
@@ -221,3 +280,7 @@ def _esc(text: str) -> str:
 
 def _mermaid(text: str) -> str:
     return text.replace('"', "'").replace("\n", "<br/>").replace("|", "/")
+
+
+def _line(text: str) -> str:
+    return text.replace("\n", " ")

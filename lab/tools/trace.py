@@ -1,8 +1,9 @@
 """`lab trace`: the hop-by-hop path of a packet, the way the seed articles draw it.
 
-1. The expected path comes from the plan: the instance's eth0, tap, qbr (iptables), qvb/qvo,
-   br-int, the physical or tunnel bridge, the NIC, the wire, the next node..., through the
-   router's qr-/qg- ports (with NAT changing the addresses) when the packet is routed.
+1. The expected path comes from the plan: the instance's eth0, the hops of its port's plug
+   (its node's firewall driver says which: lab/core/plugs/), br-int, the physical or tunnel
+   bridge, the NIC, the wire, the next node..., through the router's qr-/qg- ports (with NAT
+   changing the addresses) when the packet is routed.
 2. Each OVS hop is explained by `ofproto/trace` on that node (the tables and flows that
    decided), each iptables hop by the rules whose counters moved, each NAT hop likewise.
 3. Real traffic is sent while tcpdump watches every interface on the path, so every hop shows
@@ -17,11 +18,16 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from lab.runtime import gateway, ovs
-from lab.core import naming
-from lab.tools.checks import Capture, probe_icmp, probe_tcp
+from lab.core import naming, plugs
+from lab.tools import packets
+from lab.tools.checks import Capture, new_probe, probe_icmp, probe_tcp
+from lab.tools.packets import Packet, Probe
 from lab.errors import LabStateError
 from lab.core.plan import NodePlan, Plan
 from lab.core.scenario import Check
+
+
+UNPROVEN_SEEN = "not seen, unproven"   # a hop whose capture could not watch (did not start, lost packets)
 
 
 @dataclass
@@ -75,6 +81,7 @@ class PathBuilder:
         self.src_ip = ""
         self.dst_ip = ""
         self.ovs_entries: list[tuple[NodePlan, str, dict]] = []   # (node, bridge, flow fields)
+        self.chains: dict[int, tuple[str, ...]] = {}              # id(iptables hop) -> its chains
 
     def add(self, where: str, kind: str, netns: str = "", iface: str | None = None, note: str = "") -> None:
         expected = f"{self.src_ip} > {self.dst_ip}" + (f" ({note})" if note else "")
@@ -101,22 +108,23 @@ class PathBuilder:
     def lvid(self, node: NodePlan, network: str) -> int | None:
         return dict(node.local_vlans).get(network)
 
+    def plug_hops(self, e: Endpoint, direction: str) -> None:
+        """The hops between the instance's eth0 and br-int, as its firewall driver plugs it."""
+        for h in plugs.driver(e.port.plug.driver).trace_hops(e.port, direction):
+            self.add(f"{e.node.name} {h.label}", h.kind, h.netns, h.iface,
+                     note=f"chain {h.chains[0]}" if h.chains else "")
+            if h.chains:
+                self.chains[id(self.hops[-1])] = h.chains
+
     def instance_out(self, e: Endpoint, dl_dst: str) -> None:
         p, n = e.port, e.node
         self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
-        self.add(f"{n.name} {p.tap}", "nic", n.netns, p.tap)
-        self.add(f"{n.name} {p.qbr} (iptables egress)", "iptables", n.netns,
-                 note=f"chain {naming.sg_chain('o', p.port_id)}")
-        self.add(f"{n.name} {p.qvb} -> {p.qvo}", "nic", n.netns, p.qvo)
+        self.plug_hops(e, "egress")
         self.add(f"{n.name} br-int", "ovs", n.netns, note=f"local VLAN {p.local_vlan}")
-        self.ovs_entries.append((n, "br-int", {"in_port": p.qvo, "dl_src": p.mac, "dl_dst": dl_dst}))
+        self.ovs_entries.append((n, "br-int", {"in_port": p.ovs_port, "dl_src": p.mac, "dl_dst": dl_dst}))
 
     def instance_in(self, e: Endpoint) -> None:
-        p, n = e.port, e.node
-        self.add(f"{n.name} {p.qvo} -> {p.qvb}", "nic", n.netns, p.qvb)
-        self.add(f"{n.name} {p.qbr} (iptables ingress)", "iptables", n.netns,
-                 note=f"chain {naming.sg_chain('i', p.port_id)}")
-        self.add(f"{n.name} {p.tap}", "nic", n.netns, p.tap)
+        self.plug_hops(e, "ingress")
         self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
 
     def node_to_node(self, a: NodePlan, b: NodePlan, network: str, dl_src: str, dl_dst: str) -> None:
@@ -178,7 +186,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
     if dst is None:
         raise LabStateError(f"nothing in lab {plan.lab} answers at {dst_spec}")
     b.src_ip, b.dst_ip = src.ip, dst_ip
-    router_of = {i.network: r for r in plan.routers for i in r.interfaces}
+    # the router of each network; the instance of it that routes a packet is the one serving
+    # the sender's node (legacy: its only instance)
+    router_of = {i.network: r for r in plan.routers for inst in r.instances for i in inst.interfaces}
 
     if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
         b.instance_out(src, dst.mac)
@@ -188,9 +198,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
         return b, dst, dst_ip
 
     if src.kind == "instance":
-        router = router_of.get(src.network)
-        if router is None:
+        if src.network not in router_of:
             raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
+        router = router_of[src.network].serving(src.node.name)
         x = plan.node(router.node)
         qr_in = next(i for i in router.interfaces if i.network == src.network)
         b.instance_out(src, qr_in.mac)
@@ -223,7 +233,7 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
     # from an external host: in through a floating IP
     if not via_fip:
         raise LabStateError(f"from {src.name}, only floating IPs are reachable (not {dst_spec})")
-    router = router_of[dst.network]
+    router = router_of[dst.network].serving(dst.node.name)
     x = plan.node(router.node)
     gw = router.gateway
     b.add(f"{src.name} eth0", "nic", src.netns, "eth0")
@@ -289,7 +299,7 @@ def summarize_ofproto(text: str) -> list[str]:
                 lines.append(f"{current}: " + " -> ".join(steps))
             current, steps = m.group(1), []
             continue
-        m = re.match(r"^\s*(\d+)\. (.*?), priority (\d+)", raw)
+        m = re.match(r"^\s*(\d+)\. (?:(.*?), )?priority (\d+)", raw)   # a flow may match on nothing
         if m and current:
             steps.append(f"table {m.group(1)} prio {m.group(3)}" + (f" [{m.group(2)}]" if m.group(2) else ""))
             continue
@@ -341,47 +351,38 @@ def trace(plan: Plan, src: str, dst: str, proto: str = "icmp") -> Trace:
     counters: list[tuple[Hop, str, str, list[str]]] = []
     for hop in hops:
         if hop.kind == "iptables":
-            chain = hop.expected.rsplit("chain ", 1)[-1].rstrip(")")
-            chains = [chain, f"{naming.IPTABLES_WRAP}-sg-fallback"]
-            if chain.startswith(f"{naming.IPTABLES_WRAP}-o"):
-                chains.append(chain.replace(f"{naming.IPTABLES_WRAP}-o", f"{naming.IPTABLES_WRAP}-s", 1))
-            counters.append((hop, hop.netns, "filter", chains))
+            counters.append((hop, hop.netns, "filter", list(builder.chains.get(id(hop), ()))))
         elif hop.kind == "nat":
-            counters.append((hop, hop.netns, "nat", ["neutron-l3-agent-PREROUTING", "neutron-l3-agent-OUTPUT",
-                                                     "neutron-l3-agent-float-snat", "neutron-l3-agent-snat"]))
+            counters.append((hop, hop.netns, "nat", [f"{naming.L3_WRAP}-{c}" for c in
+                                                     ("PREROUTING", "OUTPUT", "float-snat", "snat")]))
     for _, netns, table, chains in counters:
         _zero(netns, table, chains)
 
     gateway.run(["ip", "neigh", "flush", "dev", "eth0"], netns=src_ep.netns, check=False)
+    probe = new_probe(kind, int(port) if port else None)
     captures = [(h, Capture(h.where, h.netns, h.iface, inbound=False)) for h in hops if h.iface]
     started = []
     try:
         for _, cap in captures:
-            cap.start()
             started.append(cap)
+            cap.start()              # one that does not start says so at its hop
         check = Check(f"trace {src} -> {dst}", src, target_ip, kind if kind != "udp" else "icmp",
                       int(port) if port else None, "reach", (), 0)
         if kind == "icmp":
-            reached, probe = probe_icmp(plan, check, target_ip)
+            reached, probe_text = probe_icmp(plan, check, target_ip, probe)
         elif kind == "tcp":
-            reached, probe = probe_tcp(plan, check, target_ip)
+            reached, probe_text = probe_tcp(plan, check, target_ip, probe)
         else:
-            reached, probe = _probe_udp(plan, src_ep, target_ip, int(port))
+            reached, probe_text = _probe_udp(src_ep, target_ip, probe)
         for cap in started:
-            cap.settle()
+            if cap.error is None:
+                cap.settle()
     finally:
         for cap in started:
             cap.stop()
 
-    pattern_proto = {"icmp": "ICMP", "tcp": "Flags [", "udp": "UDP"}[kind]
     for hop, cap in captures:
-        fwd = re.compile(rf"(?<![\d.]){re.escape(hop.src)}(?:\.\d+)? > {re.escape(hop.dst)}(?:\.\d+)?:")
-        hits = [line for line in cap.lines if fwd.search(line) and pattern_proto in line]
-        hop.ok = bool(hits)
-        hop.seen = f"{len(hits)} packet(s)" if hits else "not seen"
-        if hits:
-            sample = hits[0].split(" ", 1)[1] if re.match(r"^\d\d:", hits[0]) else hits[0]
-            hop.explain.append(sample[:200])
+        observe(hop, cap.packets, cap.problem(), probe)
     for hop, netns, table, chains in counters:
         found = []
         for chain in chains:
@@ -401,7 +402,26 @@ def trace(plan: Plan, src: str, dst: str, proto: str = "icmp") -> Trace:
         if not hop.explain:
             hop.seen = "traced above"
     verdict = _verdict(hops, reached)
-    return Trace(src, dst, proto, hops, reached, probe, verdict, ovs_texts)
+    return Trace(src, dst, proto, hops, reached, probe_text, verdict, ovs_texts)
+
+
+def observe(hop: Hop, frames: list[Packet], problem: str | None, probe: Probe) -> None:
+    """What a hop's capture saw: the probe's packets going from hop.src to hop.dst (the
+    addresses NAT gives them there), in the frame itself or tunnelled in it."""
+    flows = packets.learn_flows(frames, probe)
+
+    def forward(layer: Packet) -> bool:
+        return packets.is_probe(layer, probe, hop.src, hop.dst, both_ways=False, flows=flows)
+    hits = [f for f in frames if packets.find_layer(f, forward)]
+    hop.ok = bool(hits)
+    if hits:
+        hop.seen = f"{len(hits)} packet(s)"
+        hop.explain.append(packets.summary(hits[0]))
+    elif problem:
+        hop.seen = UNPROVEN_SEEN
+        hop.explain.append(f"unproven: {problem}")
+    else:
+        hop.seen = "not seen"
 
 
 def _entry_hops(ovs_hops: list[Hop], entries: list) -> list[Hop]:
@@ -445,11 +465,21 @@ def _verdict(hops: list[Hop], reached: bool) -> str:
         if h.ok is False:
             break
     state = "delivered, but" if reached else "not delivered:"
-    return f"{state} last seen at {last.where}" + (f"; dropped by {blame[0]}" if blame else "")
+    return f"{state} last seen at {last.where}" + (f"; dropped by {blame[0]}" if blame else "") \
+        + _unwatched(hops[idx + 1:])
 
 
-def _probe_udp(plan: Plan, src: Endpoint, dst_ip: str, port: int) -> tuple[bool, str]:
-    out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "udp", "--host", dst_ip, "--port", str(port)],
+def _unwatched(after: list[Hop]) -> str:
+    """Why the next hop's "not seen" proves nothing, when its capture could not watch."""
+    nxt = next((h for h in after if h.ok is False), None)
+    if nxt is None or nxt.seen != UNPROVEN_SEEN:
+        return ""
+    return f" (unproven: the capture at {nxt.where}: {nxt.explain[-1].removeprefix('unproven: ')})"
+
+
+def _probe_udp(src: Endpoint, dst_ip: str, probe: Probe) -> tuple[bool, str]:
+    out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "udp", "--host", dst_ip, "--port",
+                       str(probe.dport), "--sport", str(probe.sport), "--token", probe.token.hex()],
                       netns=src.netns, check=False)
     return out.returncode == 0, (out.stdout.strip() or out.stderr.strip())[:200]
 

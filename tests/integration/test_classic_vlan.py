@@ -13,15 +13,16 @@ from lab.tools import checks
 from lab.core.scenario import Check, PathAssertion
 
 from . import hoststate
-from .conftest import lab, running
+from .conftest import PREFIX, lab, lab_up, running, test_name
 
-LAB = "classic-vlan"
+SCENARIO = "classic-vlan"
+LAB = test_name(SCENARIO)      # this run's copy: t<hex>-classic-vlan
 
 
 @pytest.fixture(scope="module")
 def classic_vlan(host_before):
-    with running(host_before, LAB) as labs:
-        yield labs[LAB]
+    with running(host_before, SCENARIO) as labs:
+        yield labs[SCENARIO]
 
 
 def test_checks_pass_with_capture_evidence(classic_vlan):
@@ -37,10 +38,16 @@ def test_checks_pass_with_capture_evidence(classic_vlan):
     assert results["different projects"]["seen"].startswith("no reply")
 
 
-def test_check_table_and_exit_code(classic_vlan):
-    out = lab("check", LAB)
+def test_check_table_and_exit_code(classic_vlan, tmp_path):
+    out = lab("check", LAB, "--junit", str(tmp_path / "checks.xml"))
     assert "15 passed, 0 failed" in out.stdout
     assert "evidence:" in out.stdout
+    import xml.etree.ElementTree as ET
+    suite = ET.parse(tmp_path / "checks.xml").getroot().find("testsuite")
+    assert suite.get("name") == f"lab check {LAB}" and suite.get("failures") == "0"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert len(cases) == 15 and float(cases["same project, different hosts"].get("time")) > 0
+    assert "tagged VLAN 101" in cases["same project, different hosts"].find("system-out").text
 
 
 def test_a_wrong_expectation_fails(classic_vlan):
@@ -58,6 +65,25 @@ def test_a_wrong_expectation_fails(classic_vlan):
                        (PathAssertion("crosses", "physnet1", 102, "ip", 0),), 0)
     r = checks.run_check(state.plan, wrong_vlan)
     assert not r.passed and "none with VLAN 102" in r.evidence[0] and "seen with VLAN 101" in r.evidence[0]
+
+
+def test_probes_are_recognised_behind_snat(classic_vlan, monkeypatch):
+    """router1 SNATs with --random-fully, which rewrites the echo id and the TCP client port:
+    the probe is still found on ext1 by its payload token (TCP: the flow that carried it),
+    and someone else's probe between the same addresses is not taken for it."""
+    state = classic_vlan
+    made = []
+    monkeypatch.setattr(checks, "new_probe", lambda *a, new=checks.new_probe: made.append(new(*a)) or made[-1])
+    behind = (PathAssertion("reaches", "ext1", None, "ip", 0, source="203.0.113.101"),)
+    for proto, port in (("icmp", None), ("tcp", 5001)):
+        r = checks.run_check(state.plan, Check(f"{proto} via SNAT", "vm2", "ext1", proto, port, "reach", behind, 0))
+        assert r.passed, r.evidence
+        assert "203.0.113.101" in r.evidence[0] and "reach ext1: " in r.evidence[0]
+        mine = f"id {made[-1].icmp_id}," if proto == "icmp" else f"203.0.113.101.{made[-1].sport} >"
+        assert mine not in r.evidence[0], r.evidence     # what left vm2 is not what reached ext1
+    never = (PathAssertion("never_reaches", "vm3", None, "ip", 0),)
+    r = checks.run_check(state.plan, Check("not there", "vm2", "ext1", "icmp", None, "reach", never, 0))
+    assert r.passed and "none of them among the" in r.evidence[0], r.evidence
 
 
 def test_exec_on_node_reaches_its_own_ovs(classic_vlan):
@@ -101,7 +127,7 @@ def test_security_group_chains_read_like_the_agent(classic_vlan):
     rules = lab("exec", LAB, "compute2", "--", "iptables", "-S").stdout
     vm2 = classic_vlan.plan.port("vm2")
     assert "-N neutron-openvswi-sg-chain" in rules
-    assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.tap} --physdev-is-bridged" in rules
+    assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.plug.host_device} --physdev-is-bridged" in rules
     assert f"-N neutron-openvswi-i{vm2.port_id[:10]}" in rules
     # ingress from members of the default group only: vm1 is a member, alt-vm1 is not
     assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -s 192.168.1.11/32 -j RETURN" in rules
@@ -121,7 +147,7 @@ def test_status_json(classic_vlan):
     assert (physnet1["netns"], physnet1["bridge"], physnet1["up"]) == (f"nlab.{LAB}.physnet1", "physnet1", True)
     assert {m["name"] for m in physnet1["members"]} == {"network1", "compute1", "compute2"}
     router = status["routers"][0]
-    assert router["name"] == "router1" and router["node"] == "network1"
+    assert (router["name"], router["router"], router["role"], router["node"]) == ("router1", "router1", "legacy", "network1")
     assert router["netns"].startswith(f"nlab.{LAB}.network1.qrouter-")
     assert {i["ip"] for i in router["interfaces"]} == {"192.168.1.1", "192.168.2.1", "203.0.113.101"}
     dhcp = {d["name"]: d for d in status["dhcp"]}
@@ -130,7 +156,7 @@ def test_status_json(classic_vlan):
 
 
 def test_up_again_says_it_is_up(classic_vlan):
-    out = lab("up", LAB)
+    out = lab_up(SCENARIO)
     assert "already up" in out.stdout
 
 
@@ -141,7 +167,7 @@ def test_unknown_target_is_a_clear_error(classic_vlan):
 
 def test_router_iptables_read_like_the_l3_agent(classic_vlan):
     nat = lab("exec", LAB, "router1", "--", "iptables", "-t", "nat", "-S").stdout
-    qg = classic_vlan.plan.router("router1").gateway.ns_dev
+    qg = classic_vlan.plan.router("router1").instances[0].gateway.ns_dev
     assert "-A neutron-l3-agent-PREROUTING -d 203.0.113.102/32 -j DNAT --to-destination 192.168.1.11" in nat
     assert "-A neutron-l3-agent-float-snat -s 192.168.1.11/32 -j SNAT --to-source 203.0.113.102" in nat
     assert f"-A neutron-l3-agent-snat -o {qg} -j SNAT --to-source 203.0.113.101" in nat
@@ -161,25 +187,25 @@ def test_dhcp_server_serves_the_hosts_file(classic_vlan):
 
 def test_a_missing_lease_is_named(classic_vlan):
     """With alt-net's dnsmasq stopped, the DHCP wait names alt-vm1; `up` restarts dnsmasq."""
-    from lab.runtime import ovs
+    from lab.runtime import processes
     state = classic_vlan
     dhcp = next(d for d in state.plan.dhcp_servers if d.name == "alt-net-dhcp")
-    pid = int((state.directory / "dhcp" / dhcp.network_id / "pid").read_text())
-    ovs.stop_pid(pid)
+    pid = agents.dnsmasq_pid(dhcp)
+    processes.stop(pid)
     missing = agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory, timeout=4)
     assert len(missing) == 1 and missing[0].startswith("alt-vm1: no lease")
     assert "dnsmasq of alt-net-dhcp is not running" in lab("status", LAB, check=False).stdout
-    assert "repaired" in lab("up", LAB).stdout
+    assert "repaired" in lab_up(SCENARIO).stdout
     assert agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory) == []
 
 
 def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
-    router = classic_vlan.plan.router("router1")
+    (router,) = classic_vlan.plan.router("router1").instances
     import subprocess
     subprocess.run(["ip", "netns", "del", router.netns], check=True)
     status = lab("status", LAB, check=False)
     assert status.returncode == 1 and f"namespace {router.netns} is missing" in status.stdout
-    assert "repaired" in lab("up", LAB).stdout
+    assert "repaired" in lab_up(SCENARIO).stdout
     assert lab("status", LAB).returncode == 0
     snat = next(c for c in classic_vlan.scenario().checks if c.name == "SNAT to the router gateway")
     result = checks.run_check(classic_vlan.plan, snat)
@@ -189,14 +215,14 @@ def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
 def test_damage_is_reported_and_up_repairs_it(classic_vlan):
     """A port and flows removed behind the lab's back: status says what, `up` puts it back."""
     vm2 = classic_vlan.plan.port("vm2")
-    lab("exec", LAB, "compute2", "--", "ovs-vsctl", "del-port", "br-int", vm2.qvo)
+    lab("exec", LAB, "compute2", "--", "ovs-vsctl", "del-port", "br-int", vm2.ovs_port)
     lab("exec", LAB, "compute1", "--", "ovs-ofctl", "del-flows", "br-vlan")
     assert "0 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W1", vm2.ip, check=False).stdout
     status = lab("status", LAB, check=False)
     assert status.returncode == 1
-    assert f"port {vm2.qvo} is missing from br-int" in status.stdout
+    assert f"port {vm2.ovs_port} is missing from br-int" in status.stdout
     assert "br-vlan has 0 of the lab's 3 flows" in status.stdout
-    out = lab("up", LAB)
+    out = lab_up(SCENARIO)
     assert "repaired" in out.stdout
     assert lab("status", LAB).returncode == 0
     assert "1 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W2", vm2.ip).stdout
@@ -205,5 +231,5 @@ def test_damage_is_reported_and_up_repairs_it(classic_vlan):
 def test_zz_down_leaves_host_as_before(classic_vlan, host_before):
     out = lab("down", LAB)
     assert "is down" in out.stdout
-    hoststate.assert_unchanged(host_before)
+    hoststate.assert_unchanged(host_before, PREFIX)
     assert LAB not in lifecycle.list_labs()

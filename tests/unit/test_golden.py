@@ -26,8 +26,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import json
 import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,7 +133,7 @@ def test_no_stale_golden_files(name):
 def test_every_router_and_dhcp_server_has_golden_files(name):
     plan = build_plan(scenario_for_golden(name))
     mine = [p for p in RENDERED if p.startswith(f"{name}/")]
-    for r in plan.routers:
+    for r in plan.router_instances:
         assert f"{name}/{r.node}/router-{r.name}.rules" in mine
     for d in plan.dhcp_servers:
         for fname in DHCP_GOLDEN_FILES + ("argv.txt",):
@@ -166,9 +169,14 @@ def test_dhcp_files_are_pinned(name):
             assert d.files["leases"] == "", server
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_golden_text_is_deterministic(name):
-    assert rendered_files(name) == rendered_files(name)
+def test_golden_text_is_deterministic():
+    """The same files whatever the hash seed (set and dict order of str keys differs between
+    processes, not within one): render in two processes with different PYTHONHASHSEEDs."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_golden as t; "
+            "print(json.dumps({n: t.rendered_files(n) for n in t.SCENARIOS}))")
+    outs = [subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert json.loads(outs[0]) == json.loads(outs[1]) == {n: rendered_files(n) for n in SCENARIOS}
 
 
 def test_no_absolute_paths_leak():
@@ -216,7 +224,7 @@ def golden_plan():
 
 def test_router_rules_nat_floating_ip_and_snat():
     """Independent of the golden file: the NAT chains that make the floating IP and SNAT work."""
-    r = golden_plan().router("router1")
+    (r,) = golden_plan().router("router1").instances
     qg = r.gateway.ns_dev
     lines = RENDERED["classic-vlan/network1/router-router1.rules"].splitlines()
     assert [x for x in lines if x.startswith("*")] == ["*raw", "*mangle", "*nat", "*filter"]
@@ -240,7 +248,7 @@ def test_router_rules_nat_floating_ip_and_snat():
 def test_router_without_gateway_has_no_nat():
     from lab.core.render import router_rules
     plan = golden_plan()
-    bare = dataclasses.replace(plan.router("router1"), gateway=None, external_gateway_ip=None, floating_ips=())
+    bare = dataclasses.replace(plan.router("router1").instances[0], gateway=None, external_gateway_ip=None, floating_ips=())
     text = router_rules(plan, bare)
     assert "SNAT" not in text and "DNAT" not in text and "MARK --set-xmark" not in text
     assert [x for x in text.splitlines() if x.startswith("*")] == ["*raw", "*mangle", "*nat", "*filter"]
@@ -376,7 +384,7 @@ def test_br_tun_l2pop_unicast_entries():
     plan = build_plan(scenario_for_golden("classic-vxlan"))
     macs = {p.instance: p.mac for p in plan.ports}
     dhcp = {d.network: d.port.mac for d in plan.dhcp_servers}
-    qr = {i.network: i.mac for i in plan.router("router1").interfaces}
+    qr = {i.network: i.mac for i in plan.router("router1").instances[0].interfaces}
     out = "actions=strip_vlan,load:0x3e9->NXM_NX_TUN_ID[],output:"
     assert table(tun_flows("classic-vxlan", "compute1"), 20) == [
         f"table=20,priority=2,dl_vlan=1,dl_dst={dhcp['net1']},{out}vxlan-c633640b",
@@ -403,7 +411,7 @@ def test_br_tun_arp_responder_for_remote_ports_only():
     plan = build_plan(scenario_for_golden("classic-vxlan"))
     p = plan.port
     dhcp = {d.network: d.port for d in plan.dhcp_servers}
-    qr = {i.network: i for i in plan.router("router1").interfaces}
+    qr = {i.network: i for i in plan.router("router1").instances[0].interfaces}
     assert table(tun_flows("classic-vxlan", "compute1"), 21) == [
         arp_flow(1, "192.168.1.2", dhcp["net1"].mac), arp_flow(1, "192.168.1.1", qr["net1"].mac),
         arp_flow(1, "192.168.1.12", p("vm2").mac), arp_flow(1, "192.168.1.14", p("vm4").mac),
@@ -489,15 +497,15 @@ def test_ovsdb_kernel_datapath_has_no_br_phy():
 @pytest.mark.parametrize("name, ntype, seg", [("classic-vxlan", "vxlan", 1001), ("classic-gre", "gre", 1)])
 def test_ovsdb_instance_port_of_a_tunnel_network(name, ntype, seg):
     vm1 = build_plan(scenario_for_golden(name)).port("vm1")
-    (line,) = [x for x in ovsdb_commands(name, "compute1") if x.startswith(f"set Port {vm1.qvo} ")]
+    (line,) = [x for x in ovsdb_commands(name, "compute1") if x.startswith(f"set Port {vm1.ovs_port} ")]
     assert f" other_config:network_type={ntype} " in line
     assert f" other_config:segmentation_id={seg} " in line
-    assert line.startswith(f"set Port {vm1.qvo} tag=1 ")
+    assert line.startswith(f"set Port {vm1.ovs_port} tag=1 ")
 
 
 def test_ovsdb_tunnel_port_has_no_physical_network():
     vm1 = build_plan(scenario_for_golden("classic-vxlan")).port("vm1")
-    (line,) = [x for x in ovsdb_commands("classic-vxlan", "compute1") if x.startswith(f"set Port {vm1.qvo} ")]
+    (line,) = [x for x in ovsdb_commands("classic-vxlan", "compute1") if x.startswith(f"set Port {vm1.ovs_port} ")]
     assert " other_config:physical_network=None " in line
 
 

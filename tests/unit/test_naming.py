@@ -45,7 +45,9 @@ def test_object_uuid_is_stable_and_scoped():
 
 
 def test_object_uuid_pinned():
-    # uuid5 of the lab namespace: changing it renames every device of every lab.
+    # uuid5 of the lab namespace: changing it renames every device of every lab (the golden
+    # files and tests/data/flows/ hold these names), so the value itself is pinned.
+    assert naming.object_uuid("classic-vlan", "port", "vm1") == "5dda57d2-c7ef-5ac1-8646-907e820854aa"
     assert naming.object_uuid("classic-vlan", "port", "vm1") == str(
         uuid.uuid5(naming.LAB_UUID_NAMESPACE, "classic-vlan/port/vm1"))
 
@@ -92,3 +94,24 @@ def test_flow_cookie():
     cookie = naming.flow_cookie("classic-vlan")
     assert re.fullmatch(r"0x[0-9a-f]{16}", cookie)
     assert cookie == naming.flow_cookie("classic-vlan") != naming.flow_cookie("other")
+    assert cookie == "0xd3554110c109b317"       # pinned: recorded dumps in tests/data/flows/ carry it
+
+
+def test_tunnel_port_is_type_and_remote_ip_in_hex():
+    assert naming.tunnel_port("vxlan", "198.51.100.11") == "vxlan-c633640b"
+    assert naming.tunnel_port("gre", "10.0.0.1") == "gre-0a000001"
+    assert len(naming.tunnel_port("vxlan", "255.255.255.255")) <= naming.IFNAMSIZ
+
+
+def test_agent_file_and_target_names():
+    assert naming.dhcp_server("net1") == "net1-dhcp"
+    assert naming.dhcp_hostname("192.168.1.11") == "host-192-168-1-11"
+    assert naming.node_rundir("/run/neutron-lab", "lab", "compute1") == "/run/neutron-lab/lab/nodes/compute1"
+    assert naming.dhcp_dir("/s", "lab", "abc") == "/s/lab/dhcp/abc"
+    assert naming.router_rules_file("router1@compute1") == "routers/router1@compute1.rules"
+    assert naming.flow_file("br-int") == "br-int.flows"
+    assert naming.node_nic(2) == "eth2"
+    # DVR's prefixes are 3 characters like every device prefix (port_device checks it)
+    for prefix in (naming.TAP, naming.QR, naming.QG, naming.NS, naming.SG, naming.FG):
+        assert len(naming.port_device(prefix, PORT_ID)) == naming.DEVICE_NAME_LEN
+    assert (naming.RFP, naming.FPR) == ("rfp-", "fpr-")

@@ -30,7 +30,7 @@ def plan(scenario):
 
 
 def namespace_ports(plan):
-    return [d.port for d in plan.dhcp_servers] + [p for r in plan.routers for p in r.ports]
+    return [d.port for d in plan.dhcp_servers] + [p for r in plan.router_instances for p in r.ports]
 
 
 # --------------------------------------------------------------------------- local VLANs
@@ -51,7 +51,7 @@ def test_network_node_local_vlans_dhcp_ports_then_router_ports(plan):
     assert n1.local_vlans == (("net1", 1), ("net2", 2), ("alt-net", 3), ("ext-net", 4))
     assert [(d.network, d.port.local_vlan) for d in n1.dhcp_servers] == [
         ("net1", 1), ("net2", 2), ("alt-net", 3)]
-    (r,) = n1.routers
+    (r,) = plan.routers_on("network1")
     assert [(p.network, p.local_vlan) for p in r.ports] == [("net1", 1), ("net2", 2), ("ext-net", 4)]
     assert n1.ports == ()
 
@@ -103,8 +103,13 @@ def test_port_rules(plan):
 def test_port_devices_follow_port_id(plan):
     for p in plan.ports:
         assert p.port_id == naming.object_uuid(LAB, "port", p.instance)
-        assert (p.tap, p.qbr, p.qvb, p.qvo) == tuple(naming.port_device(x, p.port_id)
-                                                     for x in ("tap", "qbr", "qvb", "qvo"))
+        # iptables_hybrid (the default): tap -> qbr -> qvb = qvo -> br-int
+        assert p.plug.driver == "iptables_hybrid"
+        assert [(d.role, d.name, d.kind) for d in p.plug.devices] == [
+            (x, naming.port_device(x, p.port_id), "bridge" if x == "qbr" else "veth")
+            for x in ("tap", "qbr", "qvb", "qvo")]
+        assert p.ovs_port == naming.port_device("qvo", p.port_id)
+        assert {d.netns for d in p.plug.devices} == {plan.node(p.node).netns}
         assert p.netns == f"nlab.classic-vlan.{p.instance}"
 
 
@@ -128,9 +133,14 @@ def test_instance_addresses(plan):
 # --------------------------------------------------------------------------- routers
 
 def test_router(plan, scenario):
-    (r,) = plan.routers
+    (router,) = plan.routers
     router_id = naming.object_uuid(LAB, "router", "router1")
-    assert (r.name, r.router_id, r.node) == ("router1", router_id, "network1")
+    assert (router.name, router.router_id, router.project, router.external_network) == (
+        "router1", router_id, "demo", "ext-net")
+    # legacy: one instance, on the router's network node, named like the router
+    (r,) = router.instances
+    assert (r.name, r.router, r.node, r.role) == ("router1", "router1", "network1", "legacy")
+    assert router.serving("compute1") is router.serving("network1") is r
     assert r.netns == f"nlab.classic-vlan.network1.qrouter-{router_id}"
     assert [(i.network, i.ns_dev[:3], i.ip, i.prefixlen, i.device_owner) for i in r.interfaces] == [
         ("net1", "qr-", "192.168.1.1", 24, "network:router_interface"),
@@ -142,8 +152,11 @@ def test_router(plan, scenario):
     assert r.external_gateway_ip == "203.0.113.1"
     assert r.floating_ips == (FloatingIP("203.0.113.102", "192.168.1.11", "vm1"),)
     assert r.ports == r.interfaces + (g,)
-    assert plan.router("router1") is r
-    assert plan.node("compute1").routers == plan.node("compute2").routers == ()
+    assert plan.router("router1") is router
+    assert plan.router_instances_of("router1") == plan.router_instances_of(r.name) == (r,)
+    assert plan.routers_on("network1") == (r,)
+    assert plan.fip_namespaces == ()
+    assert plan.routers_on("compute1") == plan.routers_on("compute2") == ()
 
 
 # --------------------------------------------------------------------------- DHCP
@@ -184,7 +197,7 @@ def test_namespace_port_device_names(plan):
         assert p.ns_dev == naming.port_device(prefix, p.port_id) == prefix + p.port_id[:11]
         assert len(p.ovs_dev) == len(p.ns_dev) == naming.DEVICE_NAME_LEN
         assert p.mac == naming.port_mac(p.port_id)
-    all_devs = [p.ovs_dev for p in ports] + [p.tap for p in plan.ports]
+    all_devs = [p.ovs_dev for p in ports] + [p.plug.host_device for p in plan.ports]
     assert len(all_devs) == len(set(all_devs))
 
 
@@ -215,16 +228,16 @@ def test_json_round_trip(plan):
     data = json.loads(json.dumps(plan.to_json()))
     back = Plan.from_json(data)
     assert back == plan
-    assert isinstance(back.node("network1").routers[0].floating_ips[0], FloatingIP)
+    assert isinstance(back.router("router1").instances[0].floating_ips[0], FloatingIP)
 
 
 def test_json_round_trip_of_optional_parts(plan):
     """None where a dataclass may be: a router without gateway (None values are in the plan
     already: alt-net-dhcp has no router option, most ports no floating IP)."""
-    n1 = plan.node("network1")
-    bare = dataclasses.replace(n1.routers[0], gateway=None, external_gateway_ip=None, floating_ips=())
-    changed = dataclasses.replace(plan, nodes=tuple(
-        dataclasses.replace(n, routers=(bare,)) if n.name == "network1" else n for n in plan.nodes))
+    (router,) = plan.routers
+    bare = dataclasses.replace(router.instances[0], gateway=None, external_gateway_ip=None, floating_ips=())
+    changed = dataclasses.replace(plan, routers=(dataclasses.replace(router, external_network=None,
+                                                                     instances=(bare,)),))
     assert Plan.from_json(json.loads(json.dumps(changed.to_json()))) == changed
 
 
@@ -234,7 +247,7 @@ def test_namespaces(plan):
     # 2 wires, 3 nodes, 6 instances, 1 external host, 1 router, 3 DHCP servers
     assert len(names) == len(set(names)) == 2 + 3 + 6 + 1 + 1 + 3
     assert names[:2] == ["nlab.classic-vlan.physnet1", "nlab.classic-vlan.external"]
-    assert names[-4:] == [plan.router("router1").netns] + [d.netns for d in plan.dhcp_servers]
+    assert names[-4:] == [plan.router("router1").instances[0].netns] + [d.netns for d in plan.dhcp_servers]
     assert all(naming.split_netns(n)[0] == "classic-vlan" for n in names)
 
 
@@ -244,7 +257,7 @@ def test_targets(plan):
     assert targets["physnet1"] == ("wire", "nlab.classic-vlan.physnet1")
     assert targets["vm4"] == ("instance", "nlab.classic-vlan.vm4")
     assert targets["ext1"] == ("external-host", "nlab.classic-vlan.ext1")
-    assert targets["router1"] == ("router", plan.router("router1").netns)
+    assert targets["router1"] == ("router", plan.router("router1").instances[0].netns)
     assert targets["net1-dhcp"] == ("dhcp", plan.dhcp_servers[0].netns)
     assert sorted(ns for _, ns in targets.values()) == sorted(plan.namespaces())
 
@@ -381,7 +394,7 @@ def test_tunnel_mtu(name, mtu, request):
     assert {p.instance: p.mtu for p in plan.ports} == dict.fromkeys(
         ("vm1", "vm3", "alt-vm1", "vm2", "vm4", "vm5"), mtu)
     assert {d.name: d.mtu for d in plan.dhcp_servers} == dict.fromkeys(("net1-dhcp", "net2-dhcp", "alt-net-dhcp"), mtu)
-    r = plan.router("router1")
+    (r,) = plan.router("router1").instances
     assert [i.mtu for i in r.interfaces] == [mtu, mtu]
     assert r.gateway.mtu == 1500                                # ext-net: flat
     assert plan.external_host("ext1").mtu == 1500
@@ -409,14 +422,14 @@ def remote_ports(plan, node: str, network: str) -> list[tuple[str, str, str]]:
             continue
         out += [(n.name, p.mac, p.ip) for p in n.ports if p.network == network]
         out += [(n.name, d.port.mac, d.port.ip) for d in n.dhcp_servers if d.network == network]
-        out += [(n.name, q.mac, q.ip) for r in n.routers for q in r.ports if q.network == network]
+        out += [(n.name, q.mac, q.ip) for r in plan.routers_on(n.name) for q in r.ports if q.network == network]
     return out
 
 
 def test_l2pop_unicast_and_arp_entries_are_the_remote_ports(vxlan):
     for n in vxlan.nodes:
         local_macs = {p.mac for p in n.ports} | {d.port.mac for d in n.dhcp_servers} | \
-            {q.mac for r in n.routers for q in r.ports}
+            {q.mac for r in vxlan.routers_on(n.name) for q in r.ports}
         for t in n.tunnel_networks:
             remote = remote_ports(vxlan, n.name, t.network)
             assert remote, (n.name, t.network)

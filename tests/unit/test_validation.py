@@ -177,9 +177,22 @@ CASES = [
          "projects", "project name 'Alt' must be lowercase"),
     # ---- nodes
     case("unknown-node-key", mutate("    role: network\n", "    role: network\n    flavor: m1.small\n"),
-         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip)"),
+         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver)"),
     case("bad-role", mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage"),
          "role: storage", "nodes.compute2.role", "'storage' is not one of: network, compute"),
+    case("network-project-is-a-list", mutate("    project: demo\n    type: vlan", "    project: [demo]\n    type: vlan"),
+         "project: [demo]", "networks.net1.project", "must be a string, not a list", marks=()),
+    case("firewall-driver-openvswitch-not-built",
+         mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: openvswitch\n"),
+         "firewall_driver: openvswitch", "nodes.compute2.firewall_driver",
+         "firewall driver 'openvswitch' is not built yet (built: iptables_hybrid, noop)"),
+    case("firewall-driver-unknown",
+         mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: iptables\n"),
+         "firewall_driver: iptables", "nodes.compute2.firewall_driver",
+         "unknown firewall driver 'iptables' (built: iptables_hybrid, noop; not yet: openvswitch)"),
+    case("firewall-driver-not-a-string",
+         mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: [noop]\n"),
+         "firewall_driver: [noop]", "nodes.compute2.firewall_driver", "must be a string, not a list"),
     case("node-name-too-long", with_node("compute-number-3"), "compute-number-3:",
          "nodes.compute-number-3", "name 'compute-number-3' is 16 characters; at most 15"),
     case("node-name-uppercase", with_node("Compute3"), "Compute3:", "nodes.Compute3",
@@ -1633,7 +1646,7 @@ def test_include_of_a_directory(tmp_path):
     main = mutate("name: unit\n", "name: unit\ninclude: adir\n")
     problems, filename = file_problems(tmp_path, main)
     assert [(p.file, p.line, p.where, p.message) for p in problems] == [
-        (filename, line_of(main, "include: adir"), "include", f"cannot read {tmp_path / 'adir'}: Is a directory")]
+        (filename, line_of(main, "include: adir"), "include", f"cannot read {tmp_path / 'adir'}: is a directory, not a regular file")]
 
 
 def test_include_must_be_a_file_name_or_a_list(tmp_path):
@@ -1684,3 +1697,23 @@ def test_reference_to_a_line_of_the_other_file_names_that_file(tmp_path):
 def test_invalid_explicit_segmentation_id_is_not_replaced_by_an_allocated_one(text, snippet, where, message):
     p = only_problem(text)
     assert (p.file, p.line, p.where, p.message) == ("unit.yaml", line_of(text, snippet), where, message)
+
+
+# --------------------------------------------------------------------------- firewall driver
+
+def test_firewall_driver_defaults_to_iptables_hybrid_and_noop_is_accepted():
+    text = mutate("  compute2:\n    role: compute\n", "  compute2:\n    role: compute\n    firewall_driver: noop\n")
+    s = parse(text)
+    assert [(n.name, n.firewall_driver) for n in s.nodes] == [
+        ("network1", "iptables_hybrid"), ("compute1", "iptables_hybrid"), ("compute2", "noop")]
+    explicit = mutate("  compute1:\n    role: compute\n",
+                      "  compute1:\n    role: compute\n    firewall_driver: iptables_hybrid\n", text)
+    assert parse(explicit).node("compute1").firewall_driver == "iptables_hybrid"
+
+
+def test_lab_name_replaces_the_files_name():
+    s = parse_scenario(BASE, "unit.yaml", default_name="unit", lab_name="other-lab")
+    assert s.name == "other-lab"
+    assert s.network("net1").network_id != parse(BASE).network("net1").network_id   # derived from the name
+    with pytest.raises(ScenarioError, match="lab name 'Bad_Name' must be lowercase"):
+        parse_scenario(BASE, "unit.yaml", lab_name="Bad_Name")

@@ -1,0 +1,87 @@
+"""The `nodes:` section: the emulated hosts, their role, firewall driver and tunnel endpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import itertools
+
+from lab.core import naming
+from lab.core.scenario.checker import Checker, Claims, empty_at, items
+from lab.core.scenario.model import (FIREWALL_DRIVERS_LATER, FIREWALL_DRIVERS_NOW, ROLES, Node,
+                                     PhysicalNetwork)
+from lab.core.scenario.yamlsource import LineDict
+
+
+def parse_nodes(c: Checker, data: LineDict, claim: Claims) -> list[Node]:
+    nodes: list[Node] = []
+    for nm, body, line in items(c, data, "nodes"):
+        where = f"nodes.{nm}"
+        c.known_keys(body, ("role", "local_ip", "firewall_driver"), where)
+        if not c.name(nm, line, where, naming.IFNAMSIZ):
+            continue
+        claim("a node", nm, line, where)
+        role = c.string(body, "role", f"{where}.role", choices=ROLES)
+        local_ip = c.string(body, "local_ip", f"{where}.local_ip", required=False)
+        driver = firewall_driver(c, body, f"{where}.firewall_driver")
+        nodes.append(Node(nm, role or "compute", line, local_ip, firewall_driver=driver))
+    return nodes
+
+
+def firewall_driver(c: Checker, body: LineDict, where: str) -> str:
+    """The OVS agent's [securitygroup] firewall_driver (default iptables_hybrid)."""
+    driver = c.string(body, "firewall_driver", where, required=False)
+    if driver is None or driver in FIREWALL_DRIVERS_NOW:
+        return driver or FIREWALL_DRIVERS_NOW[0]
+    if driver in FIREWALL_DRIVERS_LATER:
+        c.add(body.line_of("firewall_driver"), where,
+              f"firewall driver {driver!r} is not built yet (built: {', '.join(FIREWALL_DRIVERS_NOW)})")
+    else:
+        c.add(body.line_of("firewall_driver"), where,
+              f"unknown firewall driver {str(driver)[:40]!r} (built: {', '.join(FIREWALL_DRIVERS_NOW)}; "
+              f"not yet: {', '.join(FIREWALL_DRIVERS_LATER)})")
+    return FIREWALL_DRIVERS_NOW[0]
+
+
+def tunnel_endpoints(c: Checker, data: LineDict, nodes: list[Node],
+                      underlay: PhysicalNetwork | None) -> list[Node]:
+    """Each node on the underlay gets its local_ip: given, or the underlay's 11th, 12th...
+    host address in node order."""
+    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), LineDict) else LineDict()
+    out = []
+    used: dict[str, str] = {}
+    for index, node in enumerate(nodes):
+        body = raw_nodes.get(node.name)
+        if not isinstance(body, LineDict):
+            body = empty_at(node.line)
+        where = f"nodes.{node.name}.local_ip"
+        ip = node.local_ip
+        on_underlay = underlay is not None and node.name in underlay.nodes
+        if ip is not None and not on_underlay:
+            c.add(body.line_of("local_ip"), where, "only nodes on the tunnel underlay have a local_ip")
+            ip = None
+        elif ip is not None and underlay.cidr:
+            try:
+                addr = ipaddress.IPv4Address(ip)
+                cidr = ipaddress.ip_network(underlay.cidr)
+                if addr not in cidr or addr in (cidr.network_address, cidr.broadcast_address):
+                    c.add(body.line_of("local_ip"), where, f"{ip} is not a host address of {underlay.name} ({cidr})")
+                    ip = None
+            except ValueError:
+                c.add(body.line_of("local_ip"), where, f"{ip!r} is not an IPv4 address")
+                ip = None
+        elif on_underlay and underlay.cidr:
+            hosts = list(itertools.islice(ipaddress.ip_network(underlay.cidr).hosts(), 10 + index, 11 + index))
+            ip = str(hosts[0]) if hosts else None
+            if ip is None:
+                physnets_raw = data.get("physical_networks")
+                raw = physnets_raw.get(underlay.name) if isinstance(physnets_raw, LineDict) else None
+                cline = raw.line_of("cidr") if isinstance(raw, LineDict) else underlay.line
+                c.add(cline, f"physical_networks.{underlay.name}.cidr",
+                      f"{underlay.cidr} is too small to give {node.name} a local_ip")
+        if ip is not None and ip in used:
+            c.add(body.line_of("local_ip"), where, f"{ip} is the local_ip of {used[ip]} already")
+        elif ip is not None:
+            used[ip] = node.name
+        out.append(dataclasses.replace(node, local_ip=ip))
+    return out

@@ -1,0 +1,116 @@
+"""``parse_scenario``: YAML text -> a validated, fully resolved ``Scenario`` (every instance has
+its IP and MAC), or ``ScenarioError`` listing every problem with its file:line (at most
+``MAX_PROBLEMS``). The sections are validated in the order they depend on each other; each
+has its own module."""
+
+from __future__ import annotations
+
+from lab.core.scenario.addresses import assign_addresses
+from lab.core.scenario.checker import MAX_PROBLEMS, Checker, Claims, TooManyProblems, shown
+from lab.core.scenario.checks import parse_checks
+from lab.core.scenario.external_hosts import parse_external_hosts, resolve_external_hosts
+from lab.core.scenario.includes import include
+from lab.core.scenario.instances import parse_instances
+from lab.core.scenario.loader import Unreadable, find_scenario, read_source
+from lab.core.scenario.ml2 import parse_ml2
+from lab.core.scenario.model import NAME_RE, Scenario
+from lab.core.scenario.networks import parse_networks
+from lab.core.scenario.nodes import parse_nodes, tunnel_endpoints
+from lab.core.scenario.physical import parse_physical_networks, parse_projects
+from lab.core.scenario.routers import parse_routers
+from lab.core.scenario.security_groups import parse_security_groups
+from lab.core.scenario.yamlsource import LineDict, load_yaml
+from lab.errors import Problem, ScenarioError
+
+SECTIONS = ("name", "description", "include", "ml2", "agent", "nodes", "physical_networks", "projects",
+            "networks", "security_groups", "instances", "routers", "external_hosts", "checks")
+
+
+def load_scenario(name_or_path: str, lab_name: str | None = None) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path. LAB_NAME, when given, replaces
+    the file's `name:` (`lab up X --name Y`): the lab and everything derived from its name
+    (namespaces, UUIDs, MACs, flow cookie) are Y's."""
+    path = find_scenario(name_or_path)
+    try:
+        text = read_source(path)
+    except Unreadable as exc:
+        raise ScenarioError([Problem(str(path), exc.line, "(file)", exc.reason)]) from None
+    return parse_scenario(text, str(path), default_name=path.stem, lab_name=lab_name)
+
+
+def parse_scenario(text: str, filename: str, default_name: str = "scenario",
+                   lab_name: str | None = None) -> Scenario:
+    c = Checker(filename)
+    try:
+        override = lab_name is not None
+        scenario = _parse(c, text, filename, lab_name if override else default_name, override)
+    except TooManyProblems:
+        raise ScenarioError(c.problems, stopped_after=MAX_PROBLEMS) from None
+    if c.problems:
+        raise ScenarioError(c.problems)
+    return scenario
+
+
+def _root(c: Checker, text: str, filename: str) -> LineDict | None:
+    data, problems = load_yaml(text, filename)
+    c.extend(problems)
+    if data is None and not problems:
+        c.add(1, "(file)", "is empty")
+    if data is not None and not isinstance(data, LineDict):
+        c.add(getattr(data, "line", 1), "(file)", "must be a mapping at the top level")
+        return None
+    return data
+
+
+def _name(c: Checker, data: LineDict, default_name: str, override: bool) -> str:
+    name = default_name if override else data.get("name", default_name)
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
+        c.add(data.line_of("name"), "name", f"lab name {shown(name)} must be lowercase letters, digits "
+                                           "and '-', starting with a letter, at most 40 characters")
+        return "invalid"
+    return name
+
+
+def _parse(c: Checker, text: str, filename: str, default_name: str, override: bool) -> Scenario | None:
+    data = _root(c, text, filename)
+    if data is None:
+        return None
+    include(c, data, filename)
+    c.known_keys(data, SECTIONS, "")
+    name = _name(c, data, default_name, override)
+    description = str(data.get("description", "")).strip()
+    claim = Claims(c)
+    nodes = parse_nodes(c, data, claim)
+    physnets = parse_physical_networks(c, data, nodes, claim)
+    physnet_by_name = {p.name: p for p in physnets}
+    nodes = tunnel_endpoints(c, data, nodes, next((p for p in physnets if p.tunnels), None))
+    projects = parse_projects(c, data)
+    ml2 = parse_ml2(c, data)
+    l2pop, arp_responder = _agent(c, data)
+    networks = parse_networks(c, data, name, projects, ml2, nodes, physnets, claim)
+    net_by_name = {n.name: n for n in networks}
+    groups = parse_security_groups(c, data, projects)
+    pending = parse_instances(c, data, nodes, physnet_by_name, net_by_name, groups, claim)
+    routers_raw = parse_routers(c, data, projects, nodes, physnet_by_name, net_by_name, claim)
+    hosts_raw = parse_external_hosts(c, data, net_by_name, claim)
+    networks, instances, routers = assign_addresses(c, name, networks, pending, hosts_raw, routers_raw)
+    hosts = resolve_external_hosts(name, hosts_raw)
+    checks = parse_checks(c, data, {i.name: i for i in instances}, set(claim.targets), physnet_by_name,
+                          claim.of_kind("an instance"), {h.name: h for h in hosts}, {r.name for r in routers})
+    return Scenario(name, description, filename, tuple(nodes), tuple(physnets), tuple(projects),
+                    tuple(networks), tuple(instances), tuple(checks), tuple(groups),
+                    tuple(routers), tuple(hosts), l2pop, arp_responder)
+
+
+def _agent(c: Checker, data: LineDict) -> tuple[bool, bool]:
+    """agent: {l2_population: false, arp_responder: false}: the OVS agent's options."""
+    agent = c.mapping(data, "agent", "agent")
+    if agent is None:
+        return False, False
+    c.known_keys(agent, ("l2_population", "arp_responder"), "agent")
+    l2pop = c.boolean(agent, "l2_population", "agent.l2_population", default=False)
+    arp = c.boolean(agent, "arp_responder", "agent.arp_responder", default=False)
+    if arp and not l2pop:
+        c.add(agent.line_of("arp_responder"), "agent.arp_responder",
+              "the ARP responder answers from l2_population's entries: set l2_population: true too")
+    return l2pop, arp

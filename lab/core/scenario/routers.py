@@ -1,0 +1,158 @@
+"""The `routers:` section: legacy routers on a network node, their interfaces (one per
+project network, holding its gateway address) and external gateway. ``parse_routers``
+validates what is written; ``resolve_routers`` makes the ports once addresses are known."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from lab.core import naming
+from lab.core.scenario.checker import Checker, Claims, items, shown
+from lab.core.scenario.ipam import Addresses, in_pool, pool_text
+from lab.core.scenario.model import Network, Node, PhysicalNetwork, Router, RouterInterface
+from lab.core.scenario.yamlsource import LineDict, LineList
+
+KEYS = ("project", "node", "interfaces", "external_gateway", "gateway_ip")
+
+
+@dataclass
+class PendingRouter:
+    """A router as written, before IPAM: gateway_ip None means 'allocate' (with external)."""
+
+    name: str
+    project: str
+    node: str
+    interfaces: list[Network]
+    external: Network | None
+    gateway_ip: str | None
+    gateway_line: int
+    line: int
+
+
+def parse_routers(c: Checker, data: LineDict, projects: list[str], nodes: list[Node],
+                  physnets: dict[str, PhysicalNetwork], networks: dict[str, Network],
+                  claim: Claims) -> list[PendingRouter]:
+    out = []
+    attached: dict[str, tuple[str, int]] = {}    # network -> (router, line)
+    network_nodes = [n.name for n in nodes if n.role == "network"]
+    for nm, body, line in items(c, data, "routers", required=False):
+        where = f"routers.{nm}"
+        c.known_keys(body, KEYS, where)
+        if not c.name(nm, line, where, 32):
+            continue
+        claim("a router", nm, line, where)
+        project = c.project(body, f"{where}.project", projects)
+        node = _node(c, body, line, where, network_nodes)
+        if node is None:
+            continue
+        interfaces = _interfaces(c, body, nm, where, project, node, physnets, networks, attached)
+        external = _external_gateway(c, body, where, node, physnets, networks)
+        gateway_ip = _gateway_ip(c, body, where, external)
+        if project is None:
+            continue
+        out.append(PendingRouter(nm, project, node, interfaces, external, gateway_ip,
+                                 body.line_of("gateway_ip"), line))
+    return out
+
+
+def _node(c: Checker, body: LineDict, line: int, where: str, network_nodes: list[str]) -> str | None:
+    """The network node the router runs on (default: the only one)."""
+    node = body.get("node")
+    if node is None:
+        if len(network_nodes) != 1:
+            c.add(line, f"{where}.node", f"is required when the scenario has {len(network_nodes)} network nodes")
+            return None
+        return network_nodes[0]
+    if node not in network_nodes:
+        c.add(body.line_of("node"), f"{where}.node",
+              f"{shown(node)} is not a network node (network nodes: {', '.join(network_nodes) or 'none'})")
+        return None
+    return node
+
+
+def _interfaces(c: Checker, body: LineDict, nm: str, where: str, project: str | None, node: str,
+                physnets: dict[str, PhysicalNetwork], networks: dict[str, Network],
+                attached: dict[str, tuple[str, int]]) -> list[Network]:
+    ifaces_raw = body.get("interfaces", LineList())
+    interfaces: list[Network] = []
+    if not isinstance(ifaces_raw, LineList):
+        c.add(body.line_of("interfaces"), f"{where}.interfaces", "must be a list of network names")
+        return interfaces
+    for i, n in enumerate(ifaces_raw):
+        iline, iwhere = ifaces_raw.line_of(i), f"{where}.interfaces[{i}]"
+        net = networks.get(str(n))
+        if net is None:
+            c.add(iline, iwhere, f"unknown or invalid network {shown(n)}")
+        elif net.external:
+            c.add(iline, iwhere, f"{net.name} is external: give it as external_gateway")
+        elif project is not None and net.project != project:
+            c.add(iline, iwhere, f"network {net.name} belongs to project {net.project}, "
+                                 f"not to the router's project {project}")
+        elif net.name in attached:
+            other, oline = attached[net.name]
+            c.add(iline, iwhere, f"network {net.name} is already attached to router {other} "
+                                 f"({c.at(oline)}); its gateway address can be on one router only")
+        elif node not in physnets[net.physical_network].nodes:
+            c.add(iline, iwhere, f"{node} is not attached to {net.physical_network}, which carries {net.name}")
+        else:
+            attached[net.name] = (nm, iline)
+            interfaces.append(net)
+    return interfaces
+
+
+def _external_gateway(c: Checker, body: LineDict, where: str, node: str, physnets: dict[str, PhysicalNetwork],
+                      networks: dict[str, Network]) -> Network | None:
+    if "external_gateway" not in body:
+        return None
+    ext = networks.get(str(body["external_gateway"]))
+    eline, ewhere = body.line_of("external_gateway"), f"{where}.external_gateway"
+    if ext is None:
+        c.add(eline, ewhere, f"unknown or invalid network {shown(body['external_gateway'])}")
+    elif not ext.external:
+        c.add(eline, ewhere, f"network {ext.name} is not external (set external: true on it)")
+    elif node not in physnets[ext.physical_network].nodes:
+        c.add(eline, ewhere, f"{node} is not attached to {ext.physical_network}, which carries {ext.name}")
+    else:
+        return ext
+    return None
+
+
+def _gateway_ip(c: Checker, body: LineDict, where: str, external: Network | None) -> str | None:
+    if "gateway_ip" not in body:
+        return None
+    gline, gwhere = body.line_of("gateway_ip"), f"{where}.gateway_ip"
+    if external is None:
+        c.add(gline, gwhere, "a gateway address needs an external_gateway")
+        return None
+    try:
+        gateway_ip = str(ipaddress.IPv4Address(str(body["gateway_ip"])))
+    except ValueError:
+        c.add(gline, gwhere, f"{shown(body['gateway_ip'])} is not an IPv4 address")
+        return None
+    if not in_pool(external, gateway_ip):
+        c.add(gline, gwhere, f"{gateway_ip} is outside the allocation pool of "
+                             f"{external.name} ({pool_text(external)})")
+        return None
+    return gateway_ip
+
+
+def resolve_routers(lab: str, pending: list[PendingRouter], addresses: Addresses) -> list[Router]:
+    """Routers with their ports: the gateway port (address allocated when none was given) and
+    one interface per network, holding the network's gateway address."""
+    routers: list[Router] = []
+    for r in pending:
+        gw_ip, gw_port, gw_mac = r.gateway_ip, None, None
+        ext = r.external
+        if ext is not None:
+            if gw_ip is None:
+                gw_ip = addresses.allocate(ext, f"router {r.name}", r.line, f"routers.{r.name}.external_gateway")
+            gw_port = naming.object_uuid(lab, "router-gateway", r.name)
+            gw_mac = naming.port_mac(gw_port)
+        interfaces = []
+        for n in r.interfaces:
+            pid = naming.object_uuid(lab, "router-interface", f"{r.name}/{n.name}")
+            interfaces.append(RouterInterface(n.name, pid, n.gateway, naming.port_mac(pid)))
+        routers.append(Router(r.name, r.project, r.node, naming.object_uuid(lab, "router", r.name),
+                              tuple(interfaces), ext.name if ext else None, gw_port, gw_ip, gw_mac, r.line))
+    return routers
