@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from lab import __version__, api
@@ -29,7 +30,10 @@ def exit_status(exc: BaseException) -> int:
 
 
 def _progress(msg: str) -> None:
-    print(f"  {msg}", file=sys.stderr, flush=True)
+    try:
+        print(f"  {msg}", file=sys.stderr, flush=True)
+    except OSError:   # the terminal is gone (SIGHUP): the command still finishes its work
+        pass
 
 
 def cmd_list(args) -> int:
@@ -373,12 +377,23 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return exit_status(exc)
-    except KeyboardInterrupt:
-        print("lab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP (lab.runtime.signals)
+        signum = getattr(exc, "signum", 2)
+        _say("lab: interrupted" if signum == 2 else f"lab: stopped by {signal.Signals(signum).name}")
+        return 128 + signum
     except BrokenPipeError:  # e.g. `lab status | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:   # a file the command needed could not be used: say which, no traceback
+        _say(f"lab: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return 3
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes
+from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
 from lab.core import naming
 from lab.core import plugs as core_plugs
-from lab.errors import ApplyError, LabError, LabStateError, NotRoot, UsageError
+from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
 from lab.runtime.kernel import Links
 from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, check_lab_name, lab_dir, remove_lab_dir
 from lab.core.plan import NodePlan, Plan, build_plan, from_data
@@ -58,14 +58,20 @@ class Ledger:
             f.write(line + "\n")
 
     def entries(self) -> list[dict]:
-        if not self.path.exists():
+        try:
+            text = statedir.read_text(self.path)
+        except FileNotFoundError:
             return []
+        except (OSError, StateDirError):
+            return []   # unreadable: the sweep by marks in _teardown still covers the lab
         out = []
-        for line in self.path.read_text().splitlines():
+        for line in text.splitlines():
             try:
-                out.append(json.loads(line))
+                entry = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash: the sweep in down() still covers it
+            if isinstance(entry, dict):
+                out.append(entry)
         return out
 
 
@@ -84,18 +90,25 @@ class LabState:
 
 def load_state(lab: str) -> LabState:
     d = lab_dir(lab)
-    plan_file = d / "plan.json"
-    if not plan_file.exists():
+    data = statedir.read_plan(lab)
+    if data is None:
         up_labs = ", ".join(list_labs()) or "none"
         raise LabStateError(f"lab {lab} is not up (labs up: {up_labs})")
-    plan = Plan.from_json(json.loads(plan_file.read_text()))
+    try:
+        plan = Plan.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateDirError(statedir.unreadable(lab, d / statedir.PLAN_FILE,
+                                                f"not a plan of this version ({type(exc).__name__}: {exc})")) from None
     return LabState(lab, d, plan, Ledger(d))
 
 
 def list_labs() -> list[str]:
-    if not STATE_ROOT.is_dir():
+    """Labs that are up: a state directory (never a symlink) with plan.json."""
+    try:
+        return sorted(p.name for p in STATE_ROOT.iterdir()
+                      if LAB_NAME.match(p.name) and not p.is_symlink() and (p / "plan.json").is_file())
+    except OSError:   # no state root yet, or one we cannot read: no lab is up
         return []
-    return sorted(p.name for p in STATE_ROOT.iterdir() if (p / "plan.json").exists())
 
 
 # --------------------------------------------------------------------------- up
@@ -124,14 +137,14 @@ def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Prog
         scenario = load_scenario(name_or_path, lab_name=name)   # every scenario error first
         what = f"lab up {name_or_path}"
     require_root()
-    with locks.lab_lock(scenario.name, what, lock_timeout, progress):
+    with signals.as_interrupt(), locks.lab_lock(scenario.name, what, lock_timeout, progress):
         return _up(scenario, datapath, progress)
 
 
 def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResult:
     gateway.require(*REQUIRED_PROGRAMS)
     chosen = datapath or os.environ.get("LAB_DATAPATH")
-    if chosen is None and (lab_dir(scenario.name) / "plan.json").exists():
+    if chosen is None and statedir.read_plan(scenario.name) is not None:
         chosen = load_state(scenario.name).plan.datapath     # `up` again: the datapath it has
     chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
@@ -140,19 +153,15 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
         gateway.require("dnsmasq", "busybox")
     renders = render_plan(plan)
 
-    if (lab_dir(plan.lab) / "plan.json").exists():
+    if statedir.read_plan(plan.lab) is not None:
         state = load_state(plan.lab)
         if state.plan == plan:
             return _reconcile(state, renders, progress)
         raise LabStateError(f"lab {plan.lab} is already up with a different plan; "
                             f"run `lab down {plan.lab}` first")
-    leftovers = [ns for ns in netns.list_ours() if ns.startswith(naming.netns_name(plan.lab, ""))]
-    if leftovers or lab_dir(plan.lab).exists():
-        raise LabStateError(f"lab {plan.lab} left objects behind ({', '.join(leftovers[:3]) or lab_dir(plan.lab)}"
-                            f"{' ...' if len(leftovers) > 3 else ''}); run `lab cleanup {plan.lab}` first")
+    _sweep_interrupted(plan.lab, progress)
 
-    directory = lab_dir(plan.lab)
-    directory.mkdir(parents=True)
+    directory = statedir.make(plan.lab)
     ledger = Ledger(directory)
     ledger.record("statedir", path=str(directory))
     started = time.monotonic()
@@ -203,11 +212,12 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
         else:
             missing = []
         # written last: a lab with plan.json is a lab that came up completely
-        (directory / "plan.json").write_text(json.dumps(plan.to_json(), indent=1))
+        (directory / statedir.PLAN_FILE).write_text(statedir.plan_document(plan.to_json()))
     except BaseException as exc:
-        progress(f"failed while {step}: removing what was made")
+        progress(f"{signals.describe(exc) or 'failed'} while {step}: removing what was made")
         try:
-            _teardown(plan.lab, ledger.entries(), progress=_quiet)
+            with signals.deferred(raise_after=False):    # a second signal must not cut the rollback short
+                _teardown(plan.lab, ledger.entries(), progress=_quiet)
         except BaseException as cleanup_exc:  # keep the first error; say the sweep is owed
             progress(f"removing failed too ({cleanup_exc}); run `lab cleanup {plan.lab}`")
         if isinstance(exc, KeyboardInterrupt):
@@ -217,6 +227,18 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
                              "everything it had made has been removed") from exc
         raise
     return UpResult(plan.lab, time.monotonic() - started, phases=phases, missing_leases=missing)
+
+
+def _sweep_interrupted(lab: str, progress: Progress) -> None:
+    """What a command on LAB that died (kill -9, power cut of the terminal) left: we hold the
+    lab's lock, so no live command owns it any more; remove it by its marks before `up`."""
+    leftovers = _lab_namespaces(lab)
+    has_dir = statedir.inspect(lab)     # a symlink or a file there: refused, with what to do
+    if not leftovers and not has_dir and not processes.daemons_under(f"{lab_dir(lab)}/"):
+        return
+    progress(f"lab {lab} was left half-made by a command that was killed: removing that first")
+    with signals.deferred():
+        _teardown(lab, Ledger(lab_dir(lab)).entries(), progress)
 
 
 def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progress) -> UpResult:
@@ -453,9 +475,9 @@ def down(lab: str, progress: Progress = _quiet, lock_timeout: float | None = Non
     check_lab_name(lab)
     require_root()
     started = time.monotonic()
-    with locks.lab_lock(lab, f"lab down {lab}", lock_timeout, progress):
+    with locks.lab_lock(lab, f"lab down {lab}", lock_timeout, progress), signals.deferred():
         directory = lab_dir(lab)
-        if not directory.exists() and not _lab_namespaces(lab):
+        if not statedir.inspect(lab) and not _lab_namespaces(lab):
             raise LabStateError(f"lab {lab} is not up (labs up: {', '.join(list_labs()) or 'none'})")
         _teardown(lab, Ledger(directory).entries(), progress)
     return time.monotonic() - started
@@ -467,8 +489,14 @@ def _lab_namespaces(lab: str) -> list[str]:
 
 
 def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
-    """Replay the ledger backwards, then sweep by our marks whatever the ledger missed."""
+    """Replay the ledger backwards, then sweep by our marks whatever the ledger missed. Only
+    entries that carry LAB's marks are used; a symlink where the state directory should be is
+    removed (the link), never followed."""
     directory = lab_dir(lab)
+    if statedir.is_symlink(lab):
+        statedir.unlink_symlink(lab)
+        entries = []
+    entries = statedir.owned_entries(lab, entries)
     # processes first (they hold sockets and devices), the ledger's, then any in our namespaces
     victims: list[int] = []
     for e in reversed(entries):
@@ -507,8 +535,11 @@ class Leftover:
 
 def _known_labs() -> set[str]:
     labs = set()
-    if STATE_ROOT.is_dir():
-        labs |= {p.name for p in STATE_ROOT.iterdir() if (p / STATE_MARK).exists() and LAB_NAME.match(p.name)}
+    try:
+        labs |= {p.name for p in STATE_ROOT.iterdir() if LAB_NAME.match(p.name)
+                 and (p.is_symlink() or (p / STATE_MARK).exists())}
+    except OSError:
+        pass
     for ns in netns.list_ours():
         parts = naming.split_netns(ns)
         if parts and LAB_NAME.match(parts[0]):
@@ -556,9 +587,10 @@ def cleanup(lab: str | None = None, progress: Progress = _quiet,
 
 
 def _cleanup_one(lab: str, progress: Progress, lock_timeout: float | None) -> list[str]:
-    with locks.lab_lock(lab, f"lab cleanup {lab}", lock_timeout, progress):
+    with locks.lab_lock(lab, f"lab cleanup {lab}", lock_timeout, progress), signals.deferred():
         directory = lab_dir(lab)
-        if not directory.exists() and not _lab_namespaces(lab) and not processes.daemons_under(f"{directory}/"):
+        has_dir = statedir.is_symlink(lab) or statedir.inspect(lab)
+        if not has_dir and not _lab_namespaces(lab) and not processes.daemons_under(f"{directory}/"):
             return []
         progress(f"removing lab {lab}")
         _teardown(lab, Ledger(directory).entries(), progress)
@@ -638,7 +670,13 @@ def status(lab: str | None = None) -> list[dict]:
     labs = [lab] if lab else list_labs()
     out = []
     for name in labs:
-        state = load_state(name)
+        try:
+            state = load_state(name)
+        except StateDirError as exc:
+            if lab:
+                raise
+            out.append(_unreadable_status(name, exc))   # one bad lab does not hide the others
+            continue
         plan = state.plan
         out.append({
             "lab": name,
@@ -676,6 +714,11 @@ def status(lab: str | None = None) -> list[dict]:
                                for h in plan.external_hosts],
         })
     return out
+
+
+def _unreadable_status(lab: str, exc: StateDirError) -> dict:
+    return {"lab": lab, "scenario": None, "datapath": None, "problems": [str(exc)], "nodes": [],
+            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": []}
 
 
 # --------------------------------------------------------------------------- exec
