@@ -40,6 +40,8 @@ def router_rules(plan: Plan, r: RouterInstance, rules: str) -> None:
     rules_file.parent.mkdir(parents=True, exist_ok=True)
     rules_file.write_text(rules)
     gateway.run(["iptables-restore", "-w", "5", str(rules_file)], netns=r.netns)
+    from lab.runtime.health import record_iptables
+    record_iptables(rules_file, r.netns)     # what `status` compares with
 
 
 def dhcp_links(d: DhcpPlan) -> None:

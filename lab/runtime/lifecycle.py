@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
+from lab.runtime import health as more_health
 from lab.core import naming
 from lab.core import plugs as core_plugs
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
@@ -290,10 +291,11 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         _node_configure(node, render)
         if node.tunnel:
             _tunnel_endpoint(node)
+    missing = more_health.repair_instances(plan, state.directory)
     left = health(state)
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
-    return UpResult(state.lab, time.monotonic() - started, repaired=problems)
+    return UpResult(state.lab, time.monotonic() - started, repaired=problems, missing_leases=missing)
 
 
 def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledger) -> None:
@@ -465,6 +467,7 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
         rules = rundir / naming.NODE_IPTABLES_FILE
         rules.write_text(render.iptables)
         gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
+        more_health.record_iptables(rules, node.netns)   # what `status` compares with
         timings["iptables"] = time.monotonic() - t
     return timings
 
@@ -654,7 +657,7 @@ def health(state: LabState) -> list[str]:
                 continue
             if have != want:
                 problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
-    return problems
+    return problems + more_health.iptables_problems(state.plan) + more_health.instance_problems(state.plan)
 
 
 def _plug_problems(node: NodePlan) -> list[str]:

@@ -1,0 +1,130 @@
+"""What `status` sees beyond namespaces, daemons, OVS ports and flows, and how `up` repairs it
+in place (issue 13 §1-2):
+
+- iptables: right after `up` applies a namespace's rules (a node's firewall, a router's l3
+  agent rules) it saves `iptables-save` of that namespace without counters beside the rules
+  file (`<file>.applied`); `status` compares the namespace's rules now with it, so an
+  `iptables -F` is seen; `up` re-applies the rendered file.
+- instances: `eth0` present and up, its address, its default route (a link set down loses
+  its routes); `up` brings it up and puts the address and route back (a DHCP instance that
+  lost its address asks dnsmasq again with a real client).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lab.core import naming
+from lab.core.plan import InstancePort, Plan
+from lab.errors import LabError
+from lab.runtime import gateway, netns
+from lab.runtime.kernel import Links
+
+APPLIED = ".applied"
+_COUNTERS = re.compile(r"\[\d+:\d+\]")
+
+
+# --------------------------------------------------------------------------- iptables
+
+def iptables_now(ns: str) -> list[str]:
+    """The rules of namespace NS as iptables-save prints them, without comments and counters."""
+    out = gateway.run(["iptables-save"], netns=ns).stdout
+    return [_COUNTERS.sub("[0:0]", line) for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def record_iptables(rules_file: Path, ns: str) -> None:
+    """Remember what the kernel holds right after RULES_FILE was applied in NS."""
+    Path(str(rules_file) + APPLIED).write_text("\n".join(iptables_now(ns)) + "\n")
+
+
+def iptables_problem(who: str, rules_file: Path, ns: str, lab: str) -> str | None:
+    """How NS's rules differ from what was applied from RULES_FILE, in words; None when equal
+    (or when nothing was recorded)."""
+    applied_file = Path(str(rules_file) + APPLIED)
+    if not applied_file.exists() or not netns.exists(ns):
+        return None
+    applied = applied_file.read_text().splitlines()
+    try:
+        now = iptables_now(ns)
+    except LabError as exc:
+        return f"{who}: cannot read its iptables rules ({exc})"
+    if now == applied:
+        return None
+    missing = [r for r in applied if r not in now and r.startswith("-A ")]
+    extra = [r for r in now if r not in applied and r.startswith("-A ")]
+    example = f"; first missing: `{missing[0]}`" if missing else (f"; first unexpected: `{extra[0]}`"
+                                                                 if extra else "")
+    return (f"{who}: its iptables rules differ from what `up` applied ({len(missing)} rule(s) missing, "
+            f"{len(extra)} unexpected{example}); `lab up {lab}` re-applies them")
+
+
+def iptables_problems(plan: Plan) -> list[str]:
+    out = []
+    for node in plan.nodes:
+        p = iptables_problem(node.name, Path(node.rundir) / naming.NODE_IPTABLES_FILE, node.netns, plan.lab)
+        if p:
+            out.append(p)
+    from lab.paths import lab_dir
+    for r in plan.router_instances:
+        p = iptables_problem(f"router {r.name}", lab_dir(plan.lab) / naming.router_rules_file(r.name),
+                             r.netns, plan.lab)
+        if p:
+            out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------- instances' eth0
+
+def _port_problems(p: InstancePort, links: Links, lab: str) -> list[str]:
+    if not links.has("eth0"):
+        return [f"instance {p.instance}: eth0 is missing; `lab up {lab}` cannot make it alone: "
+                f"run `lab down {lab}` and `lab up` again"]
+    link = links.ipr.get_links(links.index("eth0"))[0]
+    if not link["flags"] & 1:    # IFF_UP
+        return [f"instance {p.instance}: eth0 is down (it cannot send or receive); "
+                f"`lab up {lab}` brings it up"]
+    out = []
+    if not links.has_address("eth0", p.ip):
+        out.append(f"instance {p.instance}: eth0 lacks its address {p.ip}/{p.prefixlen}; "
+                   f"`lab up {lab}` puts it back")
+    elif p.gateway and not _has_default_route(links):
+        out.append(f"instance {p.instance}: no default route via {p.gateway}; `lab up {lab}` puts it back")
+    return out
+
+
+def _has_default_route(links: Links) -> bool:
+    return any(r.get("dst_len") == 0 for r in links.ipr.get_routes(family=2, table=254))
+
+
+def instance_problems(plan: Plan) -> list[str]:
+    """Each instance whose namespace exists: eth0 present and up, its address, its default route."""
+    out = []
+    for p in plan.ports:
+        if not netns.exists(p.netns):
+            continue
+        with netns.entered(p.netns), Links(p.netns) as links:
+            out += _port_problems(p, links, plan.lab)
+    return out
+
+
+def repair_instances(plan: Plan, directory: Path) -> list[str]:
+    """Bring each instance's eth0 back up with its address and default route. Returns the
+    DHCP instances that could not get their lease again ("vm1: why")."""
+    from lab.runtime import agents
+    relearn = []
+    for p in plan.ports:
+        if not netns.exists(p.netns):
+            continue
+        with netns.entered(p.netns), Links(p.netns) as links:
+            if not links.has("eth0") or not _port_problems(p, links, plan.lab):
+                continue
+            links.up("eth0")
+            if not links.has_address("eth0", p.ip):
+                if p.address == "dhcp":
+                    relearn.append(p)
+                    continue
+                links.add_address("eth0", p.ip, p.prefixlen)
+            if p.gateway and not _has_default_route(links):
+                links.default_route(p.gateway, "eth0")
+    return agents.dhcp_leases(plan, relearn, directory) if relearn else []
