@@ -56,6 +56,8 @@ def dnsmasq_start(d: DhcpPlan, render: DhcpRender) -> int:
     directory = Path(d.dir)
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in render.files.items():
+        if name == "leases" and (directory / name).exists():
+            continue    # a restart keeps the leases it had handed out, as the dhcp agent does
         (directory / name).write_text(text)
     gateway.run(list(render.argv), netns=d.netns)
     pid = dnsmasq_pid(d)

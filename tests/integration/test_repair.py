@@ -1,0 +1,87 @@
+"""Faults injected into a running lab, one at a time (issue 13 §1-2): `lab status` names each
+in words a person can act on and `--json` lists it, `lab up` repairs it in place, then
+`lab status` is healthy and `lab check` passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.runtime import agents
+
+from .conftest import lab, lab_up, running, test_name
+
+NAME = test_name("classic-vlan")
+
+
+@pytest.fixture(scope="module")
+def state(host_before):
+    with running(host_before, "classic-vlan") as labs:
+        yield labs["classic-vlan"]
+
+
+def in_ns(ns: str, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True, text=True).stdout
+
+
+def _status_names(*words: str) -> list[str]:
+    out = lab("status", NAME, check=False)
+    assert out.returncode == 1, out.stdout
+    assert all(w in out.stdout for w in words), out.stdout
+    problems = json.loads(lab("status", NAME, "--json", check=False).stdout)["problems"]
+    assert any(all(w in p for w in words) for p in problems), problems
+    return problems
+
+
+def _repair_and_check(*words: str) -> None:
+    out = lab_up("classic-vlan")
+    assert "repaired" in out.stdout and all(w in out.stdout for w in words), out.stdout
+    assert lab("status", NAME).returncode == 0
+    checks = lab("check", NAME, check=False, timeout=300)
+    assert checks.returncode == 0, checks.stdout
+
+
+def test_iptables_flushed_in_a_compute_node(state):
+    node = state.plan.node("compute1")
+    in_ns(node.netns, "iptables", "-F")
+    _status_names("compute1", "iptables rules differ", "missing", f"lab up {NAME}")
+    _repair_and_check("compute1", "iptables")
+    assert "neutron-openvswi-FORWARD" in in_ns(node.netns, "iptables-save")
+
+
+def test_router_nat_rules_flushed(state):
+    router = state.plan.router_instances[0]
+    in_ns(router.netns, "iptables", "-t", "nat", "-F")
+    _status_names(f"router {router.name}", "iptables rules differ")
+    _repair_and_check(f"router {router.name}")
+
+
+def test_instance_eth0_set_down(state):
+    vm = next(p for p in state.plan.ports if p.address == "dhcp")
+    in_ns(vm.netns, "ip", "link", "set", "eth0", "down")
+    _status_names(f"instance {vm.instance}", "eth0 is down")
+    _repair_and_check(vm.instance)
+    assert "default via" in in_ns(vm.netns, "ip", "route")
+
+
+def test_instance_lost_its_address(state):
+    vm = next(p for p in state.plan.ports if p.address == "dhcp")
+    in_ns(vm.netns, "ip", "addr", "flush", "dev", "eth0")
+    _status_names(f"instance {vm.instance}", f"lacks its address {vm.ip}")
+    _repair_and_check(vm.instance)     # a real DHCP client asked dnsmasq again
+
+
+def test_dnsmasq_killed_keeps_its_leases(state):
+    d = state.plan.dhcp_servers[0]
+    leases = Path(d.dir, "leases")
+    before = leases.read_text()
+    assert before.strip(), "dnsmasq handed out no lease"
+    os.kill(agents.dnsmasq_pid(d), signal.SIGKILL)
+    _status_names(f"dnsmasq of {d.name} is not running")
+    _repair_and_check(f"dnsmasq of {d.name}")
+    assert leases.read_text() == before
