@@ -128,3 +128,44 @@ def repair_instances(plan: Plan, directory: Path) -> list[str]:
             if p.gateway and not _has_default_route(links):
                 links.default_route(p.gateway, "eth0")
     return agents.dhcp_leases(plan, relearn, directory) if relearn else []
+
+
+# --------------------------------------------------------------------------- a node's Open vSwitch
+
+def ovs_state(node) -> str:
+    """'normal', 'restarted' or 'dead', the way the OVS agent tells (check_ovs_status): a dead
+    daemon, or br-int's table 23 that cannot be read, is dead; a readable table 23 without the
+    canary flow (priority 0, drop: installed with br-int's flows) means Open vSwitch started
+    again and forgot every flow."""
+    from lab.runtime import ovs, processes
+    if not all(processes.alive(ovs.read_pid(node.rundir, d), node.rundir) for d in ovs.DAEMONS):
+        return "dead"
+    try:
+        out = gateway.run(["ovs-ofctl", "dump-flows", naming.BR_INT, "table=23"], env=ovs.env(node.rundir),
+                          timeout=10).stdout
+    except LabError:
+        return "dead"
+    return "normal" if any("table=23" in line for line in out.splitlines()) else "restarted"
+
+
+def ovs_problems(plan: Plan) -> list[str]:
+    """Nodes whose Open vSwitch runs but was restarted (dead daemons are named by lifecycle.health)."""
+    return [f"{n.name}: Open vSwitch was restarted (no canary flow in br-int table 23) and lost the "
+            f"lab's flows; `lab up {plan.lab}` re-applies its rows, flows and ports"
+            for n in plan.nodes if netns.exists(n.netns) and ovs_state(n) == "restarted"]
+
+
+def restart_ovs(node, datapath: str, record) -> None:
+    """Start NODE's ovsdb-server and ovs-vswitchd again in its namespace, on the database it
+    kept (bridges, ports and their external_ids survive in conf.db); a daemon that survived is
+    stopped first so both start together. RECORD(daemon, pid) notes each in the ledger. The
+    caller re-applies rows, flows, iptables and the tunnel endpoint (lifecycle._node_configure)."""
+    from lab.runtime import ovs, processes
+    for daemon in reversed(ovs.DAEMONS):
+        pid = ovs.read_pid(node.rundir, daemon)
+        if processes.alive(pid, node.rundir):
+            processes.stop(pid)
+        if pid is not None:   # its control socket is named by its pid: do not let them pile up
+            Path(node.rundir, f"{daemon}.{pid}.ctl").unlink(missing_ok=True)
+    for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, datapath)):
+        record(daemon, pid)

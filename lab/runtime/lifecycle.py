@@ -245,7 +245,8 @@ def _sweep_interrupted(lab: str, progress: Progress) -> None:
 def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progress) -> UpResult:
     """`up` on a lab that is up: nothing to do if healthy. Router and DHCP namespaces that
     vanished are rebuilt, dnsmasq restarted, OVS ports, flows and iptables rules re-applied.
-    A missing node, instance or wire namespace or a dead OVS needs down + up."""
+    A node's dead or restarted Open vSwitch is started again and re-configured. A missing
+    node, instance or wire namespace needs down + up."""
     started = time.monotonic()
     problems = health(state)
     if not problems:
@@ -254,8 +255,6 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     agent_namespaces = {r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
     fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
              if ns not in agent_namespaces and not netns.exists(ns)]
-    fatal += [f"{daemon} of {n.name} is not running" for n in plan.nodes for daemon in ovs.DAEMONS
-              if not processes.alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
     if fatal:
         raise LabStateError(f"lab {state.lab} is up but damaged beyond repair in place "
                             f"({'; '.join(fatal)}); run `lab down {state.lab}` and `lab up` again")
@@ -263,6 +262,9 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         progress(f"repairing: {p}")
     for node in plan.nodes:
         render = renders[node.name]
+        if more_health.ovs_state(node) == "dead":
+            more_health.restart_ovs(node, plan.datapath, lambda daemon, pid, n=node: state.ledger.record(
+                "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
         rebuilt = []
         for r in plan.routers_on(node.name):
             if not netns.exists(r.netns):
@@ -615,7 +617,8 @@ def health(state: LabState) -> list[str]:
         for daemon in ovs.DAEMONS:
             pid = ovs.read_pid(node.rundir, daemon)
             if pid is None or not processes.is_ours(pid, node.rundir):
-                problems.append(f"{daemon} of {node.name} is not running")
+                problems.append(f"{daemon} of {node.name} is not running; `lab up {state.lab}` "
+                                "starts it again and re-applies the node's rows, flows and ports")
                 alive = False
         if not alive:
             continue
@@ -636,7 +639,8 @@ def health(state: LabState) -> list[str]:
                      + [q for r in state.plan.routers_on(node.name) for q in r.ports]}
         for d in node.dhcp_servers:
             if not processes.alive(agents.dnsmasq_pid(d), d.dir):
-                problems.append(f"dnsmasq of {d.name} is not running")
+                problems.append(f"dnsmasq of {d.name} is not running; `lab up {state.lab}` restarts it, "
+                                "keeping its leases")
         problems += _plug_problems(node)
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
@@ -657,7 +661,8 @@ def health(state: LabState) -> list[str]:
                 continue
             if have != want:
                 problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
-    return problems + more_health.iptables_problems(state.plan) + more_health.instance_problems(state.plan)
+    return (problems + more_health.ovs_problems(state.plan) + more_health.iptables_problems(state.plan)
+            + more_health.instance_problems(state.plan))
 
 
 def _plug_problems(node: NodePlan) -> list[str]:

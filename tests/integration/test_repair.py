@@ -85,3 +85,22 @@ def test_dnsmasq_killed_keeps_its_leases(state):
     _status_names(f"dnsmasq of {d.name} is not running")
     _repair_and_check(f"dnsmasq of {d.name}")
     assert leases.read_text() == before
+
+
+@pytest.mark.parametrize("daemon, node", [("ovs-vswitchd", "compute1"), ("ovsdb-server", "network1")])
+def test_an_ovs_daemon_killed(state, daemon, node):
+    rundir = state.plan.node(node).rundir
+    pid = int(Path(rundir, f"{daemon}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    _status_names(f"{daemon} of {node} is not running", f"lab up {NAME}")
+    _repair_and_check(f"{daemon} of {node}")
+    assert int(Path(rundir, f"{daemon}.pid").read_text()) != pid
+    assert not Path(rundir, f"{daemon}.{pid}.ctl").exists()
+
+
+def test_ovs_restarted_is_seen_by_its_canary_flow(state):
+    """What the OVS agent sees after Open vSwitch restarts: br-int table 23 without its canary."""
+    node = state.plan.node("compute2")
+    subprocess.run(["ovs-ofctl", "del-flows", "br-int"], check=True, env={**os.environ, "OVS_RUNDIR": node.rundir})
+    _status_names("compute2: Open vSwitch was restarted", "canary flow in br-int table 23")
+    _repair_and_check("compute2")
