@@ -169,3 +169,63 @@ def restart_ovs(node, datapath: str, record) -> None:
             Path(node.rundir, f"{daemon}.{pid}.ctl").unlink(missing_ok=True)
     for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, datapath)):
         record(daemon, pid)
+
+
+# --------------------------------------------------------------------------- deleted namespaces
+
+def recreate_instances(plan: Plan, node, record_netns, prepare) -> list[str]:
+    """Instances of NODE whose namespace is gone: the namespace again (PREPARE sets it up as
+    `up` does), then the port plugged again by the node's driver, after deleting what is left
+    of the old plug in the node namespace (a veth whose other end vanished with the namespace
+    goes with it). Returns the br-int ports to re-add (OVS must open the new devices); the
+    caller re-applies the OVSDB rows, and repair_instances gives eth0 its address (static, or
+    a real DHCP exchange)."""
+    from lab.runtime import plugs
+    gone = [p for p in node.ports if not netns.exists(p.netns)]
+    if not gone:
+        return []
+    plug = plugs.driver(node.firewall_driver)
+    for p in gone:
+        netns.create(p.netns)
+        record_netns(p.netns)
+        prepare(p.netns)
+    with netns.entered(node.netns), Links(node.netns) as links:
+        for p in gone:
+            for d in p.plug.devices:
+                if links.has(d.name):
+                    links.delete(d.name)
+            plug.make(links, p)
+    for p in gone:
+        with netns.entered(p.netns), Links(p.netns) as links:
+            links.tx_checksum_off("eth0")
+    return [p.ovs_port for p in gone]
+
+
+def recreate_wires(plan: Plan, record_netns, prepare, wire_up) -> dict[str, list[str]]:
+    """Wires whose namespace is gone: the namespace, its bridge and every member's veth again
+    (WIRE_UP, as `up` makes them; the old veths went with the namespace, and with them the
+    nodes' NICs and the external hosts' eth0). Returns {node: [its NICs that are new]}: the
+    caller re-adds them to their OVS bridge and puts the tunnel endpoint back; external hosts
+    get their address here."""
+    renewed: dict[str, list[str]] = {}
+    for wire in plan.wires:
+        if netns.exists(wire.netns):
+            continue
+        netns.create(wire.netns)
+        record_netns(wire.netns)
+        prepare(wire.netns)
+        for m in wire.members:     # an end that survived on the member's side blocks the new pair
+            if netns.exists(m.peer_netns):
+                with netns.entered(m.peer_netns), Links(m.peer_netns) as links:
+                    if links.has(m.peer_ifname):
+                        links.delete(m.peer_ifname)
+        wire_up(plan, wire)
+        for m in wire.members:
+            if m.kind == "node":
+                renewed.setdefault(m.name, []).append(m.peer_ifname)
+    for node, nics in renewed.items():
+        n = plan.node(node)
+        with netns.entered(n.netns), Links(n.netns) as links:
+            links.tx_checksum_off(*nics)
+            links.up(*nics)
+    return renewed

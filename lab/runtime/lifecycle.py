@@ -252,20 +252,27 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if not problems:
         return UpResult(state.lab, 0.0, already_up=True)
     plan = state.plan
-    agent_namespaces = {r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
-    fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
-             if ns not in agent_namespaces and not netns.exists(ns)]
+    remade = _rebuildable(plan)
+    fatal = [f"namespace {ns} is missing (a node or external host cannot be rebuilt in place: "
+             f"what ran in it is gone with it)" for ns in plan.namespaces()
+             if ns not in remade and not netns.exists(ns)]
     if fatal:
         raise LabStateError(f"lab {state.lab} is up but damaged beyond repair in place "
                             f"({'; '.join(fatal)}); run `lab down {state.lab}` and `lab up` again")
     for p in problems:
         progress(f"repairing: {p}")
+    record = lambda ns: state.ledger.record("netns", name=ns)   # noqa: E731
+    new_nics = more_health.recreate_wires(plan, record, lambda ns: _prepare_namespace(ns, False), _wire_up)
+    for host in plan.external_hosts:
+        if any(m.name == host.name for w in plan.wires for m in w.members) and _needs_address(host):
+            _external_host_up(host)
     for node in plan.nodes:
         render = renders[node.name]
         if more_health.ovs_state(node) == "dead":
             more_health.restart_ovs(node, plan.datapath, lambda daemon, pid, n=node: state.ledger.record(
                 "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
-        rebuilt = []
+        rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
+        rebuilt += new_nics.get(node.name, [])
         for r in plan.routers_on(node.name):
             if not netns.exists(r.netns):
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
@@ -288,7 +295,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
             # the veths are new: make OVS open them again
             args: list[str] = []
             for dev in rebuilt:
-                args += (["--"] if args else []) + ["--if-exists", "del-port", naming.BR_INT, dev]
+                args += (["--"] if args else []) + ["--if-exists", "del-port", dev]   # on any bridge
             ovs.vsctl(node.rundir, args)
         _node_configure(node, render)
         if node.tunnel:
@@ -298,6 +305,17 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
     return UpResult(state.lab, time.monotonic() - started, repaired=problems, missing_leases=missing)
+
+
+def _rebuildable(plan: Plan) -> set[str]:
+    """Namespaces `up` rebuilds in place: routers', DHCP servers', instances', wires'."""
+    return ({r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
+            | {p.netns for p in plan.ports} | {w.netns for w in plan.wires})
+
+
+def _needs_address(host) -> bool:
+    with netns.entered(host.netns), Links(host.netns) as links:
+        return links.has("eth0") and not links.has_address("eth0", host.ip)
 
 
 def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledger) -> None:
@@ -507,7 +525,7 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     for e in reversed(entries):
         if e["kind"] == "process" and processes.is_ours(e["pid"], e["rundir"]):
             victims.append(e["pid"])
-    names = [e["name"] for e in reversed(entries) if e["kind"] == "netns"]
+    names = list(dict.fromkeys(e["name"] for e in reversed(entries) if e["kind"] == "netns"))
     names += [ns for ns in _lab_namespaces(lab) if ns not in names]
     inodes = {i for i in (netns.inode(n) for n in names) if i}
     victims += [p for p in processes.in_namespaces(inodes) if p not in victims]
@@ -609,9 +627,11 @@ def health(state: LabState) -> list[str]:
     or mis-tagged (read from each node's OVSDB through the IDL)."""
     from lab.runtime.ovsdb import OvsdbError, read_ports
     problems = []
+    rebuilt = _rebuildable(state.plan)
     for ns in state.plan.namespaces():
         if not netns.exists(ns):
-            problems.append(f"namespace {ns} is missing")
+            problems.append(f"namespace {ns} is missing; " + (f"`lab up {state.lab}` rebuilds it" if ns in rebuilt
+                            else f"it cannot be rebuilt in place: `lab down {state.lab}`, then `lab up`"))
     for node in state.plan.nodes:
         alive = True
         for daemon in ovs.DAEMONS:

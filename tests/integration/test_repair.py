@@ -104,3 +104,34 @@ def test_ovs_restarted_is_seen_by_its_canary_flow(state):
     subprocess.run(["ovs-ofctl", "del-flows", "br-int"], check=True, env={**os.environ, "OVS_RUNDIR": node.rundir})
     _status_names("compute2: Open vSwitch was restarted", "canary flow in br-int table 23")
     _repair_and_check("compute2")
+
+
+def test_an_instance_namespace_deleted(state):
+    """The instance comes back: namespace, plug, and a DHCP lease obtained again."""
+    vm = next(p for p in state.plan.ports if p.address == "dhcp")
+    subprocess.run(["ip", "netns", "delete", vm.netns], check=True)
+    _status_names(f"namespace {vm.netns} is missing", f"lab up {NAME}` rebuilds it")
+    _repair_and_check(vm.netns)
+    assert vm.ip in in_ns(vm.netns, "ip", "-4", "addr", "show", "eth0")
+
+
+def test_a_wire_namespace_deleted(state):
+    """The physical network comes back and every node's NIC is attached to it again."""
+    wire = state.plan.wires[0]
+    subprocess.run(["ip", "netns", "delete", wire.netns], check=True)
+    _status_names(f"namespace {wire.netns} is missing", "rebuilds it")
+    _repair_and_check(wire.netns)
+
+
+def test_a_node_namespace_deleted_asks_for_down_and_up(state):
+    """What cannot be repaired in place is refused with the reason, and nothing else is touched."""
+    node = state.plan.node("compute2")
+    subprocess.run(["ip", "netns", "delete", node.netns], check=True)
+    _status_names(f"namespace {node.netns} is missing", f"lab down {NAME}")
+    out = lab_up("classic-vlan", check=False)
+    assert out.returncode == 1 and "cannot be rebuilt in place" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    # the module's lab is now beyond repair: take it down and up again for nothing else follows
+    lab("down", NAME)
+    lab_up("classic-vlan")
+    assert lab("status", NAME).returncode == 0
