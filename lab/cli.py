@@ -16,8 +16,12 @@ EXIT_STATUS = """exit status:
   0  success
   1  a check failed, or the lab is not healthy or not in the state the command needs
   2  bad usage: a bad scenario, an unknown scenario, a bad lab name or argument
-  3  the environment refused: not root, a missing program, a command that failed, or the
-     lab busy with another command beyond LAB_LOCK_TIMEOUT seconds (default 60)"""
+  3  the environment refused: not root, a missing program, a command that failed, a lab's
+     state on disk that cannot be used (a symlink, a corrupt plan.json, an unwritable
+     state directory), or the lab busy with another command beyond LAB_LOCK_TIMEOUT
+     seconds (default 60)
+  128+N  stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): what `up` had made
+     was removed; `down` and `cleanup` finish first"""
 
 
 def exit_status(exc: BaseException) -> int:
