@@ -169,6 +169,26 @@ def restart_ovs(node, datapath: str, record) -> None:
             Path(node.rundir, f"{daemon}.{pid}.ctl").unlink(missing_ok=True)
     for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, datapath)):
         record(daemon, pid)
+    _wait_bridges(node)
+
+
+def _wait_bridges(node, timeout: float = 15.0) -> None:
+    """Until the new ovs-vswitchd has made every bridge its database holds (an ovs-vsctl
+    transaction that changes nothing does not wait for it, and flows need the bridges)."""
+    import time
+    from lab.runtime import ovs
+    bridges = ovs.vsctl(node.rundir, ["list-br"]).split()
+    deadline = time.monotonic() + timeout
+    for bridge in bridges:
+        while True:
+            try:
+                gateway.run(["ovs-ofctl", "show", bridge], env=ovs.env(node.rundir), timeout=5)
+                break
+            except LabError as exc:
+                if time.monotonic() >= deadline:
+                    raise LabError(f"{node.name}: the restarted ovs-vswitchd did not make {bridge} "
+                                   f"within {timeout:g} s ({exc})") from None
+                time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- deleted namespaces

@@ -214,6 +214,7 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
             missing = []
         # written last: a lab with plan.json is a lab that came up completely
         (directory / statedir.PLAN_FILE).write_text(statedir.plan_document(plan.to_json()))
+        signals.settle()    # the lab is complete: a signal now must not undo it
     except BaseException as exc:
         progress(f"{signals.describe(exc) or 'failed'} while {step}: removing what was made")
         try:

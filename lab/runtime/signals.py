@@ -60,10 +60,11 @@ def as_interrupt() -> Iterator[None]:
     if not _main_thread() or getattr(_state, "active", False):
         yield
         return
-    raised = []
+    raised: list[int] = []
+    _state.settled = False
 
     def handler(signum, _frame):
-        if raised:
+        if raised or _state.settled:
             return
         raised.append(signum)
         raise Terminated(signum)
@@ -74,6 +75,13 @@ def as_interrupt() -> Iterator[None]:
             yield
     finally:
         _state.active = False
+        _state.settled = False
+
+
+def settle() -> None:
+    """The work is complete (`up` wrote plan.json): a signal from now on no longer stops it,
+    so a finished lab is never reported as interrupted."""
+    _state.settled = True
 
 
 @contextmanager

@@ -72,3 +72,16 @@ def test_off_the_main_thread_nothing_is_installed():
 def test_ctrl_c_and_other_errors_are_described():
     assert signals.describe(KeyboardInterrupt()) == "interrupted"
     assert signals.describe(ValueError("x")) == ""
+
+
+def test_after_settle_a_signal_no_longer_stops_the_work():
+    with signals.as_interrupt():
+        signals.settle()
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+    with pytest.raises(signals.Terminated):      # the next command is armed again
+        with signals.as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
