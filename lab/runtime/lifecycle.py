@@ -244,10 +244,11 @@ def _sweep_interrupted(lab: str, progress: Progress) -> None:
 
 
 def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progress) -> UpResult:
-    """`up` on a lab that is up: nothing to do if healthy. Router and DHCP namespaces that
-    vanished are rebuilt, dnsmasq restarted, OVS ports, flows and iptables rules re-applied.
-    A node's dead or restarted Open vSwitch is started again and re-configured. A missing
-    node, instance or wire namespace needs down + up."""
+    """`up` on a lab that is up: nothing to do if healthy. Wire, instance, router and DHCP
+    namespaces that vanished are rebuilt, a node's dead or restarted Open vSwitch started
+    again, dnsmasq restarted, OVS rows, flows and iptables rules re-applied, instances' eth0
+    brought back (lab/runtime/health.py). A missing node or external host namespace needs
+    down + up."""
     started = time.monotonic()
     problems = health(state)
     if not problems:
