@@ -160,6 +160,13 @@ def restart_ovs(node, datapath: str, record) -> None:
     kept (bridges, ports and their external_ids survive in conf.db); a daemon that survived is
     stopped first so both start together. RECORD(daemon, pid) notes each in the ledger. The
     caller re-applies rows, flows, iptables and the tunnel endpoint (lifecycle._node_configure)."""
+    try:
+        _restart(node, datapath, record)
+    except LabError:     # seen once under load: the new ovs-vswitchd made no bridge; try once more
+        _restart(node, datapath, record)
+
+
+def _restart(node, datapath: str, record) -> None:
     from lab.runtime import ovs, processes
     for daemon in reversed(ovs.DAEMONS):
         pid = ovs.read_pid(node.rundir, daemon)
@@ -172,7 +179,7 @@ def restart_ovs(node, datapath: str, record) -> None:
     _wait_bridges(node)
 
 
-def _wait_bridges(node, timeout: float = 15.0) -> None:
+def _wait_bridges(node, timeout: float = 10.0) -> None:
     """Until the new ovs-vswitchd has made every bridge its database holds (an ovs-vsctl
     transaction that changes nothing does not wait for it, and flows need the bridges)."""
     import time
@@ -186,8 +193,10 @@ def _wait_bridges(node, timeout: float = 15.0) -> None:
                 break
             except LabError as exc:
                 if time.monotonic() >= deadline:
+                    log = Path(node.rundir, "ovs-vswitchd.log")
+                    tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
                     raise LabError(f"{node.name}: the restarted ovs-vswitchd did not make {bridge} "
-                                   f"within {timeout:g} s ({exc})") from None
+                                   f"within {timeout:g} s ({exc}); its log ends: " + " | ".join(tail)) from None
                 time.sleep(0.05)
 
 
