@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lab.budget import budget
 from lab.core import naming
 from lab.core.plan import InstancePort, Plan
 from lab.errors import LabError
@@ -185,7 +186,7 @@ def _wait_bridges(node, timeout: float = 10.0) -> None:
     import time
     from lab.runtime import ovs
     bridges = ovs.vsctl(node.rundir, ["list-br"]).split()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + budget(timeout)
     for bridge in bridges:
         while True:
             try:
