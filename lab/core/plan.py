@@ -171,8 +171,11 @@ class DhcpPlan:
     cidr: str
     gateway: str | None             # option router: the subnet's gateway, as the dhcp agent sends it
     mtu: int
-    hosts: tuple[DhcpHost, ...]
+    hosts: tuple[DhcpHost, ...]     # every port the dhcp agent lists: instances, router ports
     dir: str                        # where the hosts/opts/leases files live
+    # options 121 and 249 as "destination,next hop" pairs, as the dhcp agent writes them for
+    # a subnet a router is attached to: 169.254.169.254/32 and 0.0.0.0/0 via the gateway
+    classless_routes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -587,15 +590,38 @@ def _dhcp_servers(scenario: Scenario, node: str, lvid, ns_port, state_root: str)
             continue
         port = ns_port(net.name, net.dhcp_port_id, naming.NS, net.dhcp_ip, naming.port_mac(net.dhcp_port_id),
                        lvid(net.name), "network:dhcp")
-        hosts = tuple(DhcpHost(i.mac, naming.dhcp_hostname(i.ip), i.ip)
-                      for i in scenario.instances if i.network == net.name)
+        router_ports = _router_ports_on(scenario, net.name)
+        hosts = tuple(DhcpHost(mac, naming.dhcp_hostname(ip), ip)
+                      for mac, ip in [(i.mac, i.ip) for i in scenario.instances if i.network == net.name]
+                      + router_ports)
         out.append(DhcpPlan(
             name=naming.dhcp_server(net.name), network=net.name, network_id=net.network_id,
             subnet_id=naming.object_uuid(lab, "subnet", net.name), node=node,
             netns=naming.agent_netns(lab, node, naming.QDHCP, net.network_id), port=port,
             cidr=net.cidr, gateway=net.gateway, mtu=net.mtu, hosts=hosts,
-            dir=naming.dhcp_dir(state_root, lab, net.network_id)))
+            dir=naming.dhcp_dir(state_root, lab, net.network_id),
+            classless_routes=_classless_routes(scenario, net)))
     return out
+
+
+def _router_ports_on(scenario: Scenario, network: str) -> list[tuple[str, str]]:
+    """(MAC, IP) of the router ports on NETWORK, which the dhcp agent's hosts file lists
+    (it leaves out only DHCP, floating-IP, HA and distributed router ports)."""
+    out = [(i.mac, i.ip) for r in scenario.routers for i in r.interfaces
+           if i.network == network]
+    out += [(r.gateway_mac, r.gateway_ip) for r in scenario.routers
+            if r.external_network == network and r.gateway_ip]
+    return out
+
+
+def _classless_routes(scenario: Scenario, net) -> tuple[str, ...]:
+    """Neutron's Dnsmasq._generate_opts_per_subnet with the agent's defaults (no isolated
+    metadata, no host routes on the subnet): a subnet with a router interface is not
+    isolated, so it gets the metadata address and the default route via its gateway."""
+    attached = any(i.network == net.name for r in scenario.routers for i in r.interfaces)
+    if not attached or not net.gateway:
+        return ()
+    return (f"169.254.169.254/32,{net.gateway}", f"0.0.0.0/0,{net.gateway}")
 
 
 def _instance_port(scenario: Scenario, inst, local_vlan: int, plug: Plug) -> InstancePort:

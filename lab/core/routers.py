@@ -32,6 +32,19 @@ if TYPE_CHECKING:  # pragma: no cover
 LEGACY = "legacy"
 DVR_LOCAL = "dvr_local"         # reserved: DVR's qrouter- on a compute (and on the dvr_snat node)
 DVR_SNAT = "dvr_snat"           # reserved: DVR's snat- on the dvr_snat node
+
+# The sysctls Neutron's l3 agent sets in every qrouter- (Neutron 29, as the reference in
+# tests/golden/neutron/*/router-*.net records them): Namespace.create (arp_ignore=1,
+# arp_announce=2, nf_conntrack_tcp_be_liberal=1), RouterNamespace/RouterInfo (ip_forward=1)
+# and the interface driver's init_router_port (promote_secondaries=1). Applied in order by
+# lab/runtime/agents.py (router_links).
+QROUTER_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv4.conf.all.arp_ignore", "1"),
+    ("net.ipv4.conf.all.arp_announce", "2"),
+    ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
+    ("net.ipv4.conf.all.promote_secondaries", "1"),
+    ("net.ipv4.ip_forward", "1"),
+)
 ROLES = (LEGACY, DVR_LOCAL)     # the roles built today
 RESERVED_ROLES = (DVR_SNAT,)
 DVR_AGENT_MODES = ("dvr", "dvr_snat", "dvr_no_external")    # L3 agents that host DVR local routers

@@ -15,25 +15,19 @@ from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
 from lab.runtime.kernel import NUD_PERMANENT, Links
 from lab.paths import lab_dir
-from lab.core import naming
+from lab.core import naming, routers
 from lab.core.plan import DhcpPlan, Plan, RouterInstance
 from lab.core.render import DhcpRender
 
 
-# what the L3 agent's Namespace.create sets in every router namespace (neutron/agent/l3/namespaces.py)
-ROUTER_SYSCTLS = (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.arp_ignore", "1"),
-                  ("net.ipv4.conf.all.arp_announce", "2"))
-
-
 def router_links(r: RouterInstance) -> None:
-    """A router instance's qrouter-: addresses on qr- and qg-, floating IPs as /32 on qg-,
-    forwarding, default route. DVR (dvr_local): the L3 agent's namespace sysctls and a
+    """A router instance's qrouter-: the l3 agent's sysctls (routers.QROUTER_SYSCTLS, every
+    role: forwarding, arp_ignore/announce, conntrack be_liberal, promote_secondaries),
+    addresses on qr- and qg-, floating IPs as /32 on qg-, default route. DVR (dvr_local): a
     permanent neighbour entry for every port of its subnets."""
     with netns.entered(r.netns):
-        netns.write_sysctl("net.ipv4.ip_forward", "1")
-        if r.role == "dvr_local":
-            for key, value in ROUTER_SYSCTLS:
-                netns.write_sysctl(key, value)
+        for key, value in routers.QROUTER_SYSCTLS:
+            netns.write_sysctl(key, value)
         with Links(r.netns) as links:
             for port in r.ports:
                 links.tx_checksum_off(port.ns_dev)
@@ -116,7 +110,8 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
     gateway.require("busybox")
     tries = str(max(8, math.ceil(budget(8))))   # one DISCOVER a second, for the budget
     clients = {p.instance: gateway.spawn(["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
-                                          "-t", tries, "-T", "1", "-O", "mtu", "-s", str(script)],
+                                          "-t", tries, "-T", "1", "-O", "mtu", "-O", "staticroutes",
+                                          "-s", str(script)],
                                          netns=p.netns) for p in ports}
     missing = []
     deadline = time.monotonic() + budget(timeout)

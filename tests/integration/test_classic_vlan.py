@@ -185,6 +185,40 @@ def test_dhcp_server_serves_the_hosts_file(classic_vlan):
     assert f"{dhcp.port.ns_dev}" in listening and "192.168.1.2/24" in listening
 
 
+def test_router_namespace_has_the_l3_agent_sysctls_and_rules(classic_vlan):
+    """qrouter- as Neutron 29's l3 agent leaves it: its sysctls, read back from the namespace's
+    /proc/sys, and the nat POSTROUTING accept rule in the `! -o qg-X` form."""
+    from lab.core.routers import QROUTER_SYSCTLS
+    for key, value in QROUTER_SYSCTLS:
+        path = "/proc/sys/" + key.replace(".", "/")
+        assert lab("exec", LAB, "router1", "--", "cat", path).stdout.strip() == value, key
+    qg = classic_vlan.plan.router("router1").instances[0].gateway.ns_dev
+    nat = lab("exec", LAB, "router1", "--", "iptables", "-t", "nat", "-S").stdout
+    assert f"-A neutron-l3-agent-POSTROUTING ! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT" in nat
+    assert f"! -i {qg} ! -o {qg}" not in nat
+
+
+def test_instance_routes_come_from_option_121(classic_vlan):
+    """dnsmasq sends option 121 for a router-attached subnet and the instance installs those
+    routes (169.254.169.254/32 exists only in option 121); on alt-net, which has no router,
+    the default route comes from option 3."""
+    routes = lab("exec", LAB, "vm1", "--", "ip", "-4", "route").stdout
+    assert "169.254.169.254 via 192.168.1.1 dev eth0" in routes, routes
+    assert "default via 192.168.1.1 dev eth0" in routes, routes
+    alt = lab("exec", LAB, "alt-vm1", "--", "ip", "-4", "route").stdout
+    assert "default via 192.168.1.1 dev eth0" in alt and "169.254.169.254" not in alt, alt
+    net1 = next(d for d in classic_vlan.plan.dhcp_servers if d.name == "net1-dhcp")
+    log = lab("exec", LAB, "net1-dhcp", "--", "cat", f"{net1.dir}/dnsmasq.log").stdout
+    vm1 = classic_vlan.plan.port("vm1")
+    # 121 as dnsmasq logs it: /32 169.254.169.254 via 192.168.1.1, /0 via 192.168.1.1 (RFC 3442)
+    assert "option:121 classless-static-route  20:a9:fe:a9:fe:c0:a8:01:01:00:c0:a8:01:01" in log, log
+    assert "DHCPACK(" in log and vm1.mac in log
+    hosts = lab("exec", LAB, "net1-dhcp", "--", "cat", f"{net1.dir}/host").stdout
+    qr = next(p for p in classic_vlan.plan.router("router1").instances[0].ports if p.network == "net1")
+    assert f"{qr.mac},host-192-168-1-1.openstacklocal,192.168.1.1" in hosts
+    assert "1 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W2", "203.0.113.50").stdout
+
+
 def test_a_missing_lease_is_named(classic_vlan):
     """With alt-net's dnsmasq stopped, the DHCP wait names alt-vm1; `up` restarts dnsmasq."""
     from lab.runtime import processes

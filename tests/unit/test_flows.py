@@ -166,7 +166,8 @@ def test_tables_are_neutron_libs():
 
 @pytest.mark.parametrize("bridge, table, name", [
     ("br-int", 0, "local switching"), ("br-int", 23, "canary"), ("br-int", 24, "ARP spoofing protection"),
-    ("br-int", 25, "MAC spoofing protection"), ("br-int", 60, "transient"), ("br-int", 62, "transient egress"),
+    ("br-int", 25, "MAC spoofing protection"), ("br-int", 58, "packet rate limit"), ("br-int", 60, "transient"),
+    ("br-int", 62, "transient egress"),
     ("br-tun", 2, "unicast or flood (from br-int)"), ("br-tun", 3, "GRE tunnel id to local VLAN"),
     ("br-tun", 4, "VXLAN tunnel id to local VLAN"), ("br-tun", 10, "learn from tunnel"),
     ("br-tun", 20, "unicast to tunnel"), ("br-tun", 21, "ARP responder"), ("br-tun", 22, "flood to tunnels"),
@@ -197,7 +198,7 @@ def test_annotate_names_instance_ports():
     assert line.startswith("       9 pkts  prio 2     ")
     assert "[vm3 (net1)]" in lines[f'arp,in_port="{qvo3}"']
     assert lines["dl_vlan=4095"].endswith("-> drop   # dead VLAN")
-    assert lines["table 30"].endswith("prio 0     any -> resubmit(,59)")   # no match, no note
+    assert lines["table 30"].endswith("prio 0     any -> resubmit(,58)")   # no match, no note
 
 
 def test_annotate_vlans_on_the_wire_and_local():
@@ -298,7 +299,8 @@ def test_render_groups_by_table_highest_priority_first():
     headers = [x for x in text if x.startswith("  table ")]
     assert headers == ["  table 0 — local switching", "  table 23 — canary", "  table 24 — ARP spoofing protection",
                        "  table 25 — MAC spoofing protection", "  table 30 — local egress", "  table 31 — local IP",
-                       "  table 59 — bandwidth rate limit", "  table 60 — transient", "  table 62 — transient egress"]
+                       "  table 58 — packet rate limit", "  table 59 — bandwidth rate limit", "  table 60 — transient",
+                       "  table 62 — transient egress"]
     table0 = text[2:text.index("  table 23 — canary")]
     prios = [int(re.search(r" prio (\d+) ", x).group(1)) for x in table0]
     assert prios == sorted(prios, reverse=True) and len(prios) == 8

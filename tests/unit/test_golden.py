@@ -261,14 +261,17 @@ def test_dnsmasq_files_and_argv():
     net1 = next(d for d in plan.dhcp_servers if d.name == "net1-dhcp")
     host = RENDERED["classic-vlan/network1/dhcp-net1-dhcp/host"].splitlines()
     assert f"{plan.port('vm1').mac},host-192-168-1-11.openstacklocal,192.168.1.11" in host
-    assert len(host) == len(net1.hosts) == 4
+    assert len(host) == len(net1.hosts) == 5
+    assert any(h.endswith(",host-192-168-1-1.openstacklocal,192.168.1.1") for h in host)  # the qr- port
     opts = RENDERED["classic-vlan/network1/dhcp-net1-dhcp/opts"].splitlines()
-    assert opts == [f"tag:subnet-{net1.subnet_id},option:router,192.168.1.1",
-                    f"tag:subnet-{net1.subnet_id},option:dns-server,192.168.1.2"]
+    routes = "169.254.169.254/32,192.168.1.1,0.0.0.0/0,192.168.1.1"
+    assert opts == [f"tag:subnet-{net1.subnet_id},option:classless-static-route,{routes}",
+                    f"tag:subnet-{net1.subnet_id},249,{routes}",
+                    f"tag:subnet-{net1.subnet_id},option:router,192.168.1.1"]   # no dns-server
     # the subnet's gateway is the router option even where no router serves it (dhcp agent)
     alt = next(d for d in plan.dhcp_servers if d.name == "alt-net-dhcp")
-    assert RENDERED["classic-vlan/network1/dhcp-alt-net-dhcp/opts"].splitlines()[0] == \
-        f"tag:subnet-{alt.subnet_id},option:router,192.168.1.1"
+    assert RENDERED["classic-vlan/network1/dhcp-alt-net-dhcp/opts"].splitlines() == \
+        [f"tag:subnet-{alt.subnet_id},option:router,192.168.1.1"]
     argv = RENDERED["classic-vlan/network1/dhcp-net1-dhcp/argv.txt"].splitlines()
     assert argv[0] == "dnsmasq"
     for arg in ("--dhcp-option-force=option:mtu,1500", f"--interface={net1.port.ns_dev}",

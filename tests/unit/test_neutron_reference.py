@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from lab.core.plan import DhcpPlan, Plan, RouterInstance, build_plan
+from lab.core import routers
 from lab.core.render import render_plan
 from lab.core.scenario import load_scenario
 
@@ -52,10 +53,10 @@ norm = _load_normalize()
 def lab_router_state(router: RouterInstance) -> str:
     """What the lab's runtime sets in qrouter-: each port's veth with the port's MAC and MTU
     (lab/runtime/lifecycle.py, ``links.veth(... peer_mac=port.mac, mtu=port.mtu)``), then
-    ip_forward, the port addresses, floating IPs as /32 on qg- and the default route
+    the l3 agent's sysctls (routers.QROUTER_SYSCTLS), the port addresses, floating IPs as /32 on qg- and the default route
     (lab/runtime/agents.py, router_links). Those run as root, so their steps are restated here
     from the plan they read; keep the two in step."""
-    lines = {"sysctl net.ipv4.ip_forward=1"}
+    lines = {f"sysctl {key}={value}" for key, value in routers.QROUTER_SYSCTLS}
     lines |= {f"link {p.ns_dev} mac {p.mac} mtu {p.mtu}" for p in router.ports}
     lines |= {f"address {p.ns_dev} {p.ip}/{p.prefixlen}" for p in router.ports}
     if router.gateway:

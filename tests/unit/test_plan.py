@@ -174,13 +174,20 @@ def test_dhcp_servers(plan, scenario):
     p = net1.port
     assert (p.network, p.ip, p.prefixlen, p.device_owner) == ("net1", "192.168.1.2", 24, "network:dhcp")
     assert p.port_id == scenario.network("net1").dhcp_port_id == naming.object_uuid(LAB, "dhcp-port", "net1")
+    qr1 = next(p for p in plan.routers[0].instances[0].ports if p.network == "net1")
+    # every port the dhcp agent lists: instances, then the router interface (not DHCP ports)
     assert net1.hosts == tuple(DhcpHost(plan.port(vm).mac, f"host-{plan.port(vm).ip.replace('.', '-')}",
-                                        plan.port(vm).ip) for vm in ("vm1", "vm3", "vm2", "vm4"))
+                                        plan.port(vm).ip) for vm in ("vm1", "vm3", "vm2", "vm4")) \
+        + (DhcpHost(qr1.mac, "host-192-168-1-1", "192.168.1.1"),)
     assert net1.hosts[0] == DhcpHost(plan.port("vm1").mac, "host-192-168-1-11", "192.168.1.11")
-    assert [h.ip for h in net2.hosts] == ["192.168.2.11"]
+    assert [h.ip for h in net2.hosts] == ["192.168.2.11", "192.168.2.1"]
+    # options 121/249 only where a router is attached: metadata and default via the gateway
+    assert net1.classless_routes == ("169.254.169.254/32,192.168.1.1", "0.0.0.0/0,192.168.1.1")
+    assert net2.classless_routes == ("169.254.169.254/32,192.168.2.1", "0.0.0.0/0,192.168.2.1")
     assert net2.port.ip == "192.168.2.2"
     # alt-net overlaps net1 (other project): same addresses, its own namespace and port
     assert (alt.port.ip, [h.ip for h in alt.hosts]) == ("192.168.1.2", ["192.168.1.21"])
+    assert alt.classless_routes == ()       # no router on alt-net: an isolated subnet
     assert alt.port.port_id != net1.port.port_id and alt.netns != net1.netns
     # the router option is the subnet's gateway, router or not (as the dhcp agent sends it)
     assert (net1.gateway, net2.gateway, alt.gateway) == ("192.168.1.1", "192.168.2.1", "192.168.1.1")
