@@ -13,7 +13,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ROLES = ("network", "compute")
 # the OVS agent's [securitygroup] firewall_driver: built now, and known but not built yet
 FIREWALL_DRIVERS_NOW = DRIVERS           # the plug registry (lab/core/plugs) says what is built
-FIREWALL_DRIVERS_LATER = ("openvswitch",)
+FIREWALL_DRIVERS_LATER: tuple[str, ...] = ()
 NETWORK_TYPES_NOW = ("vlan", "flat", "vxlan", "gre")
 NETWORK_TYPES_LATER = ("geneve", "local")
 TUNNEL_TYPES = ("vxlan", "gre")

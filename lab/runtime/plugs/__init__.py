@@ -28,8 +28,8 @@ class KernelPlug(Protocol):
 
 
 def driver(name: str) -> KernelPlug:
-    from lab.runtime.plugs import hybrid, noop
-    drivers = {d.name: d for d in (hybrid.DRIVER, noop.DRIVER)}
+    from lab.runtime.plugs import hybrid, noop, openvswitch
+    drivers = {d.name: d for d in (hybrid.DRIVER, noop.DRIVER, openvswitch.DRIVER)}
     if name not in drivers:
         raise ValueError(f"no kernel plug for firewall_driver {name!r} (known: {', '.join(drivers)})")
     return drivers[name]
