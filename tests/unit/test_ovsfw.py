@@ -212,3 +212,31 @@ def test_trusted_ports_get_the_no_port_security_flows():
         assert f"table=60,priority=100,in_port={o},actions=set_field:{o:#x}->reg5,set_field:{t.local_vlan:#x}->reg6," \
                f"resubmit(,73)" in flows
         assert f"table=73,priority=80,reg5={o:#x},actions=resubmit(,94)" in flows
+
+
+# ------------------------------------------------------------------ lab trace through ct()
+# tests/data/ofproto/: real `ovs-appctl ofproto/trace` output on compute2 of classic-ovsfw,
+# a packet from the wire (VLAN 101) to vm2 (allowed by the default group) and to vm4 (no group).
+
+def _summary(name: str) -> list[str]:
+    from pathlib import Path
+    from lab.tools.trace import summarize_ofproto
+    data = Path(__file__).resolve().parent.parent / "data" / "ofproto"
+    return summarize_ofproto((data / f"classic-ovsfw-compute2-{name}.txt").read_text())
+
+
+def test_trace_follows_conntrack_recirculation_to_the_accepting_rule():
+    lines = _summary("vm1-vm2")
+    assert lines[1].startswith("br-int: table 0 (local switching) prio 3")
+    assert lines[1].endswith("table 81 (base ingress) prio 90 [ct_state=-trk,ip,reg5=0xb] -> ct(table=82,zone=NXM_NX_REG6[0..15])")
+    assert lines[3] == ("br-int: table 82 (rules ingress) prio 70 [conj_id=25,ct_state=+new-est,ip,reg5=0xb] -> "
+                        "ct(commit,zone=NXM_NX_REG6[0..15]) -> output:11 -> table 92 (accepted ingress) prio 0 -> drop")
+    assert lines[4] == "Datapath actions: ct(commit,zone=2),2"
+    assert not any(line.startswith("br-vlan: ") and "table 82" in line for line in lines)   # thawed in br-int
+
+
+def test_trace_names_the_dropping_table():
+    lines = _summary("vm1-vm4")
+    assert "drop" not in lines[1]           # the ct() of table 81 is not a verdict
+    assert lines[3] == "br-int: table 82 (rules ingress) prio 40 [ct_state=-est,reg5=0xc] -> table 93 (dropped) prio 0 -> drop"
+    assert lines[4] == "Datapath actions: drop"
