@@ -1,7 +1,5 @@
-"""The `lab` command. The only place that prints for the user and chooses exit codes.
-
-Exit codes: 0 success, 1 a check failed or the lab is not as asked, 2 bad input (scenario,
-arguments), 3 the system refused (not root, missing program, a command failed).
+"""The `lab` command: a thin layer over lab.api. The only place that prints for the user and
+chooses exit codes (EXIT_STATUS below, documented in the README and `lab --help`).
 """
 
 from __future__ import annotations
@@ -9,11 +7,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
-from lab import __version__
-from lab.errors import (ApplyError, CommandError, LabError, LabStateError, MissingProgram, NotRoot,
-                     ScenarioError, ScenarioNotFound)
+from lab import __version__, api
+from lab.errors import LabError, LabStateError, ScenarioError, ScenarioNotFound, UsageError
+
+EXIT_STATUS = """exit status:
+  0  success
+  1  a check failed, or the lab is not healthy or not in the state the command needs
+  2  bad usage: a bad scenario, an unknown scenario, a bad lab name or argument
+  3  the environment refused: not root, a missing program, a command that failed, or the
+     lab busy with another command beyond LAB_LOCK_TIMEOUT seconds (default 60)"""
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status of an error (see EXIT_STATUS)."""
+    if isinstance(exc, (ScenarioError, ScenarioNotFound, UsageError)):
+        return 2
+    if isinstance(exc, LabStateError):
+        return 1
+    return 3
 
 
 def _progress(msg: str) -> None:
@@ -36,14 +48,11 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from lab.core.plan import build_plan
     from lab.core.render import describe, render_plan
-    from lab.core.scenario import load_scenario
-    scenario = load_scenario(args.scenario)
-    from lab.runtime.ovs import detect_datapath
-    plan = build_plan(scenario, datapath=args.datapath or detect_datapath())
+    scenario = api.load(args.scenario)
+    plan = api.plan(args.scenario, datapath=args.datapath)
     if args.json:
-        print(json.dumps(plan.to_json(), indent=1))
+        print(json.dumps({"schema_version": api.SCHEMA_VERSION, **plan.to_json()}, indent=1))
         return 0
     print(describe(plan), end="")
     if args.render:
@@ -70,9 +79,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_up(args) -> int:
-    from lab.runtime import lifecycle
-    print(f"lab up {args.scenario}", file=sys.stderr)
-    result = lifecycle.up(args.scenario, datapath=args.datapath, progress=_progress)
+    print(f"lab up {args.scenario}" + (f" --name {args.name}" if args.name else ""), file=sys.stderr)
+    result = api.up(args.scenario, name=args.name, datapath=args.datapath, progress=_progress)
     if result.already_up:
         print(f"lab {result.lab} is already up and healthy; nothing to do "
               f"(`lab down {result.lab}` to remove it)")
@@ -80,7 +88,7 @@ def cmd_up(args) -> int:
     if result.repaired:
         print(f"lab {result.lab} was up but damaged; repaired in {result.elapsed:.2f} s: "
               + "; ".join(result.repaired))
-        return _run_checks(result.lab, as_json=False) if args.check else 0
+        return _run_checks(result.lab, as_json=False, junit=None) if args.check else 0
     phases = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.phases.items())
     print(f"lab {result.lab} is up in {result.elapsed:.2f} s ({phases})")
     if result.missing_leases:
@@ -89,31 +97,51 @@ def cmd_up(args) -> int:
             print(f"  {line}")
         return 1
     if args.check:
-        return _run_checks(result.lab, as_json=False)
+        return _run_checks(result.lab, as_json=False, junit=None)
     return 0
 
 
 def cmd_down(args) -> int:
-    from lab.runtime import lifecycle
-    elapsed = lifecycle.down(args.lab, progress=_progress)
-    print(f"lab {args.lab} is down in {elapsed:.2f} s")
+    result = api.down(args.lab, progress=_progress)
+    print(f"lab {result.lab} is down in {result.elapsed:.2f} s")
     return 0
 
 
 def cmd_cleanup(args) -> int:
-    from lab.runtime import lifecycle
-    labs = lifecycle.cleanup(progress=_progress)
-    print(f"removed leftovers of: {', '.join(labs)}" if labs else "nothing to clean up")
+    if args.lab:
+        removed = api.cleanup(args.lab, progress=_progress)
+        print(f"removed lab {args.lab}" if removed else f"lab {args.lab}: nothing to clean up")
+        return 0
+    labs, stray = api.leftovers()
+    if not labs and not stray:
+        print("nothing to clean up")
+        return 0
+    print("`lab cleanup` removes every lab:")
+    for item in labs:
+        print(f"  {item.describe()}")
+    if stray:
+        print(f"  {len(stray)} namespace(s) of ours without a lab: {', '.join(stray[:5])}"
+              f"{' ...' if len(stray) > 5 else ''}")
+    if not args.yes:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            print("lab: nothing removed: add --yes to remove all of the above, or name one lab "
+                  "(`lab cleanup LAB`; `lab down LAB` for a lab that is up)", file=sys.stderr)
+            return 2
+        if input("remove all of them? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 0
+    removed = api.cleanup(progress=_progress)
+    print(f"removed: {', '.join(removed)}" if removed else "removed stray namespaces")
     return 0
 
 
 def cmd_status(args) -> int:
-    from lab.runtime import lifecycle
-    lifecycle.require_root()   # the nodes' OVSDB sockets are root's
-    labs = lifecycle.status(args.lab)
+    found = api.status(args.lab)
+    labs = [s.details for s in found]
     if args.json:
-        print(json.dumps(labs[0] if args.lab else {"labs": labs}, indent=1))
-        return 0 if all(not lab["problems"] for lab in labs) else 1
+        doc = found[0].to_json() if args.lab else {"schema_version": api.SCHEMA_VERSION, "labs": labs}
+        print(json.dumps(doc, indent=1))
+        return 0 if all(s.healthy for s in found) else 1
     if not labs:
         print("no lab is up")
         return 0
@@ -140,23 +168,20 @@ def cmd_status(args) -> int:
 
 
 def cmd_exec(args) -> int:
-    from lab.runtime import gateway, lifecycle
+    from lab.runtime import gateway
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise LabStateError("nothing to run: lab exec LAB TARGET -- COMMAND...")
-    lifecycle.require_root()
-    _, ns, env = lifecycle.resolve_target(args.lab, args.target)
-    gateway.exec_replace(command, netns=ns, env=env)
+    where = api.target(args.lab, args.target)
+    gateway.exec_replace(command, netns=where.netns, env=where.env)
     return 0  # not reached
 
 
 def cmd_capture(args) -> int:
     from lab.tools import capture
-    from lab.runtime import lifecycle
-    lifecycle.require_root()
-    state = lifecycle.load_state(args.lab)
+    state = api.state(args.lab)
     # -w / -c may also come after the target (argparse hands them over with the filter)
     expression, words = [], list(args.filter)
     while words:
@@ -175,24 +200,21 @@ def cmd_capture(args) -> int:
 
 
 def cmd_trace(args) -> int:
-    from lab.runtime import lifecycle
     from lab.tools import trace
-    lifecycle.require_root()
-    state = lifecycle.load_state(args.lab)
+    state = api.state(args.lab)
     result = trace.trace(state.plan, args.source, args.destination, args.proto)
     if args.json:
-        print(json.dumps(result.to_json(), indent=1))
+        print(json.dumps({"schema_version": api.SCHEMA_VERSION, **result.to_json()}, indent=1))
     else:
         print(trace.render_table(result))
     return 0 if result.reached else 1
 
 
 def cmd_graph(args) -> int:
-    from lab.runtime import gateway, lifecycle
+    from lab.runtime import gateway
     from lab.tools import graph
     from lab.runtime.ovsdb import OvsdbError, read_ports
-    lifecycle.require_root()
-    state = lifecycle.load_state(args.lab)
+    state = api.state(args.lab)
     live = {}
     for node in state.plan.nodes:
         try:
@@ -222,9 +244,7 @@ def cmd_graph(args) -> int:
 
 def cmd_flows(args) -> int:
     from lab.tools import flows
-    from lab.runtime import lifecycle
-    lifecycle.require_root()
-    state = lifecycle.load_state(args.lab)
+    state = api.state(args.lab)
     if args.node not in {n.name for n in state.plan.nodes}:
         raise LabStateError(f"lab {args.lab} has no node {args.node!r} (nodes: "
                             f"{', '.join(n.name for n in state.plan.nodes)})")
@@ -236,31 +256,28 @@ def cmd_flows(args) -> int:
 
 
 def cmd_check(args) -> int:
-    return _run_checks(args.lab, as_json=args.json)
+    return _run_checks(args.lab, as_json=args.json, junit=args.junit)
 
 
-def _run_checks(lab: str, as_json: bool) -> int:
+def _run_checks(lab: str, as_json: bool, junit: str | None) -> int:
     from lab.tools import checks
-    from lab.runtime import lifecycle
-    lifecycle.require_root()
-    state = lifecycle.load_state(lab)
-    scenario = state.scenario()
-    started = time.monotonic()
-    results = checks.run_checks(state.plan, scenario, progress=None if as_json else _progress)
+    report = api.check(lab, progress=None if as_json else _progress)
+    if junit:
+        with open(junit, "w") as f:
+            f.write(report.to_junit())
     if as_json:
-        print(json.dumps({"lab": lab, "passed": all(r.passed for r in results),
-                          "results": [r.to_json() for r in results]}, indent=1))
+        print(json.dumps(report.to_json(), indent=1))
     else:
-        print(checks.table(results))
-        failed = [r for r in results if not r.passed]
-        print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
-              f"({time.monotonic() - started:.1f} s)")
-    return 0 if all(r.passed for r in results) else 1
+        print(checks.table(report.results))
+        print(f"{len(report.results) - len(report.failed)} passed, {len(report.failed)} failed "
+              f"({report.elapsed:.1f} s)" + (f"; JUnit XML in {junit}" if junit else ""))
+    return 0 if report.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab", description="Real Neutron/Open vSwitch dataplanes "
-                                "on one Linux machine, proved with packets.")
+                                "on one Linux machine, proved with packets.", epilog=EXIT_STATUS,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"neutron-lab {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
@@ -280,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--datapath", choices=("netdev", "system"),
                    help="OVS datapath (default: system if the kernel has openvswitch, else netdev)")
     s.add_argument("--check", action="store_true", help="run the scenario's checks once it is up")
+    s.add_argument("--name", metavar="LAB", help="the lab's name (default: the scenario's): "
+                   "a second copy of a scenario, e.g. for tests")
     s.set_defaults(fn=cmd_up)
 
     s = sub.add_parser("down", help="remove everything a lab made")
@@ -301,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", help="run the scenario's checks against the live lab")
     s.add_argument("lab")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML (one testcase per check)")
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("capture", help="tcpdump at a target, live or into a pcap file",
@@ -335,30 +355,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--diff", action="store_true", help="only what changed since the previous call")
     s.set_defaults(fn=cmd_flows)
 
-    s = sub.add_parser("cleanup", help="remove whatever any lab left behind, and nothing else")
+    s = sub.add_parser("cleanup", help="remove one lab whatever its state (even after kill -9); "
+                       "without LAB, list every lab and remove them with --yes")
+    s.add_argument("lab", nargs="?")
+    s.add_argument("-y", "--yes", action="store_true", help="remove every lab without asking")
     s.set_defaults(fn=cmd_cleanup)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:   # --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.fn(args)
-    except (ScenarioError, ScenarioNotFound) as exc:
-        print(f"lab: {exc}", file=sys.stderr)
-        return 2
-    except (NotRoot, MissingProgram, CommandError) as exc:
-        print(f"lab: {exc}", file=sys.stderr)
-        return 3
-    except ApplyError as exc:
-        print(f"lab: {exc}", file=sys.stderr)
-        return 3
-    except LabStateError as exc:
-        print(f"lab: {exc}", file=sys.stderr)
-        return 1
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
-        return 3
+        return exit_status(exc)
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
         return 130

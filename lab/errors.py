@@ -1,4 +1,9 @@
-"""Typed errors. Every error says what went wrong and where; only the CLI exits."""
+"""Typed errors. Every error says what went wrong and where; only the CLI exits.
+
+Exit codes the CLI maps them to (lab/cli.py EXIT_CODES): ScenarioError, ScenarioNotFound,
+UsageError -> 2; LabStateError -> 1; everything else (NotRoot, MissingProgram, CommandError,
+ApplyError, LabBusy...) -> 3.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +74,18 @@ class NotRoot(LabError):
 
 class LabStateError(LabError):
     """The lab is not in the state a command needs (not up, already up, unknown target...)."""
+
+
+class UsageError(LabError):
+    """Bad input on the command line or to the API (a lab name that is no name, ...)."""
+
+
+class LabBusy(LabError):
+    """Another command holds the lab's lock and did not let go within the wait."""
+
+    def __init__(self, message: str, holder_pid: int | None = None):
+        self.holder_pid = holder_pid
+        super().__init__(message)
 
 
 class ApplyError(LabError):

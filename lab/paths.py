@@ -29,15 +29,22 @@ STATE_MARK = "ledger.jsonl"                       # every state directory `up` m
 
 def check_lab_name(lab: str) -> str:
     """A lab name from the command line, before it becomes a path: never '..', '' or 'a/b'."""
-    if not LAB_NAME.match(lab or ""):
-        from lab.errors import LabStateError
-        raise LabStateError(f"{lab!r} is not a lab name (lowercase letters, digits and '-', "
-                            "starting with a letter)")
+    if not isinstance(lab, str) or not LAB_NAME.match(lab):
+        from lab.errors import UsageError
+        raise UsageError(f"{lab!r} is not a lab name (lowercase letters, digits and '-', "
+                         "starting with a letter, at most 40 characters)")
     return lab
 
 
 def lab_dir(lab: str) -> Path:
     return STATE_ROOT / check_lab_name(lab)
+
+
+LOCK_DIR_NAME = ".locks"   # STATE_ROOT/.locks/<lab>.lock: outlives the lab's own directory
+
+
+def lock_path(lab: str) -> Path:
+    return STATE_ROOT / LOCK_DIR_NAME / f"{check_lab_name(lab)}.lock"
 
 
 def remove_lab_dir(lab: str) -> None:

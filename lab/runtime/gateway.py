@@ -47,12 +47,13 @@ def run(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str]
 
 
 def spawn(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str] | None = None,
-          stdout=subprocess.PIPE, stderr=subprocess.PIPE) -> subprocess.Popen:
-    """Start a program in the background (captures, probe servers). The caller ends it."""
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text: bool = True) -> subprocess.Popen:
+    """Start a program in the background (captures, probe servers). The caller ends it.
+    TEXT=False gives byte pipes (tcpdump writing a pcap stream to stdout)."""
     full = in_netns(argv, netns)
     try:
         return subprocess.Popen(full, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                text=True, env=_env(env))
+                                text=text, env=_env(env))
     except FileNotFoundError:
         raise MissingProgram(f"program not found: {full[0]} (needed for: {' '.join(full)})") from None
 

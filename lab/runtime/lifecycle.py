@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.runtime import agents, gateway, netns, ovs, plugs, processes
+from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes
 from lab.core import naming
 from lab.core import plugs as core_plugs
-from lab.errors import ApplyError, LabError, LabStateError, NotRoot
+from lab.errors import ApplyError, LabError, LabStateError, NotRoot, UsageError
 from lab.runtime.kernel import Links
-from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, lab_dir, remove_lab_dir
+from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, check_lab_name, lab_dir, remove_lab_dir
 from lab.core.plan import NodePlan, Plan, build_plan, from_data
 from lab.core.render import NodeRender, render_plan
 from lab.core.scenario import Scenario, load_scenario
@@ -110,10 +110,25 @@ class UpResult:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Progress = _quiet) -> UpResult:
-    # every scenario error before anything else (a Scenario object was validated when parsed)
-    scenario = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
+def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Progress = _quiet,
+       name: str | None = None, lock_timeout: float | None = None) -> UpResult:
+    """Bring lab NAME (default: the scenario's name) up, or find it up and repair it, holding
+    the lab's lock throughout (a second `up` of it waits and then finds it up)."""
+    if name is not None:
+        check_lab_name(name)
+    if isinstance(name_or_path, Scenario):      # validated when parsed; named then too
+        if name is not None and name != name_or_path.name:
+            raise UsageError("give the lab name when loading the scenario (load_scenario(path, lab_name=...))")
+        scenario, what = name_or_path, f"lab up {name_or_path.source}"
+    else:
+        scenario = load_scenario(name_or_path, lab_name=name)   # every scenario error first
+        what = f"lab up {name_or_path}"
     require_root()
+    with locks.lab_lock(scenario.name, what, lock_timeout, progress):
+        return _up(scenario, datapath, progress)
+
+
+def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResult:
     gateway.require(*REQUIRED_PROGRAMS)
     chosen = datapath or os.environ.get("LAB_DATAPATH")
     if chosen is None and (lab_dir(scenario.name) / "plan.json").exists():
@@ -134,7 +149,7 @@ def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Prog
     leftovers = [ns for ns in netns.list_ours() if ns.startswith(naming.netns_name(plan.lab, ""))]
     if leftovers or lab_dir(plan.lab).exists():
         raise LabStateError(f"lab {plan.lab} left objects behind ({', '.join(leftovers[:3]) or lab_dir(plan.lab)}"
-                            f"{' ...' if len(leftovers) > 3 else ''}); run `lab cleanup` first")
+                            f"{' ...' if len(leftovers) > 3 else ''}); run `lab cleanup {plan.lab}` first")
 
     directory = lab_dir(plan.lab)
     directory.mkdir(parents=True)
@@ -194,7 +209,7 @@ def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Prog
         try:
             _teardown(plan.lab, ledger.entries(), progress=_quiet)
         except BaseException as cleanup_exc:  # keep the first error; say the sweep is owed
-            progress(f"removing failed too ({cleanup_exc}); run `lab cleanup`")
+            progress(f"removing failed too ({cleanup_exc}); run `lab cleanup {plan.lab}`")
         if isinstance(exc, KeyboardInterrupt):
             raise
         if isinstance(exc, LabError):
@@ -434,13 +449,15 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- down / cleanup
 
-def down(lab: str, progress: Progress = _quiet) -> float:
+def down(lab: str, progress: Progress = _quiet, lock_timeout: float | None = None) -> float:
+    check_lab_name(lab)
     require_root()
     started = time.monotonic()
-    directory = lab_dir(lab)
-    if not directory.exists() and not _lab_namespaces(lab):
-        raise LabStateError(f"lab {lab} is not up (labs up: {', '.join(list_labs()) or 'none'})")
-    _teardown(lab, Ledger(directory).entries(), progress)
+    with locks.lab_lock(lab, f"lab down {lab}", lock_timeout, progress):
+        directory = lab_dir(lab)
+        if not directory.exists() and not _lab_namespaces(lab):
+            raise LabStateError(f"lab {lab} is not up (labs up: {', '.join(list_labs()) or 'none'})")
+        _teardown(lab, Ledger(directory).entries(), progress)
     return time.monotonic() - started
 
 
@@ -473,30 +490,79 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     remove_lab_dir(lab)
 
 
-def cleanup(progress: Progress = _quiet) -> list[str]:
-    """Remove every lab's leftovers: state dirs, namespaces with our prefix, their processes."""
-    require_root()
+@dataclass
+class Leftover:
+    """A lab `cleanup` would remove: up (it has plan.json) or left behind half-made."""
+
+    lab: str
+    up: bool
+    namespaces: list[str]
+    state_dir: str | None
+
+    def describe(self) -> str:
+        what = "up" if self.up else "left behind"
+        state = f", state {self.state_dir}" if self.state_dir else ""
+        return f"lab {self.lab} ({what}: {len(self.namespaces)} namespace(s){state})"
+
+
+def _known_labs() -> set[str]:
     labs = set()
     if STATE_ROOT.is_dir():
         labs |= {p.name for p in STATE_ROOT.iterdir() if (p / STATE_MARK).exists() and LAB_NAME.match(p.name)}
     for ns in netns.list_ours():
         parts = naming.split_netns(ns)
-        if parts:
+        if parts and LAB_NAME.match(parts[0]):
             labs.add(parts[0])
-    for lab in sorted(labs):
-        progress(f"removing lab {lab}")
-        _teardown(lab, Ledger(lab_dir(lab)).entries(), progress)
-    # namespaces with our prefix but no recognisable lab name
-    stray = netns.list_ours()
+    return labs
+
+
+def _stray_namespaces() -> list[str]:
+    """Namespaces with our prefix whose lab part is no lab name (nlab.x, nlab..y)."""
+    return [ns for ns in netns.list_ours()
+            if not (parts := naming.split_netns(ns)) or not LAB_NAME.match(parts[0])]
+
+
+def leftovers() -> tuple[list[Leftover], list[str]]:
+    """What `cleanup` of every lab would remove: each lab, and stray namespaces."""
+    require_root()
+    labs = []
+    for lab in sorted(_known_labs()):
+        d = lab_dir(lab)
+        labs.append(Leftover(lab, (d / "plan.json").exists(), _lab_namespaces(lab),
+                             str(d) if d.exists() else None))
+    return labs, _stray_namespaces()
+
+
+def cleanup(lab: str | None = None, progress: Progress = _quiet,
+            lock_timeout: float | None = None) -> list[str]:
+    """Remove lab LAB (up or left behind, even after kill -9) by its marks, holding its lock;
+    without LAB, every lab and every stray namespace of ours. Returns the labs removed."""
+    if lab is not None:
+        check_lab_name(lab)
+    require_root()
+    if lab is not None:
+        return _cleanup_one(lab, progress, lock_timeout)
+    removed = []
+    for name in sorted(_known_labs()):
+        removed += _cleanup_one(name, progress, lock_timeout)
+    stray = _stray_namespaces()
     if stray:
         inodes = {i for i in (netns.inode(n) for n in stray) if i}
         for pid in processes.in_namespaces(inodes):
             processes.stop(pid)
         for ns in stray:
             netns.delete(ns)
-    if STATE_ROOT.is_dir() and not any(STATE_ROOT.iterdir()):
-        STATE_ROOT.rmdir()
-    return sorted(labs)
+    return removed
+
+
+def _cleanup_one(lab: str, progress: Progress, lock_timeout: float | None) -> list[str]:
+    with locks.lab_lock(lab, f"lab cleanup {lab}", lock_timeout, progress):
+        directory = lab_dir(lab)
+        if not directory.exists() and not _lab_namespaces(lab) and not processes.daemons_under(f"{directory}/"):
+            return []
+        progress(f"removing lab {lab}")
+        _teardown(lab, Ledger(directory).entries(), progress)
+    return [lab]
 
 
 # --------------------------------------------------------------------------- status

@@ -25,10 +25,10 @@ def is_ours(pid: int, mark: str) -> bool:
     """True when PID is alive and its command line names MARK (a node's run directory, a DHCP
     server's directory): never trust a stale pid."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
-    return mark.rstrip("/") + "/" in cmdline   # compute1's rundir is no prefix of compute10's
+    return names_path(args[1:], mark)   # exact: compute1's rundir is no prefix of compute10's
 
 
 def alive(pid: int | None, mark: str) -> bool:
@@ -102,6 +102,21 @@ def daemons_under(directory: str) -> list[int]:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if comm in DAEMONS and any(directory.encode() in a for a in args[1:]):
+        if comm in DAEMONS and names_path([a.decode(errors="replace") for a in args[1:]], directory):
             found.append(pid)
     return found
+
+
+def names_path(args: list[str], directory: str) -> bool:
+    """Does an argument name DIRECTORY or a path under it, exactly: as itself, as the value
+    of an --option=, or as a unix:/punix: socket? (/run/neutron-lab/lab1 is not under
+    /run/neutron-lab/lab, nor is /tmp/run/neutron-lab/lab/x.)"""
+    d = directory.rstrip("/")
+    for arg in args:
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        for scheme in ("punix:", "unix:"):
+            if value.startswith(scheme):
+                value = value[len(scheme):]
+        if value == d or value.startswith(d + "/"):
+            return True
+    return False

@@ -4,112 +4,35 @@ watches the places a path assertion names. Every verdict comes with the packets 
 Capture points: a physical network is watched on each node's port of the wire's bridge
 (frames *entering* the wire from that node, so each frame counts once and the sender is
 known); an instance on its eth0; a node on its NICs.
+
+Verdicts are judged on decoded packets (lab/tools/packets.py, from tcpdump's pcap stream, see
+lab/tools/capture.py): the probe's packets are the ones carrying its echo id, port pair or
+payload token, between exactly the addresses asked for. A path assertion is PASS, FAIL, or
+UNPROVEN: nothing seen where a capture did not start or lost packets proves no absence.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import random
 import re
-import select
+import secrets
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from lab.runtime import gateway
-from lab.errors import LabError
 from lab.core.plan import Plan
 from lab.core.scenario import Check, PathAssertion, Scenario
+from lab.tools import packets
+from lab.tools.capture import LISTEN_TIMEOUT, CaptureError, Tcpdump as Capture, read_until
+from lab.tools.packets import Packet, Probe
 
-LISTEN_TIMEOUT = 5.0
-QUIET_AFTER = 0.15      # a capture is done when it has been quiet this long after the probe...
-SETTLE_LIMIT = 1.5      # ...or after this long at most
-POLL_INTERVAL = 0.02
-TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d")
+__all__ = ["Capture", "CaptureError", "Result", "judge", "run_check", "run_checks", "table"]
 
-
-class CaptureError(LabError):
-    pass
-
-
-def read_lines_until(stream, marker: str, timeout: float) -> list[str]:
-    """Lines of a child's pipe up to the one holding MARKER, waiting at most TIMEOUT seconds
-    in all (a child that prints nothing cannot hang us). Reads the file descriptor itself, so
-    no line can hide in a Python buffer while select() waits."""
-    fd, text = stream.fileno(), ""
-    deadline = time.monotonic() + timeout
-    while marker not in text:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        text += chunk.decode(errors="replace")
-    return text.splitlines(keepends=True)
-
-
-@dataclass
-class Capture:
-    label: str
-    netns: str
-    iface: str
-    inbound: bool = True     # only frames arriving on IFACE (each frame once per wire port)
-    proc: subprocess.Popen | None = None
-    lines: list[str] = field(default_factory=list)
-    last_line_at: float = 0.0
-    reader: threading.Thread | None = None
-
-    def start(self) -> None:
-        argv = ["tcpdump", "-i", self.iface, "-e", "-nn", "-l", "--immediate-mode", "-s", "256"]
-        if self.inbound:
-            argv[3:3] = ["-Q", "in"]
-        self.proc = gateway.spawn(argv, netns=self.netns)
-        # tcpdump says "listening on IFACE" on stderr once its socket is bound
-        err = read_lines_until(self.proc.stderr, "listening on", LISTEN_TIMEOUT)
-        if not any("listening on" in line for line in err):
-            self.stop()
-            raise CaptureError(f"tcpdump on {self.iface} in netns {self.netns} did not start: "
-                               f"{''.join(err).strip() or 'no output'}")
-        self.last_line_at = time.monotonic()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            if self.lines and not TIMESTAMP.match(line):
-                # tcpdump prints a tunnel's inner frame on a line of its own: keep them together
-                self.lines[-1] += " | " + line.strip()
-            else:
-                self.lines.append(line)
-            self.last_line_at = time.monotonic()
-
-    def settle(self) -> None:
-        deadline = time.monotonic() + SETTLE_LIMIT
-        while time.monotonic() < deadline and time.monotonic() - self.last_line_at < QUIET_AFTER:
-            time.sleep(POLL_INTERVAL)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.reader is not None:
-            self.reader.join(timeout=2)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
+PASS, FAIL, UNPROVEN = "ok", "FAIL", "UNPROVEN"
 
 
 @dataclass
@@ -119,67 +42,94 @@ class Result:
     seen: str
     passed: bool
     evidence: list[str]
+    unproven: bool = False      # failed because a capture cannot prove an absence
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else "unproven" if self.unproven else "failed"
 
     def to_json(self) -> dict:
         c = self.check
         return {"name": c.name, "from": c.source, "to": c.destination,
                 "proto": c.proto if c.port is None else f"{c.proto}:{c.port}",
                 "expected": self.expected, "seen": self.seen, "passed": self.passed,
-                "evidence": self.evidence}
+                "status": self.status, "evidence": self.evidence}
 
 
 # --------------------------------------------------------------------------- matching
 
-def packet_matches(line: str, src: str, dst: str, packets: str, proto: str) -> bool:
-    """Is this tcpdump -e -nn line one of the probe's packets (or its ARP)?"""
-    if packets == "arp":
-        return f"who-has {dst} tell {src}" in line or f"Reply {dst} is-at" in line
-    a, b = re.escape(src), re.escape(dst)
-    pair = re.search(rf"(?<![\d.]){a}(?:\.\d+)? > {b}(?:\.\d+)?:", line) or \
-        re.search(rf"(?<![\d.]){b}(?:\.\d+)? > {a}(?:\.\d+)?:", line)
-    if not pair:
-        return False
-    return "ICMP" in line if proto == "icmp" else "Flags [" in line
+def wanted(a: PathAssertion, probe: Probe, src: str, dst: str,
+           flows: frozenset[packets.Flow] = frozenset()) -> Callable[[Packet], bool]:
+    """The test a frame's layer must pass to be one of the packets assertion A looks for."""
+    if a.packets == "arp":
+        return lambda layer: packets.is_arp_for(layer, src, dst)
+    return lambda layer: packets.is_probe(layer, probe, src, dst, flows=flows)
 
 
-def outer_vlan(line: str) -> int | None:
-    m = re.search(r"\bvlan (\d+)\b", line)
-    return int(m.group(1)) if m else None
-
-
-def tunnel_id(line: str) -> tuple[str, int] | None:
-    """('vni', N) of a VXLAN frame or ('key', N) of a GRE one, as tcpdump prints them."""
-    m = re.search(r"VXLAN, flags \[I\] \(0x08\), vni (\d+)", line)
-    if m:
-        return ("vni", int(m.group(1)))
-    m = re.search(r"GREv0, (?:Flags \[[^]]*\], )?key=0x([0-9a-f]+)", line)
-    if m:
-        return ("key", int(m.group(1), 16))
-    return None
-
-
-def segment_matches(a: PathAssertion, line: str) -> bool:
+def segment_matches(a: PathAssertion, frame: Packet, carrier: Packet | None) -> bool:
+    """Did the matched packet travel in the segment A names? A VLAN is the outer tag of the
+    frame on the wire; a VNI or GRE key is the tunnel that carries the matched frame."""
     if a.vlan is not None:
-        return outer_vlan(line) == a.vlan
+        return carrier is None and frame.vlans[:1] == (a.vlan,)
     if a.vni is not None:
-        return tunnel_id(line) == ("vni", a.vni)
+        return carrier is not None and carrier.tunnel == "vxlan" and carrier.tunnel_id == a.vni
     if a.key is not None:
-        return tunnel_id(line) == ("key", a.key)
+        return carrier is not None and carrier.tunnel == "gre" and carrier.tunnel_id == a.key
     return True
 
 
-def segment_of(line: str) -> str:
-    tid = tunnel_id(line)
-    if tid:
-        return f"{'VNI' if tid[0] == 'vni' else 'GRE key'} {tid[1]}"
-    tag = outer_vlan(line)
-    return f"VLAN {tag}" if tag else "untagged"
+def _wanted_segment(a: PathAssertion) -> str:
+    return (f"VLAN {a.vlan}" if a.vlan is not None else f"VNI {a.vni}" if a.vni is not None
+            else f"GRE key {a.key}")
 
 
-def _short(line: str, limit: int = 220) -> str:
-    # drop the timestamp; keep the part that says what the packet is
-    text = line.split(" ", 1)[1] if re.match(r"^\d\d:\d\d:\d\d", line) else line
-    return text if len(text) <= limit else text[:limit] + "..."
+def _evidence(label: str, frame: Packet) -> str:
+    return f"[{label}] {packets.summary(frame)}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    label: str
+    frame: Packet              # the frame as captured
+    layer: Packet              # the probe's own packet in it (the frame, or a tunnelled one)
+    carrier: Packet | None     # the frame that tunnels LAYER (None: not tunnelled)
+
+
+def hits_in(captures: list[Capture], a: PathAssertion, probe: Probe, src: str, dst: str) -> list[Hit]:
+    """Every frame of these captures that is (or tunnels) a packet assertion A looks for."""
+    out = []
+    for cap in captures:
+        want = wanted(a, probe, src, dst, packets.learn_flows(cap.packets, probe))
+        for frame in cap.packets:
+            found = packets.find_layer(frame, want)
+            if found:
+                out.append(Hit(cap.label, frame, found[0], found[1]))
+    return out
+
+
+def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, probe: Probe) -> tuple[str, str]:
+    """(PASS | FAIL | UNPROVEN, the evidence line) of one path assertion."""
+    src, dst = a.source or src, a.destination or dst
+    hits = hits_in(captures, a, probe, src, dst)
+    what = a.describe()
+    where = ", ".join(c.label for c in captures)
+    problems = [f"{c.label}: {p}" for c in captures if (p := c.problem())]
+    doubt = f"; cannot be sure: {'; '.join(problems)}" if problems else ""
+    if a.kind in ("crosses", "reaches", "passes"):
+        good = [h for h in hits if segment_matches(a, h.frame, h.carrier)]
+        if good:
+            return PASS, f"{what}: {len(good)} seen, e.g. {_evidence(good[0].label, good[0].frame)}"
+        if hits:  # seen, but not in the segment asked for
+            seen = sorted({packets.segment(h.layer, h.carrier) for h in hits})
+            return FAIL, (f"{what}: none with {_wanted_segment(a)}; {len(hits)} seen with "
+                          f"{', '.join(seen)}, e.g. {_evidence(hits[0].label, hits[0].frame)}")
+        return (UNPROVEN if problems else FAIL), f"{what}: none seen on {where}{doubt}"
+    if hits:
+        return FAIL, f"{what}: {len(hits)} seen, e.g. {_evidence(hits[0].label, hits[0].frame)}"
+    if problems:
+        return UNPROVEN, f"{what}: not proven, none seen on {where}{doubt}"
+    total = sum(len(c.packets) for c in captures)
+    return PASS, f"{what}: none of them among the {total} frames captured on {where}"
 
 
 # --------------------------------------------------------------------------- capture points
@@ -203,31 +153,6 @@ def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
     return [Capture(f"{node.name} {nic}", node.netns, nic) for nic in node.nics]
 
 
-def judge(a: PathAssertion, captures: list[Capture], src: str, dst: str, proto: str) -> tuple[bool, str]:
-    src, dst = a.source or src, a.destination or dst
-    hits = [(c.label, line) for c in captures for line in c.lines
-            if packet_matches(line, src, dst, a.packets, proto)]
-    what = a.describe()
-    if a.kind in ("crosses", "reaches", "passes"):
-        good = [h for h in hits if segment_matches(a, h[1])]
-        if good:
-            label, line = good[0]
-            return True, f"{what}: {len(good)} seen, e.g. [{label}] {_short(line)}"
-        if hits:  # seen, but not in the segment asked for
-            wanted = (f"VLAN {a.vlan}" if a.vlan is not None else f"VNI {a.vni}" if a.vni is not None
-                      else f"GRE key {a.key}")
-            seen = sorted({segment_of(line) for _, line in hits})
-            label, line = hits[0]
-            return False, (f"{what}: none with {wanted}; {len(hits)} seen with "
-                           f"{', '.join(seen)}, e.g. [{label}] {_short(line)}")
-        return False, f"{what}: none seen on {', '.join(c.label for c in captures)}"
-    if not hits:
-        return True, f"{what}: none of them among the {sum(len(c.lines) for c in captures)} frames " \
-                     f"captured on {', '.join(c.label for c in captures)}"
-    label, line = hits[0]
-    return False, f"{what}: {len(hits)} seen, e.g. [{label}] {_short(line)}"
-
-
 # --------------------------------------------------------------------------- probes
 
 def endpoint_netns(plan: Plan, name: str) -> str:
@@ -248,47 +173,76 @@ def server_for(plan: Plan, destination: str) -> str:
     raise CaptureError(f"no instance or external host answers at {destination}")
 
 
-def probe_icmp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
-    count = 3 if c.expect == "reach" else 2
-    out = gateway.run(["ping", "-c", str(count), "-i", "0.2", "-W", "1", "-n", dst_ip],
-                      netns=endpoint_netns(plan, c.source), check=False, timeout=15)
-    m = re.search(r"(\d+) received", out.stdout)
+def new_probe(proto: str, port: int | None) -> Probe:
+    """A probe identity no other traffic shares: a random ICMP echo id, or a random client
+    port below the kernel's ephemeral range (32768-60999), so no other connection has it."""
+    token = secrets.token_bytes(16)
+    if proto == "icmp":
+        return Probe("icmp", icmp_id=random.randint(0x1000, 0xFFFE), token=token)
+    return Probe(proto, sport=random.randint(20000, 32767), dport=port, token=token)
+
+
+def ping_argv(dst_ip: str, count: int, probe: Probe) -> list[str]:
+    # iputils ping: -e the echo identifier (a raw socket; we are root), -p 16 bytes that fill
+    # the payload after its timestamp (what still identifies the probe after SNAT)
+    return ["ping", "-e", str(probe.icmp_id), "-p", probe.token.hex(), "-c", str(count), "-i", "0.2",
+            "-W", "1", "-n", dst_ip]
+
+
+def ping_result(returncode: int, stdout: str, count: int) -> tuple[bool, str]:
+    m = re.search(r"(\d+) received", stdout)
     received = int(m.group(1)) if m else 0
-    reached = out.returncode == 0 and received > 0
+    reached = returncode == 0 and received > 0
     return reached, f"{'reached' if reached else 'no reply'} ({received}/{count} echo replies)"
 
 
-def probe_tcp(plan: Plan, c: Check, dst_ip: str) -> tuple[bool, str]:
+def probe_icmp(plan: Plan, c: Check, dst_ip: str, probe: Probe) -> tuple[bool, str]:
+    count = 3 if c.expect == "reach" else 2
+    out = gateway.run(ping_argv(dst_ip, count, probe), netns=endpoint_netns(plan, c.source),
+                      check=False, timeout=15)
+    return ping_result(out.returncode, out.stdout, count)
+
+
+def probe_tcp(plan: Plan, c: Check, dst_ip: str, probe: Probe) -> tuple[bool, str]:
     src_netns, dst_netns = endpoint_netns(plan, c.source), server_for(plan, c.destination)
     timeout = 5.0 if c.expect == "reach" else 2.0
-    server = gateway.spawn([sys.executable, "-m", "lab.tools.tcpprobe", "serve", "--port", str(c.port),
+    server = gateway.spawn([sys.executable, "-m", "lab.tools.tcpprobe", "serve", "--port", str(probe.dport),
                             "--timeout", str(timeout + 5)], netns=dst_netns)
     try:
-        ready = "".join(read_lines_until(server.stdout, "listening", LISTEN_TIMEOUT))
+        ready = read_until(server.stdout.fileno(), "listening", LISTEN_TIMEOUT)
         if "listening" not in ready:
             err = server.stderr.read() if server.poll() is not None else ""
             raise CaptureError(f"TCP probe server in {dst_netns} did not start: {err.strip() or ready}")
         out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "send", "--host", dst_ip, "--port",
-                           str(c.port), "--timeout", str(timeout)], netns=src_netns, check=False,
-                          timeout=timeout + 10)
-        try:
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            return False, f"probe client failed: {out.stderr.strip()[-300:]}"
+                           str(probe.dport), "--sport", str(probe.sport), "--token", probe.token.hex(),
+                           "--timeout", str(timeout)],
+                          netns=src_netns, check=False, timeout=timeout + 10)
     finally:
-        if server.poll() is None:
-            server.terminate()
-        try:
-            server.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        for stream in (server.stdout, server.stderr):
-            stream.close()
+        _end(server)
+    return tcp_result(out.stdout, out.stderr)
+
+
+def tcp_result(stdout: str, stderr: str) -> tuple[bool, str]:
+    try:
+        result = json.loads(stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return False, f"probe client failed: {stderr.strip()[-300:]}"
     if result.get("ok"):
         return True, (f"reached: {result['bytes']} bytes echoed intact, MSS {result.get('mss')}, "
                       f"{result.get('seconds')} s")
     return False, f"no connection ({result.get('error', 'unknown error')})"
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
 
 
 # --------------------------------------------------------------------------- running
@@ -318,6 +272,7 @@ def run_check(plan: Plan, c: Check) -> Result:
         return check_lease(plan, c)
     src_ip = plan.endpoint_ip(c.source)
     dst_ip = plan.endpoint_ip(c.destination) or c.destination
+    probe = new_probe(c.proto, c.port)
     # start cold: the probe's ARP is part of the path the assertions look at
     gateway.run(["ip", "neigh", "flush", "dev", "eth0"], netns=endpoint_netns(plan, c.source), check=False)
     captures_by_assertion = [(a, capture_points(plan, a)) for a in c.path]
@@ -325,25 +280,30 @@ def run_check(plan: Plan, c: Check) -> Result:
     try:
         for _, caps in captures_by_assertion:
             for cap in caps:
-                cap.start()
                 started.append(cap)
-        probe = probe_icmp if c.proto == "icmp" else probe_tcp
-        reached, seen = probe(plan, c, dst_ip)
+                cap.start()          # one that does not start says so in its verdict
+        send = probe_icmp if c.proto == "icmp" else probe_tcp
+        reached, seen = send(plan, c, dst_ip, probe)
         for cap in started:
-            cap.settle()
+            if cap.error is None:
+                cap.settle()
     finally:
         for cap in started:
             cap.stop()
+    judged = [judge(a, caps, src_ip, dst_ip, probe) for a, caps in captures_by_assertion]
+    return result_of(c, dst_ip, reached, seen, judged)
+
+
+def result_of(c: Check, dst_ip: str, reached: bool, seen: str, judged: list[tuple[str, str]]) -> Result:
+    """The check's result from what the probe saw and each path assertion's verdict."""
     expected_reach = c.expect == "reach"
-    evidence = []
-    passed = reached == expected_reach
-    for a, caps in captures_by_assertion:
-        ok, text = judge(a, caps, src_ip, dst_ip, c.proto)
-        evidence.append(("ok   " if ok else "FAIL ") + text)
-        passed = passed and ok
+    evidence = [f"{status:<5}{text}" if status != UNPROVEN else f"{status} {text}" for status, text in judged]
+    passed = reached == expected_reach and all(status == PASS for status, _ in judged)
+    unproven = not passed and reached == expected_reach and any(s == UNPROVEN for s, _ in judged) \
+        and all(s != FAIL for s, _ in judged)
     what = f"{c.proto}" + (f":{c.port}" if c.port else "")
     expected = f"{'reach' if expected_reach else 'blocked'} ({what} {c.source} -> {dst_ip})"
-    return Result(c, expected, seen, passed, evidence)
+    return Result(c, expected, seen, passed, evidence, unproven)
 
 
 def run_checks(plan: Plan, scenario: Scenario, progress: Callable[[str], None] | None = None) -> list[Result]:
@@ -352,7 +312,7 @@ def run_checks(plan: Plan, scenario: Scenario, progress: Callable[[str], None] |
     for c in scenario.checks:
         r = run_check(plan, c)
         if progress:
-            progress(f"{'PASS' if r.passed else 'FAIL'}  {c.name}")
+            progress(f"{_mark(r)}  {c.name}")
         results.append(r)
     return results
 
@@ -360,7 +320,7 @@ def run_checks(plan: Plan, scenario: Scenario, progress: Callable[[str], None] |
 def table(results: list[Result]) -> str:
     """check | expected | seen, with each check's evidence on the lines under it."""
     rows = [("check", "expected", "seen")]
-    rows += [(f"{'PASS' if r.passed else 'FAIL'} {r.check.name}", r.expected, r.seen) for r in results]
+    rows += [(f"{_mark(r)} {r.check.name}", r.expected, r.seen) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     out = ["  ".join(rows[0][j].ljust(widths[j]) for j in range(3)).rstrip(),
            "  ".join("-" * w for w in widths)]
@@ -369,3 +329,7 @@ def table(results: list[Result]) -> str:
         for line in r.evidence or ["(no path assertion)"]:
             out.append(f"     evidence: {line}")
     return "\n".join(out)
+
+
+def _mark(r: Result) -> str:
+    return "PASS" if r.passed else "UNPROVEN" if r.unproven else "FAIL"

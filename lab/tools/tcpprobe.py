@@ -45,13 +45,13 @@ def serve(port: int, timeout: float) -> int:
     return 0
 
 
-def send(host: str, port: int, size: int, timeout: float) -> int:
-    payload = os.urandom(size)
+def send(host: str, port: int, size: int, timeout: float, sport: int = 0, token: bytes = b"") -> int:
+    # the token first: captures recognise the connection by it, even after NAT changed its ports
+    payload = token + os.urandom(max(0, size - len(token)))
     started = time.monotonic()
     result = {"host": host, "port": port, "bytes": size}
     try:
-        with socket.create_connection((host, port), timeout=timeout) as conn:
-            conn.settimeout(timeout)
+        with _connect(host, port, timeout, sport) as conn:
             result["mss"] = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
             conn.sendall(struct.pack("!Q", size) + payload)
             answer = _recv_exact(conn, 32)
@@ -67,14 +67,30 @@ def send(host: str, port: int, size: int, timeout: float) -> int:
     return 0 if result["ok"] else 1
 
 
+def _connect(host: str, port: int, timeout: float, sport: int) -> socket.socket:
+    """A connection from a known client port (--sport), so captures can tell this probe's
+    segments from any other; SO_REUSEADDR lets a port in TIME_WAIT be used again."""
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        conn.bind(("", sport))
+        conn.settimeout(timeout)
+        conn.connect((host, port))
+    except OSError:
+        conn.close()
+        raise
+    return conn
+
+
 UDP_PACING = 0.1   # seconds between datagrams, so each shows up on its own in captures
 
 
-def send_udp(host: str, port: int, count: int) -> int:
+def send_udp(host: str, port: int, count: int, sport: int = 0, token: bytes = b"") -> int:
     """A few datagrams, for `lab trace --proto udp:PORT`: there is no answer to wait for."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("", sport))
         for i in range(count):
-            sock.sendto(f"neutron-lab trace {i}".encode(), (host, port))
+            sock.sendto(token + f"neutron-lab trace {i}".encode(), (host, port))
             time.sleep(UDP_PACING)
     print(json.dumps({"host": host, "port": port, "sent": count}), flush=True)
     return 0
@@ -101,16 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--bytes", type=int, default=1 << 20)
     c.add_argument("--timeout", type=float, default=5)
+    c.add_argument("--sport", type=int, default=0, help="the client's port (0: any)")
+    c.add_argument("--token", type=bytes.fromhex, default=b"", help="hex bytes the payload starts with")
     u = sub.add_parser("udp")
     u.add_argument("--host", required=True)
     u.add_argument("--port", type=int, required=True)
     u.add_argument("--count", type=int, default=3)
+    u.add_argument("--sport", type=int, default=0, help="the sender's port (0: any)")
+    u.add_argument("--token", type=bytes.fromhex, default=b"", help="hex bytes each datagram starts with")
     args = p.parse_args(argv)
     if args.mode == "udp":
-        return send_udp(args.host, args.port, args.count)
+        return send_udp(args.host, args.port, args.count, args.sport, args.token)
     if args.mode == "serve":
         return serve(args.port, args.timeout)
-    return send(args.host, args.port, args.bytes, args.timeout)
+    return send(args.host, args.port, args.bytes, args.timeout, args.sport, args.token)
 
 
 if __name__ == "__main__":

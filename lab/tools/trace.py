@@ -19,11 +19,15 @@ from dataclasses import asdict, dataclass, field
 
 from lab.runtime import gateway, ovs
 from lab.core import naming, plugs
-from lab.tools import flows
-from lab.tools.checks import Capture, probe_icmp, probe_tcp
+from lab.tools import flows, packets
+from lab.tools.checks import Capture, new_probe, probe_icmp, probe_tcp
+from lab.tools.packets import Packet, Probe
 from lab.errors import LabStateError
 from lab.core.plan import NodePlan, Plan
 from lab.core.scenario import Check
+
+
+UNPROVEN_SEEN = "not seen, unproven"   # a hop whose capture could not watch (did not start, lost packets)
 
 
 @dataclass
@@ -300,7 +304,7 @@ def summarize_ofproto(text: str) -> list[str]:
             flush()
             current, steps = (m.group(1) if m else frozen or current), []
             continue
-        m = re.match(r"^\s*(\d+)\. (?:(.*?), )?priority (\d+)", raw)
+        m = re.match(r"^\s*(\d+)\. (?:(.*?), )?priority (\d+)", raw)   # a flow may match on nothing
         if m and current:
             name = flows.table_name(current, int(m.group(1)))
             steps.append(f"table {m.group(1)}" + (f" ({name})" if name else "") + f" prio {m.group(3)}"
@@ -364,35 +368,30 @@ def trace(plan: Plan, src: str, dst: str, proto: str = "icmp") -> Trace:
         _zero(netns, table, chains)
 
     gateway.run(["ip", "neigh", "flush", "dev", "eth0"], netns=src_ep.netns, check=False)
+    probe = new_probe(kind, int(port) if port else None)
     captures = [(h, Capture(h.where, h.netns, h.iface, inbound=False)) for h in hops if h.iface]
     started = []
     try:
         for _, cap in captures:
-            cap.start()
             started.append(cap)
+            cap.start()              # one that does not start says so at its hop
         check = Check(f"trace {src} -> {dst}", src, target_ip, kind if kind != "udp" else "icmp",
                       int(port) if port else None, "reach", (), 0)
         if kind == "icmp":
-            reached, probe = probe_icmp(plan, check, target_ip)
+            reached, probe_text = probe_icmp(plan, check, target_ip, probe)
         elif kind == "tcp":
-            reached, probe = probe_tcp(plan, check, target_ip)
+            reached, probe_text = probe_tcp(plan, check, target_ip, probe)
         else:
-            reached, probe = _probe_udp(plan, src_ep, target_ip, int(port))
+            reached, probe_text = _probe_udp(src_ep, target_ip, probe)
         for cap in started:
-            cap.settle()
+            if cap.error is None:
+                cap.settle()
     finally:
         for cap in started:
             cap.stop()
 
-    pattern_proto = {"icmp": "ICMP", "tcp": "Flags [", "udp": "UDP"}[kind]
     for hop, cap in captures:
-        fwd = re.compile(rf"(?<![\d.]){re.escape(hop.src)}(?:\.\d+)? > {re.escape(hop.dst)}(?:\.\d+)?:")
-        hits = [line for line in cap.lines if fwd.search(line) and pattern_proto in line]
-        hop.ok = bool(hits)
-        hop.seen = f"{len(hits)} packet(s)" if hits else "not seen"
-        if hits:
-            sample = hits[0].split(" ", 1)[1] if re.match(r"^\d\d:", hits[0]) else hits[0]
-            hop.explain.append(sample[:200])
+        observe(hop, cap.packets, cap.problem(), probe)
     for hop, netns, table, chains in counters:
         found = []
         for chain in chains:
@@ -412,7 +411,26 @@ def trace(plan: Plan, src: str, dst: str, proto: str = "icmp") -> Trace:
         if not hop.explain:
             hop.seen = "traced above"
     verdict = _verdict(hops, reached)
-    return Trace(src, dst, proto, hops, reached, probe, verdict, ovs_texts)
+    return Trace(src, dst, proto, hops, reached, probe_text, verdict, ovs_texts)
+
+
+def observe(hop: Hop, frames: list[Packet], problem: str | None, probe: Probe) -> None:
+    """What a hop's capture saw: the probe's packets going from hop.src to hop.dst (the
+    addresses NAT gives them there), in the frame itself or tunnelled in it."""
+    flows = packets.learn_flows(frames, probe)
+
+    def forward(layer: Packet) -> bool:
+        return packets.is_probe(layer, probe, hop.src, hop.dst, both_ways=False, flows=flows)
+    hits = [f for f in frames if packets.find_layer(f, forward)]
+    hop.ok = bool(hits)
+    if hits:
+        hop.seen = f"{len(hits)} packet(s)"
+        hop.explain.append(packets.summary(hits[0]))
+    elif problem:
+        hop.seen = UNPROVEN_SEEN
+        hop.explain.append(f"unproven: {problem}")
+    else:
+        hop.seen = "not seen"
 
 
 def _entry_hops(ovs_hops: list[Hop], entries: list) -> list[Hop]:
@@ -456,11 +474,21 @@ def _verdict(hops: list[Hop], reached: bool) -> str:
         if h.ok is False:
             break
     state = "delivered, but" if reached else "not delivered:"
-    return f"{state} last seen at {last.where}" + (f"; dropped by {blame[0]}" if blame else "")
+    return f"{state} last seen at {last.where}" + (f"; dropped by {blame[0]}" if blame else "") \
+        + _unwatched(hops[idx + 1:])
 
 
-def _probe_udp(plan: Plan, src: Endpoint, dst_ip: str, port: int) -> tuple[bool, str]:
-    out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "udp", "--host", dst_ip, "--port", str(port)],
+def _unwatched(after: list[Hop]) -> str:
+    """Why the next hop's "not seen" proves nothing, when its capture could not watch."""
+    nxt = next((h for h in after if h.ok is False), None)
+    if nxt is None or nxt.seen != UNPROVEN_SEEN:
+        return ""
+    return f" (unproven: the capture at {nxt.where}: {nxt.explain[-1].removeprefix('unproven: ')})"
+
+
+def _probe_udp(src: Endpoint, dst_ip: str, probe: Probe) -> tuple[bool, str]:
+    out = gateway.run([sys.executable, "-m", "lab.tools.tcpprobe", "udp", "--host", dst_ip, "--port",
+                       str(probe.dport), "--sport", str(probe.sport), "--token", probe.token.hex()],
                       netns=src.netns, check=False)
     return out.returncode == 0, (out.stdout.strip() or out.stderr.strip())[:200]
 

@@ -2,6 +2,11 @@
 
 Without them the tests are skipped, unless LAB_REQUIRE_INTEGRATION=1 (as in CI), where a
 missing prerequisite is a failure: CI must never pass by skipping the real thing.
+
+Every lab the suite makes is named test_name(scenario) = <run prefix><scenario>
+(lab.pytest_plugin.run_prefix(), e.g. t3f2a-classic-vlan): the suite brings down and cleans
+only those, and its host check compares only their marks, so a lab a user has up beside
+`pytest` is left alone and stays healthy.
 """
 
 from __future__ import annotations
@@ -15,11 +20,22 @@ from pathlib import Path
 
 import pytest
 
+from lab.pytest_plugin import run_prefix, test_lab_name
+
 from . import hoststate
 
 REPO = Path(__file__).resolve().parents[2]
 NEEDED = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "tcpdump", "ping", "iptables-restore",
           "dnsmasq", "busybox", "dot")
+PREFIX = run_prefix()
+
+
+def test_name(scenario: str) -> str:
+    """The name this run's lab of SCENARIO has."""
+    return test_lab_name(scenario)
+
+
+test_name.__test__ = False
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,23 +64,59 @@ def lab(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
     return proc
 
 
+def lab_up(scenario: str, *more: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`lab up SCENARIO --name <this run's name for it>`."""
+    return lab("up", scenario, "--name", test_name(scenario), *more, check=check)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bystander():
+    """A lab that is NOT the suite's, up for the whole run as a user's lab would be (named
+    bystander-<hex>, outside the test prefix). After the last test it must still be healthy
+    and pass its checks: the suite never touched it. LAB_BYSTANDER=0 leaves it out."""
+    if os.environ.get("LAB_BYSTANDER", "1") == "0" or os.geteuid() != 0 \
+            or any(shutil.which(p) is None for p in NEEDED):
+        yield None
+        return
+    name = f"bystander-{PREFIX[1:5]}"
+    assert not name.startswith(PREFIX)
+    lab("up", "classic-vlan", "--name", name)
+    try:
+        yield name
+        status = lab("status", name, check=False)
+        assert status.returncode == 0, f"the bystander lab was damaged by the suite:\n{status.stdout}"
+        checks = lab("check", name, check=False)
+        assert checks.returncode == 0, f"the bystander lab fails its checks after the suite:\n{checks.stdout}"
+    finally:
+        lab("down", name, check=False)
+
+
 @pytest.fixture(scope="session")
 def host_before():
-    """The host as it was before any lab: compared after every teardown."""
-    return hoststate.snapshot()
+    """The host (and this run's own lab marks: none) before any lab: compared after every
+    teardown."""
+    return hoststate.snapshot(PREFIX)
+
+
+def remove_ours(*names: str) -> None:
+    """`lab down` then `lab cleanup NAME` for each of this run's labs NAMES; never anything else."""
+    from lab.runtime import lifecycle
+    for name in names:
+        assert name.startswith(PREFIX), f"refusing to remove {name}: not a lab of this test run"
+        if name in lifecycle.list_labs():
+            lab("down", name, check=False)
+        lab("cleanup", name, check=False)
 
 
 @contextmanager
-def running(host_before, *names: str):
-    """Labs up for a test module; afterwards down (and swept), and the host as it was."""
+def running(host_before, *scenarios: str):
+    """Labs up for a test module, under this run's names ({scenario: LabState}); afterwards
+    down (and swept, by name), and the host as it was."""
     from lab.runtime import lifecycle
     try:
-        for name in names:
-            lab("up", name)
-        yield {name: lifecycle.load_state(name) for name in names}
+        for scenario in scenarios:
+            lab_up(scenario)
+        yield {scenario: lifecycle.load_state(test_name(scenario)) for scenario in scenarios}
     finally:
-        for name in names:
-            if name in lifecycle.list_labs():
-                lab("down", name, check=False)
-        lab("cleanup", check=False)
-        hoststate.assert_unchanged(host_before)
+        remove_ours(*(test_name(s) for s in scenarios))
+        hoststate.assert_unchanged(host_before, PREFIX)

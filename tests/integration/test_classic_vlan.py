@@ -13,15 +13,16 @@ from lab.tools import checks
 from lab.core.scenario import Check, PathAssertion
 
 from . import hoststate
-from .conftest import lab, running
+from .conftest import PREFIX, lab, lab_up, running, test_name
 
-LAB = "classic-vlan"
+SCENARIO = "classic-vlan"
+LAB = test_name(SCENARIO)      # this run's copy: t<hex>-classic-vlan
 
 
 @pytest.fixture(scope="module")
 def classic_vlan(host_before):
-    with running(host_before, LAB) as labs:
-        yield labs[LAB]
+    with running(host_before, SCENARIO) as labs:
+        yield labs[SCENARIO]
 
 
 def test_checks_pass_with_capture_evidence(classic_vlan):
@@ -37,10 +38,16 @@ def test_checks_pass_with_capture_evidence(classic_vlan):
     assert results["different projects"]["seen"].startswith("no reply")
 
 
-def test_check_table_and_exit_code(classic_vlan):
-    out = lab("check", LAB)
+def test_check_table_and_exit_code(classic_vlan, tmp_path):
+    out = lab("check", LAB, "--junit", str(tmp_path / "checks.xml"))
     assert "15 passed, 0 failed" in out.stdout
     assert "evidence:" in out.stdout
+    import xml.etree.ElementTree as ET
+    suite = ET.parse(tmp_path / "checks.xml").getroot().find("testsuite")
+    assert suite.get("name") == f"lab check {LAB}" and suite.get("failures") == "0"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert len(cases) == 15 and float(cases["same project, different hosts"].get("time")) > 0
+    assert "tagged VLAN 101" in cases["same project, different hosts"].find("system-out").text
 
 
 def test_a_wrong_expectation_fails(classic_vlan):
@@ -58,6 +65,25 @@ def test_a_wrong_expectation_fails(classic_vlan):
                        (PathAssertion("crosses", "physnet1", 102, "ip", 0),), 0)
     r = checks.run_check(state.plan, wrong_vlan)
     assert not r.passed and "none with VLAN 102" in r.evidence[0] and "seen with VLAN 101" in r.evidence[0]
+
+
+def test_probes_are_recognised_behind_snat(classic_vlan, monkeypatch):
+    """router1 SNATs with --random-fully, which rewrites the echo id and the TCP client port:
+    the probe is still found on ext1 by its payload token (TCP: the flow that carried it),
+    and someone else's probe between the same addresses is not taken for it."""
+    state = classic_vlan
+    made = []
+    monkeypatch.setattr(checks, "new_probe", lambda *a, new=checks.new_probe: made.append(new(*a)) or made[-1])
+    behind = (PathAssertion("reaches", "ext1", None, "ip", 0, source="203.0.113.101"),)
+    for proto, port in (("icmp", None), ("tcp", 5001)):
+        r = checks.run_check(state.plan, Check(f"{proto} via SNAT", "vm2", "ext1", proto, port, "reach", behind, 0))
+        assert r.passed, r.evidence
+        assert "203.0.113.101" in r.evidence[0] and "reach ext1: " in r.evidence[0]
+        mine = f"id {made[-1].icmp_id}," if proto == "icmp" else f"203.0.113.101.{made[-1].sport} >"
+        assert mine not in r.evidence[0], r.evidence     # what left vm2 is not what reached ext1
+    never = (PathAssertion("never_reaches", "vm3", None, "ip", 0),)
+    r = checks.run_check(state.plan, Check("not there", "vm2", "ext1", "icmp", None, "reach", never, 0))
+    assert r.passed and "none of them among the" in r.evidence[0], r.evidence
 
 
 def test_exec_on_node_reaches_its_own_ovs(classic_vlan):
@@ -130,7 +156,7 @@ def test_status_json(classic_vlan):
 
 
 def test_up_again_says_it_is_up(classic_vlan):
-    out = lab("up", LAB)
+    out = lab_up(SCENARIO)
     assert "already up" in out.stdout
 
 
@@ -169,7 +195,7 @@ def test_a_missing_lease_is_named(classic_vlan):
     missing = agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory, timeout=4)
     assert len(missing) == 1 and missing[0].startswith("alt-vm1: no lease")
     assert "dnsmasq of alt-net-dhcp is not running" in lab("status", LAB, check=False).stdout
-    assert "repaired" in lab("up", LAB).stdout
+    assert "repaired" in lab_up(SCENARIO).stdout
     assert agents.dhcp_leases(state.plan, [state.plan.port("alt-vm1")], state.directory) == []
 
 
@@ -179,7 +205,7 @@ def test_deleted_router_namespace_is_reported_and_repaired(classic_vlan):
     subprocess.run(["ip", "netns", "del", router.netns], check=True)
     status = lab("status", LAB, check=False)
     assert status.returncode == 1 and f"namespace {router.netns} is missing" in status.stdout
-    assert "repaired" in lab("up", LAB).stdout
+    assert "repaired" in lab_up(SCENARIO).stdout
     assert lab("status", LAB).returncode == 0
     snat = next(c for c in classic_vlan.scenario().checks if c.name == "SNAT to the router gateway")
     result = checks.run_check(classic_vlan.plan, snat)
@@ -196,7 +222,7 @@ def test_damage_is_reported_and_up_repairs_it(classic_vlan):
     assert status.returncode == 1
     assert f"port {vm2.ovs_port} is missing from br-int" in status.stdout
     assert "br-vlan has 0 of the lab's 3 flows" in status.stdout
-    out = lab("up", LAB)
+    out = lab_up(SCENARIO)
     assert "repaired" in out.stdout
     assert lab("status", LAB).returncode == 0
     assert "1 received" in lab("exec", LAB, "vm1", "--", "ping", "-c1", "-W2", vm2.ip).stdout
@@ -205,5 +231,5 @@ def test_damage_is_reported_and_up_repairs_it(classic_vlan):
 def test_zz_down_leaves_host_as_before(classic_vlan, host_before):
     out = lab("down", LAB)
     assert "is down" in out.stdout
-    hoststate.assert_unchanged(host_before)
+    hoststate.assert_unchanged(host_before, PREFIX)
     assert LAB not in lifecycle.list_labs()

@@ -12,18 +12,19 @@ import time
 
 import pytest
 
-from lab.tools import capture
+from lab.tools import packets
 
 from . import hoststate
-from .conftest import REPO, lab, running
+from .conftest import PREFIX, REPO, lab, running, test_name
 
-LAB = "classic-vlan"
+SCENARIO = "classic-vlan"
+LAB = test_name(SCENARIO)
 
 
 @pytest.fixture(scope="module")
 def live(host_before):
-    with running(host_before, LAB) as labs:
-        yield labs[LAB]
+    with running(host_before, SCENARIO) as labs:
+        yield labs[SCENARIO]
 
 
 def test_trace_of_a_working_path(live):
@@ -60,10 +61,13 @@ def test_trace_through_the_router_and_nat(live):
 
 
 def _ethertypes(path):
-    """Read a pcap file ourselves: the EtherType after the two MAC addresses of each frame."""
-    header, records = capture.read_pcap(path)
-    assert struct.unpack("<I", header[:4])[0] == 0xA1B2C3D4
-    return [struct.unpack("!H", rec[16 + 12:16 + 14])[0] for _, _, rec in records]
+    """Read the pcap file back with dpkt: the EtherType after the two MAC addresses of each
+    frame, and the frames in time order (merged from every port of the wire)."""
+    with open(path, "rb") as f:
+        records = list(packets.read_raw(f))
+    assert all(linktype == packets.DLT_EN10MB for _, _, linktype in records)
+    assert [ts for ts, _, _ in records] == sorted(ts for ts, _, _ in records)
+    return [struct.unpack("!H", frame[12:14])[0] for _, frame, _ in records]
 
 
 def test_capture_a_wire_to_pcap_and_read_it_back(live, tmp_path):
@@ -85,7 +89,7 @@ def test_capture_a_wire_to_pcap_and_read_it_back(live, tmp_path):
     assert len(types) == 4 and set(types) == {0x8100}     # every frame carries its 802.1Q tag
     decoded = subprocess.run(["tcpdump", "-r", str(out), "-e", "-nn"], capture_output=True, text=True).stdout
     assert decoded.count("vlan 101") == 4
-    assert not [p for p in hoststate.live_lab_processes() if "tcpdump" in p]
+    assert not [p for p in hoststate.live_lab_processes(PREFIX) if "tcpdump" in p]
 
 
 def test_live_capture_on_an_instance_stops_by_itself(live):
@@ -126,7 +130,7 @@ def test_flows_are_annotated_and_diffed(live):
 @pytest.mark.parametrize("fmt", ["text", "mermaid", "dot"])
 def test_graph_prints(live, fmt):
     out = lab("graph", LAB, "--format", fmt).stdout
-    assert {"text": "lab classic-vlan", "mermaid": "flowchart LR", "dot": "digraph"}[fmt] in out
+    assert {"text": f"lab {LAB}", "mermaid": "flowchart LR", "dot": "digraph"}[fmt] in out
     assert "br-int" in out and "qrouter-" in out and "physnet1" in out
 
 

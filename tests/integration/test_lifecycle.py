@@ -1,5 +1,6 @@
 """Failure paths: kill -9 in the middle of `lab up`, a bad scenario, a failure half-way,
-and two labs at once. After each, the host is exactly as before."""
+two labs at once, and commands on one lab at the same time (the lab's lock). After each,
+the host is exactly as before. Every lab here carries this run's prefix."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lab.runtime import netns, lifecycle
 from lab.paths import STATE_ROOT
 
 from . import hoststate
-from .conftest import REPO, lab
+from .conftest import PREFIX, REPO, lab, remove_ours
 
 CLASSIC = (REPO / "scenarios" / "classic-vlan.yaml").read_text()
 
@@ -34,46 +35,47 @@ def renamed(tmp_path: Path, name: str, text: str = CLASSIC) -> Path:
 @pytest.fixture
 def clean_host(host_before):
     yield host_before
-    lab("cleanup", check=False)
-    hoststate.assert_unchanged(host_before)
+    labs, _ = lifecycle.leftovers()
+    remove_ours(*(item.lab for item in labs if item.lab.startswith(PREFIX)))
+    hoststate.assert_unchanged(host_before, PREFIX)
 
 
-def test_kill_9_during_up_then_cleanup_leaves_nothing(tmp_path, clean_host):
-    scenario = renamed(tmp_path, "killed")
-    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "up", str(scenario)], cwd=REPO,
+def test_kill_9_during_up_then_cleanup_leaves_nothing(clean_host):
+    name = PREFIX + "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "up", "classic-vlan", "--name", name], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # wait until it has made real objects: an OVS daemon of some node is running
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if list((STATE_ROOT / "killed" / "nodes").glob("*/ovs-vswitchd.pid")):
+        if list((STATE_ROOT / name / "nodes").glob("*/ovs-vswitchd.pid")):
             break
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert any(ns.startswith("nlab.killed.") for ns in netns.list_ours()), "nothing was made before the kill"
-    out = lab("cleanup")
-    assert "killed" in out.stdout
-    assert not [ns for ns in netns.list_ours() if ns.startswith("nlab.killed.")]
-    assert not (STATE_ROOT / "killed").exists()
-    assert not [p for p in hoststate.live_lab_processes() if "killed" in p]
+    assert any(ns.startswith(f"nlab.{name}.") for ns in netns.list_ours()), "nothing was made before the kill"
+    out = lab("cleanup", name)     # the kernel dropped the dead process's lock
+    assert f"removed lab {name}" in out.stdout
+    assert not [ns for ns in netns.list_ours() if ns.startswith(f"nlab.{name}.")]
+    assert not (STATE_ROOT / name).exists()
+    assert not [p for p in hoststate.live_lab_processes(PREFIX) if name in p]
 
 
 def test_bad_scenario_creates_nothing(tmp_path, clean_host):
-    bad = renamed(tmp_path, "bad", CLASSIC.replace('vlan_ranges: ["101:199"]', 'vlan_ranges: ["101:99"]')
+    bad = renamed(tmp_path, PREFIX + "bad", CLASSIC.replace('vlan_ranges: ["101:199"]', 'vlan_ranges: ["101:99"]')
                   .replace("nodes: [network1, compute1, compute2]", "nodes: [network1, compute1, compute9]"))
     out = lab("up", str(bad), check=False)
     assert out.returncode == 2
     assert f"{bad}:" in out.stderr and "range 101:99 must satisfy" in out.stderr
     assert "unknown node 'compute9'" in out.stderr   # every problem, not only the first
-    assert not [ns for ns in netns.list_ours() if ns.startswith("nlab.bad.")]
-    assert not (STATE_ROOT / "bad").exists()
+    assert not [ns for ns in netns.list_ours() if ns.startswith(f"nlab.{PREFIX}bad.")]
+    assert not (STATE_ROOT / f"{PREFIX}bad").exists()
 
 
-def test_failure_half_way_removes_everything(tmp_path, clean_host, monkeypatch):
+def test_failure_half_way_removes_everything(clean_host, monkeypatch):
     """A node fails after the namespaces, wires and other nodes exist: all of it goes."""
     from lab import errors
     from lab.runtime import ovs
-    scenario = renamed(tmp_path, "halfway")
+    name = PREFIX + "halfway"
     real_start = ovs.start
 
     def failing_start(ns, rundir, datapath):
@@ -83,32 +85,45 @@ def test_failure_half_way_removes_everything(tmp_path, clean_host, monkeypatch):
 
     monkeypatch.setattr(ovs, "start", failing_start)
     with pytest.raises(errors.ApplyError, match="simulated failure"):
-        lifecycle.up(str(scenario))
-    assert not [ns for ns in netns.list_ours() if ns.startswith("nlab.halfway.")]
-    assert not (STATE_ROOT / "halfway").exists()
-    assert not [p for p in hoststate.live_lab_processes() if "halfway" in p]
+        lifecycle.up("classic-vlan", name=name)
+    assert not [ns for ns in netns.list_ours() if ns.startswith(f"nlab.{name}.")]
+    assert not (STATE_ROOT / name).exists()
+    assert not [p for p in hoststate.live_lab_processes(PREFIX) if name in p]
 
 
-def test_two_labs_at_once(tmp_path, clean_host):
-    one, two = renamed(tmp_path, "lab-one"), renamed(tmp_path, "lab-two")
-    lab("up", str(one))
-    lab("up", str(two))
-    for name in ("lab-one", "lab-two"):
+def test_two_labs_at_once(clean_host):
+    """Two labs of one scenario (`--name`): separate namespaces, OVS, cookies; removing one
+    (down, then `cleanup` of it by name) leaves the other working."""
+    one, two = PREFIX + "lab-one", PREFIX + "lab-two"
+    lab("up", "classic-vlan", "--name", one)
+    lab("up", "classic-vlan", "--name", two)
+    for name in (one, two):
         out = lab("exec", name, "vm1", "--", "ping", "-c1", "-W2", "192.168.1.12")
         assert "1 received" in out.stdout
-    lab("down", "lab-one")
-    assert "lab-two" in lifecycle.list_labs()
-    out = lab("exec", "lab-two", "vm1", "--", "ping", "-c1", "-W2", "192.168.1.12")
+    assert lifecycle.load_state(one).plan.cookie != lifecycle.load_state(two).plan.cookie
+    lab("down", one)
+    assert "nothing to clean up" in lab("cleanup", one).stdout
+    assert two in lifecycle.list_labs()
+    out = lab("exec", two, "vm1", "--", "ping", "-c1", "-W2", "192.168.1.12")
     assert "1 received" in out.stdout
-    lab("down", "lab-two")
+    assert lab("status", two).returncode == 0
+    lab("down", two)
 
 
-def test_cleanup_touches_nothing_foreign(clean_host):
-    """A namespace that is not ours survives `lab cleanup`."""
+def test_cleanup_of_every_lab_asks_first(clean_host):
+    """`lab cleanup` without a lab lists what it would remove and, not on a terminal and
+    without --yes, removes nothing (exit 2); a foreign namespace is never listed."""
+    name = PREFIX + "listed"
+    lab("up", "classic-vlan", "--name", name)
     subprocess.run(["ip", "netns", "add", "not-a-lab-ns"], check=True)
     try:
-        lab("cleanup")
+        out = lab("cleanup", check=False)
+        assert out.returncode == 2, out
+        assert f"lab {name} (up: " in out.stdout and "--yes" in out.stderr
+        assert "not-a-lab-ns" not in out.stdout
+        assert name in lifecycle.list_labs() and lab("status", name).returncode == 0
         assert "not-a-lab-ns" in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                 text=True).stdout
     finally:
         subprocess.run(["ip", "netns", "del", "not-a-lab-ns"], check=False)
+        lab("down", name)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 
 from lab import paths
-from lab.errors import LabStateError
+from lab.errors import LabStateError, UsageError
 
 
-@pytest.mark.parametrize("bad", ["..", "", "a/b", "/etc", "Classic", "-x", "x" * 41, "lab.1"])
+@pytest.mark.parametrize("bad", ["..", "", "a/b", "/etc", "Classic", "-x", "x" * 41, "lab.1", "../etc", None])
 def test_bad_lab_names_never_become_paths(bad):
-    with pytest.raises(LabStateError, match="is not a lab name"):
+    with pytest.raises(UsageError, match="is not a lab name"):
         paths.lab_dir(bad)
+    with pytest.raises(UsageError, match="is not a lab name"):
+        paths.lock_path(bad)
 
 
 def test_good_lab_name():
