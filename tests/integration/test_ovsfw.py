@@ -16,16 +16,17 @@ import pytest
 from lab.core.plugs import openvswitch as ovsfw
 from lab.tools.flows import parse_flows
 
-from .conftest import REPO, lab, running
+from .conftest import REPO, lab, running, test_name
 
-LAB = "classic-ovsfw"
+SCENARIO = "classic-ovsfw"
+LAB = test_name(SCENARIO)      # this run's copy: t<hex>-classic-ovsfw
 COMPUTES = ("compute1", "compute2")
 
 
 @pytest.fixture(scope="module")
 def live(host_before):
-    with running(host_before, LAB) as labs:
-        yield labs[LAB]
+    with running(host_before, SCENARIO) as labs:
+        yield labs[SCENARIO]
 
 
 def ofport(live, instance: str) -> int:
@@ -103,7 +104,7 @@ def test_removed_rule_cuts_its_connection_and_refuses_new_ones(live):
     the floating IP: the established ICMP flow hits priority 40 +est, is committed with
     ct_mark 0x1 and dropped; a new ping is refused (-est). Put back, a new ping passes."""
     node, o = "compute1", ofport(live, "vm1")
-    rule = f"table=82,priority=75,icmp,reg5={o:#x}"
+    rule = f"table=82,icmp,reg5={o:#x}"
     flows = [l for l in lab("exec", LAB, node, "--", "ovs-ofctl", "dump-flows", "--no-stats", "br-int", rule,
                             ).stdout.splitlines() if "priority=75" in l]
     assert len(flows) == 2
@@ -128,3 +129,13 @@ def test_removed_rule_cuts_its_connection_and_refuses_new_ones(live):
     for line in flows:
         lab("exec", LAB, node, "--", "ovs-ofctl", "add-flow", "br-int", line.strip().replace(" actions=", ",actions="))
     assert ping("ext1", "203.0.113.102")                # the rule back: a new connection passes
+
+
+def test_status_and_graph_read_the_plug(live):
+    status = json.loads(lab("status", LAB, "--json").stdout)
+    assert status["problems"] == []                       # flows counted per bridge match the renders
+    inst = {i["name"]: i for i in status["instances"]}
+    assert inst["vm1"]["firewall_driver"] == "openvswitch" and set(inst["vm1"]["devices"]) == {"tap"}
+    out = lab("graph", LAB, "--format", "text").stdout
+    vm2 = live.plan.port("vm2")
+    assert f"eth0 = {vm2.ovs_port} tag {vm2.local_vlan} (net1) --> br-int" in out and "MISSING" not in out
