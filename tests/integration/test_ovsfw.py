@@ -52,6 +52,15 @@ def test_checks_pass_with_capture_evidence(live):
     assert len(results) == 15
     blocked = results["port without security group"]
     assert blocked["seen"].startswith("no reply") and any("never reach vm4" in e for e in blocked["evidence"])
+    # ...and the rule that decided, by its counter: vm4 has no group, so -est drops it to table 93
+    assert any(e.startswith("rule compute2 br-int table 82 (rules ingress) prio 40 [ct_state=-est,")
+               and "resubmit(,93)" in e and e.endswith("(vm4)") for e in blocked["evidence"]), blocked
+    remote = results["same project, different hosts"]      # vm2's default group: ingress from members
+    assert any(e.startswith("rule compute2 br-int table 82 (rules ingress) prio 70 [conj_id=")
+               and e.endswith("(vm2)") for e in remote["evidence"]), remote
+    web = results["floating IP inbound, TCP"]               # vm1's web group: tcp 5001 from anywhere
+    assert any("table 82 (rules ingress) prio 77 [ct_state=+new-est,tcp," in e and "tp_dst=5001" in e
+               for e in web["evidence"]), web
     assert results["floating IP inbound, TCP"]["seen"].startswith("reached: 1048576 bytes echoed intact")
 
 

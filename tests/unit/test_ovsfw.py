@@ -240,3 +240,40 @@ def test_trace_names_the_dropping_table():
     assert "drop" not in lines[1]           # the ct() of table 81 is not a verdict
     assert lines[3] == "br-int: table 82 (rules ingress) prio 40 [ct_state=-est,reg5=0xc] -> table 93 (dropped) prio 0 -> drop"
     assert lines[4] == "Datapath actions: drop"
+
+
+# ------------------------------------------------------------------ which rule counted (lab check)
+
+def test_runtime_reads_the_ports_rule_counters_from_a_real_dump(plan, monkeypatch):
+    """The OVS firewall's kernel plug parses `ovs-ofctl dump-flows br-int reg5=…` (here the
+    recorded dump of compute2) into the counters of tables 72 and 82."""
+    from pathlib import Path
+    from types import SimpleNamespace
+    from lab.runtime.plugs import openvswitch as kernel_ovsfw
+    dump = (Path(__file__).resolve().parent.parent / "data" / "flows" / "classic-ovsfw-compute2-br-int.txt").read_text()
+    vm2 = plan.port("vm2")
+    seen = []
+
+    def run(argv, **kw):
+        seen.append(argv)
+        mine = "\n".join(line for line in dump.splitlines() if "reg5=0xb" in line)   # what the match selects
+        return SimpleNamespace(stdout=mine, returncode=0)
+    monkeypatch.setattr(kernel_ovsfw.gateway, "run", run)
+    got = kernel_ovsfw.DRIVER.counters(plan, vm2)
+    assert seen == [["ovs-ofctl", "dump-flows", "br-int", "reg5=0xb"]]
+    assert {t for t, _, _, _ in got} == {72, 82}
+    assert got[(82, 70, "conj_id=25,ct_state=+new-est,ip,reg5=0xb",
+                "load:0x19->NXM_NX_REG7[],ct(commit,zone=NXM_NX_REG6[0..15]),output:tap30f8d82b-fa,resubmit(,92)")] == 1
+
+
+def test_check_evidence_names_the_rule_whose_counter_moved(plan, monkeypatch):
+    from lab.runtime.plugs import openvswitch as kernel_ovsfw
+    from lab.tools import rules
+    key = (82, 40, "ct_state=-est,reg5=0xc", "resubmit(,93)")
+    readings = iter([{key: 5}, {key: 7}])       # vm4's port before and after; vm1's: none
+    monkeypatch.setattr(kernel_ovsfw.DRIVER, "counters", lambda plan, port: next(readings) if port.instance == "vm4" else {})
+    counted = rules.Counted(plan, "vm1", "vm4")
+    assert {p.instance for p in counted.ports} == {"vm1", "vm4"}
+    assert counted.moved() == ["rule compute2 br-int table 82 (rules ingress) prio 40 [ct_state=-est,reg5=0xc] "
+                               "-> resubmit(,93): 2 packet(s) (vm4)"]
+    assert [p.instance for p in rules.Counted(plan, "ext1", "203.0.113.102").ports] == ["vm1"]   # behind the floating IP

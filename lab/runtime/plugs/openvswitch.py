@@ -4,9 +4,17 @@ the instance namespace. The security groups are br-int flows; nothing else in th
 
 from __future__ import annotations
 
-from lab.core.plan import InstancePort
+import re
+
+from lab.core import naming
+from lab.core.plan import InstancePort, Plan
+from lab.core.plugs import openvswitch as ovsfw
+from lab.runtime import gateway, ovs
 from lab.runtime.kernel import Links
 from lab.runtime.plugs import libvirt_mac, missing_devices
+
+DECIDING_TABLES = (72, 82)      # rules egress, rules ingress: where a packet is accepted or dropped
+FLOW = re.compile(r"table=(\d+), n_packets=(\d+), .*?priority=(\d+),?(\S*?) actions=(\S+)")
 
 
 class OvsFirewall:
@@ -20,6 +28,19 @@ class OvsFirewall:
 
     def missing(self, links: Links, port: InstancePort) -> list[str]:
         return missing_devices(links, port)
+
+    def counters(self, plan: Plan, port: InstancePort) -> dict[tuple[int, int, str, str], int]:
+        """n_packets of the port's flows (reg5 = its ofport) in tables 72 and 82."""
+        node = plan.node(port.node)
+        reg5 = f"reg5={ovsfw.ofports(plan, node)[port.ovs_port]:#x}"
+        out = gateway.run(["ovs-ofctl", "dump-flows", naming.BR_INT, reg5], env=ovs.env(node.rundir),
+                          check=False).stdout
+        found = {}
+        for m in FLOW.finditer(out):
+            if int(m.group(1)) in DECIDING_TABLES:
+                match, actions = (g.replace('"', "") for g in m.group(4, 5))     # OVS quotes port names
+                found[(int(m.group(1)), int(m.group(3)), match, actions)] = int(m.group(2))
+        return found
 
 
 DRIVER = OvsFirewall()
