@@ -14,10 +14,10 @@ from lab.paths import STATE_ROOT
 from lab.runtime import netns
 
 from . import hoststate
-from .conftest import REPO, lab
+from .conftest import PREFIX, REPO, lab, test_name
 
 CLASSIC = (REPO / "scenarios" / "classic-vlan.yaml").read_text()
-NAME = "hostile"
+NAME = test_name("hostile")
 
 MUTATIONS = [
     ("tag-on-a-list", 'vlan_ranges: ["101:199"]', 'vlan_ranges: !custom ["101:199"]', "YAML tag !custom"),
@@ -31,8 +31,8 @@ MUTATIONS = [
 @pytest.fixture
 def clean_host(host_before):
     yield host_before
-    lab("cleanup", check=False)
-    hoststate.assert_unchanged(host_before)
+    lab("cleanup", NAME, check=False)
+    hoststate.assert_unchanged(host_before, PREFIX)
 
 
 @pytest.mark.parametrize("old, new, phrase", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])

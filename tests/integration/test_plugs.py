@@ -16,15 +16,15 @@ from lab.core.scenario import load_scenario
 from lab.runtime import lifecycle
 
 from . import hoststate
-from .conftest import lab
+from .conftest import PREFIX, lab, test_name
 
-LAB = "noop-vlan"
+LAB = test_name("noop-vlan")
 
 
 @pytest.fixture(scope="module")
 def live(host_before):
-    scenario = load_scenario("classic-vlan")
-    scenario = dataclasses.replace(scenario, name=LAB, nodes=tuple(
+    scenario = load_scenario("classic-vlan", lab_name=LAB)
+    scenario = dataclasses.replace(scenario, nodes=tuple(
         dataclasses.replace(n, firewall_driver="noop") if n.name == "compute2" else n for n in scenario.nodes))
     try:
         result = lifecycle.up(scenario)
@@ -33,8 +33,8 @@ def live(host_before):
     finally:
         if LAB in lifecycle.list_labs():
             lab("down", LAB, check=False)
-        lab("cleanup", check=False)
-        hoststate.assert_unchanged(host_before)
+        lab("cleanup", LAB, check=False)
+        hoststate.assert_unchanged(host_before, PREFIX)
 
 
 def ping(src: str, dst: str) -> bool:
