@@ -14,6 +14,8 @@ driver decides how Nova plugs the VM (``ovs_hybrid_plug``): through a Linux brid
 - ``interface_columns(plan, node, device)``: extra ``Interface`` columns of a br-int port in
   the node's OVSDB transaction (the OVS firewall's ``ofport_request``, so flows can name
   ofports);
+- ``flow_notes(plan, node)``: (table, priority, match) of the driver's flows -> the
+  security-group rule each comes from (``lab flows`` shows it beside the flow);
 - ``provides_arp_spoofing_protection``: as Neutron's attribute: True leaves br-int's own
   ARP/MAC anti-spoofing (tables 24/25) out, because the driver's flows do it;
 - ``trace_hops(port, direction)``: the hops ``lab trace`` expects between eth0 and br-int.
@@ -90,6 +92,8 @@ class PortPlugDriver(Protocol):
     def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str: ...
 
     def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]: ...
+
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]: ...
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]: ...
 

@@ -49,6 +49,9 @@ class IptablesHybrid:
     def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]:
         return ()
 
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
+        return {}
+
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap, qbr, qvb, qvo = (port.plug.device(r) for r in ("tap", "qbr", "qvb", "qvo"))
         ns = port.plug.devices[0].netns

@@ -37,6 +37,9 @@ class Noop:
     def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]:
         return ()
 
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
+        return {}
+
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap = port.plug.device("tap")
         return (PlugHop(tap, "nic", port.plug.devices[0].netns, tap),)

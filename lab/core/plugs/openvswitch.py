@@ -41,6 +41,7 @@ class Flow:
     priority: int
     match: str              # ovs-ofctl match fields, without table and priority
     actions: str
+    note: str = ""          # the security-group rule it comes from (`lab flows` shows it)
 
     def line(self, cookie: str) -> str:
         match = f",{self.match}" if self.match else ""
@@ -91,8 +92,18 @@ def rule_matches(rule: "PortRule", ofport: int, remote: str | None) -> list[str]
     return [match]
 
 
+def rule_text(rule: "PortRule") -> str:
+    """'ingress tcp 5001 from anywhere', 'ingress any from group default' (for `lab flows`)."""
+    what = rule.protocol
+    if rule.port_min is not None:
+        what += f" {rule.port_min}" + (f"-{rule.port_max}" if rule.port_max != rule.port_min else "")
+    remote = (f"group {rule.remote_group}" if rule.remote_group is not None
+              else "anywhere" if rule.remotes == ("0.0.0.0/0",) else ", ".join(rule.remotes))
+    return f"{rule.direction} {what} {'from' if rule.direction == 'ingress' else 'to'} {remote}"
+
+
 def accept_flows(rule: "PortRule", ofport: int, priority: int, match: str,
-                 conj_id: int | None = None) -> list[Flow]:
+                 conj_id: int | None = None, note: str = "") -> list[Flow]:
     """rules.create_accept_flows / create_conj_flows: established and new, ingress commits."""
     table = 82 if rule.direction == "ingress" else 72
     accept = f"output:{ofport}" if table == 82 else "resubmit(,73)"
@@ -105,7 +116,7 @@ def accept_flows(rule: "PortRule", ofport: int, priority: int, match: str,
         if conj_id is not None:
             m = f"conj_id={conj_id + i},{m}"
             act = f"set_field:{conj_id + i:#x}->reg7,{act}"
-        out.append(Flow(table, priority, m, act))
+        out.append(Flow(table, priority, m, act, note))
     return out
 
 
@@ -133,8 +144,9 @@ def port_rule_flows(port: "InstancePort", ofport: int, bases: dict[Key, int]) ->
             prio = 70 + priority_offset(r, False)
             for remote in r.remotes:
                 for m in rule_matches(r, ofport, remote):
-                    flows += accept_flows(r, ofport, prio, m)
+                    flows += accept_flows(r, ofport, prio, m, note=f"{port.instance}: {rule_text(r)}")
     dim2: dict[tuple[int, int, str], list[int]] = {}
+    texts: dict[tuple[int, int, str], list[str]] = {}
     accepts: dict[int, "PortRule"] = {}
     for r in port.rules:
         if r.remote_group is None:
@@ -142,16 +154,20 @@ def port_rule_flows(port: "InstancePort", ofport: int, bases: dict[Key, int]) ->
         off = priority_offset(r, True)
         cid = bases[(port.project, r.remote_group, r.direction)] + 2 * off
         for m in rule_matches(r, ofport, None):
-            ids = dim2.setdefault((82 if r.direction == "ingress" else 72, 70 + off, m), [])
+            key = (82 if r.direction == "ingress" else 72, 70 + off, m)
+            ids = dim2.setdefault(key, [])
             if cid not in ids:
                 ids.append(cid)
+            texts.setdefault(key, []).append(rule_text(r))
         accepts.setdefault(cid, r)
     for (table, prio, m), ids in dim2.items():
         for i, state in enumerate((CT_EST, CT_NEW)):
             conj = ",".join(f"conjunction({c + i},2/2)" for c in sorted(ids))
-            flows.append(Flow(table, prio, f"ct_state={state},{m}", conj))
+            note = f"{port.instance}: {'; '.join(dict.fromkeys(texts[(table, prio, m)]))} (the port's half)"
+            flows.append(Flow(table, prio, f"ct_state={state},{m}", conj, note))
     for cid, r in sorted(accepts.items()):
-        flows += accept_flows(r, ofport, 70 + (cid % CONJ_ID_BLOCK) // 2, f"ip,reg5={ofport:#x}", cid)
+        flows += accept_flows(r, ofport, 70 + (cid % CONJ_ID_BLOCK) // 2, f"ip,reg5={ofport:#x}", cid,
+                              note=f"{port.instance}: {rule_text(r)} (both halves matched)")
     return flows
 
 
@@ -159,6 +175,7 @@ def member_flows(ports: "tuple[InstancePort, ...]", bases: dict[Key, int]) -> li
     """ConjIPFlowManager.update_flows_for_vlan: conjunction dimension 1, one flow per member
     address of each remote group a port on the network uses, matched by reg6 (the network)."""
     per_vlan: dict[tuple[int, str], dict[str, dict[int, set[int]]]] = {}
+    groups: dict[str, set[str]] = {}
     for p in ports:
         for r in p.rules:
             if r.remote_group is None:
@@ -168,6 +185,7 @@ def member_flows(ports: "tuple[InstancePort, ...]", bases: dict[Key, int]) -> li
             addrs = per_vlan.setdefault((p.local_vlan, r.direction), {})
             for addr in r.remotes:
                 addrs.setdefault(addr, {}).setdefault(off, set()).add(cid)
+                groups.setdefault(addr, set()).add(r.remote_group)
     flows = []
     for (vlan, direction), addrs in per_vlan.items():
         table, field = (82, "nw_src") if direction == "ingress" else (72, "nw_dst")
@@ -176,7 +194,8 @@ def member_flows(ports: "tuple[InstancePort, ...]", bases: dict[Key, int]) -> li
                 for i, state in enumerate((CT_EST, CT_NEW)):
                     conj = ",".join(f"conjunction({c + i},1/2)" for c in sorted(ids))
                     flows.append(Flow(table, 70 + off, f"ct_state={state},ip,reg6={vlan:#x},"
-                                                       f"{field}={addr.removesuffix('/32')}", conj))
+                                                       f"{field}={addr.removesuffix('/32')}", conj,
+                                      f"member of group {', '.join(sorted(groups[addr]))} (the remote's half)"))
     return flows
 
 
@@ -211,18 +230,31 @@ class OvsFirewall:
 
     def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
         from lab.core.render import render_template
-        numbers = ofports(plan, node)
-        bases = conj_bases(node.ports)
-        ports = [{"port": p, "ofport": numbers[p.ovs_port], "lla": lla(p.mac),
-                  "rules": port_rule_flows(p, numbers[p.ovs_port], bases)} for p in node.ports]
+        numbers, rule_flows, members = _rule_flows(plan, node)
+        ports = [{"port": p, "ofport": numbers[p.ovs_port], "lla": lla(p.mac), "rules": rule_flows[p.ovs_port]}
+                 for p in node.ports]
         trusted = [{"port": t, "ofport": numbers[t.ovs_dev]} for t in trusted_ports(plan, node)]
         text = render_template("ovs-firewall.flows.j2", cookie=plan.cookie, ports=ports, trusted=trusted,
-                               members=member_flows(node.ports, bases))
+                               members=members)
         return _dedupe(text)
+
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
+        """(table, priority, match) of each security-group rule flow -> the rule it comes from."""
+        _, rule_flows, members = _rule_flows(plan, node)
+        return {(f.table, f.priority, f.match): f.note
+                for f in [*members, *(f for flows in rule_flows.values() for f in flows)] if f.note}
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap = port.plug.device("tap")
         return (PlugHop(tap, "nic", port.plug.devices[0].netns, tap),)
+
+
+def _rule_flows(plan: "Plan", node: "NodePlan") -> tuple[dict[str, int], dict[str, list[Flow]], list[Flow]]:
+    """ofports, each instance port's rule flows (by its br-int port), the member flows."""
+    numbers = ofports(plan, node)
+    bases = conj_bases(node.ports)
+    rule_flows = {p.ovs_port: port_rule_flows(p, numbers[p.ovs_port], bases) for p in node.ports}
+    return numbers, rule_flows, member_flows(node.ports, bases)
 
 
 def _dedupe(text: str) -> str:
