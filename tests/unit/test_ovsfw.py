@@ -138,7 +138,7 @@ def test_ovsdb_requests_the_ofports_the_flows_name(plan, rendered):
             assert numbers[p.ovs_port] == ovsfw.OFPORT_BASE + i
             line = next(l for l in text.splitlines() if l.startswith(f"set Interface {p.ovs_port} "))
             assert f"external_ids:iface-id={p.port_id}" in line and f"ofport_request={numbers[p.ovs_port]}" in line
-            assert f"table=60,priority=100,in_port={numbers[p.ovs_port]},actions=set_field:{numbers[p.ovs_port]:#x}->reg5," \
+            assert f"table=60,priority=100,in_port={p.ovs_port},actions=set_field:{numbers[p.ovs_port]:#x}->reg5," \
                    f"set_field:{p.local_vlan:#x}->reg6,resubmit(,71)" in rendered[name].flows["br-int"]
     assert "ofport_request" not in " ".join(rendered["network1"].ovsdb)
 
@@ -157,10 +157,12 @@ def test_cidr_rules_priority_and_match(plan):
              PortRule("ingress", "icmp", None, None, ("0.0.0.0/0",)),
              PortRule("egress", "udp", 53, 53, ("198.51.100.7/32",)),
              PortRule("egress", "any", None, None, ("0.0.0.0/0",))]
-    flows = {(f.table, f.priority, f.match, f.actions) for f in ovsfw.port_rule_flows(_port(plan, rules), 10, {})}
-    new_in = "ct(commit,zone=NXM_NX_REG6[0..15]),output:10,resubmit(,92)"
+    port = _port(plan, rules)
+    flows = {(f.table, f.priority, f.match, f.actions) for f in ovsfw.port_rule_flows(port, 10, {})}
+    tap = port.ovs_port
+    new_in = f"ct(commit,zone=NXM_NX_REG6[0..15]),output:{tap},resubmit(,92)"
     assert (82, 77, "ct_state=+new-est,tcp,reg5=0xa,nw_src=10.0.0.0/8,tp_dst=0x1f40/0xffc0", new_in) in flows
-    assert (82, 77, "ct_state=+est-rel-rpl,tcp,reg5=0xa,nw_src=10.0.0.0/8,tp_dst=8080", "output:10") in flows
+    assert (82, 77, "ct_state=+est-rel-rpl,tcp,reg5=0xa,nw_src=10.0.0.0/8,tp_dst=8080", f"output:{tap}") in flows
     assert (82, 75, "ct_state=+new-est,icmp,reg5=0xa", new_in) in flows
     assert (72, 77, "ct_state=+new-est,udp,reg5=0xa,nw_dst=198.51.100.7,tp_dst=53", "resubmit(,73)") in flows
     assert (72, 74, "ct_state=+est-rel-rpl,ip,reg5=0xa", "resubmit(,73)") in flows
@@ -179,8 +181,8 @@ def test_remote_group_rules_are_conjunctions(plan):
     flows = {(f.table, f.priority, f.match, f.actions) for f in ovsfw.port_rule_flows(port, 10, bases)}
     assert (82, 73, "ct_state=+new-est,tcp,reg5=0xa,tp_dst=22", "conjunction(23,2/2)") in flows
     assert (82, 73, "conj_id=23,ct_state=+new-est,ip,reg5=0xa",
-            "set_field:0x17->reg7,ct(commit,zone=NXM_NX_REG6[0..15]),output:10,resubmit(,92)") in flows
-    assert (82, 70, "conj_id=24,ct_state=+est-rel-rpl,ip,reg5=0xa", "set_field:0x18->reg7,output:10") in flows
+            f"set_field:0x17->reg7,ct(commit,zone=NXM_NX_REG6[0..15]),output:{port.ovs_port},resubmit(,92)") in flows
+    assert (82, 70, "conj_id=24,ct_state=+est-rel-rpl,ip,reg5=0xa", f"set_field:0x18->reg7,output:{port.ovs_port}") in flows
     members = {(f.priority, f.match, f.actions) for f in ovsfw.member_flows((port,), bases)}
     assert (73, f"ct_state=+est-rel-rpl,ip,reg6={port.local_vlan:#x},nw_src=192.168.1.12", "conjunction(22,1/2)") in members
     assert (70, f"ct_state=+new-est,ip,reg6={port.local_vlan:#x},nw_src=192.168.1.13", "conjunction(25,1/2)") in members
@@ -209,7 +211,7 @@ def test_trusted_ports_get_the_no_port_security_flows():
     assert trusted and len(numbers) == len(trusted)
     for t in trusted:
         o = numbers[t.ovs_dev]
-        assert f"table=60,priority=100,in_port={o},actions=set_field:{o:#x}->reg5,set_field:{t.local_vlan:#x}->reg6," \
+        assert f"table=60,priority=100,in_port={t.ovs_dev},actions=set_field:{o:#x}->reg5,set_field:{t.local_vlan:#x}->reg6," \
                f"resubmit(,73)" in flows
         assert f"table=73,priority=80,reg5={o:#x},actions=resubmit(,94)" in flows
 

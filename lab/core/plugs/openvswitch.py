@@ -102,11 +102,12 @@ def rule_text(rule: "PortRule") -> str:
     return f"{rule.direction} {what} {'from' if rule.direction == 'ingress' else 'to'} {remote}"
 
 
-def accept_flows(rule: "PortRule", ofport: int, priority: int, match: str,
+def accept_flows(rule: "PortRule", device: str, priority: int, match: str,
                  conj_id: int | None = None, note: str = "") -> list[Flow]:
-    """rules.create_accept_flows / create_conj_flows: established and new, ingress commits."""
+    """rules.create_accept_flows / create_conj_flows: established and new, ingress commits
+    (output to the port by name: ovs-ofctl resolves it to the ofport Neutron writes)."""
     table = 82 if rule.direction == "ingress" else 72
-    accept = f"output:{ofport}" if table == 82 else "resubmit(,73)"
+    accept = f"output:{device}" if table == 82 else "resubmit(,73)"
     out = []
     for i, state in enumerate((CT_EST, CT_NEW)):
         act = accept
@@ -144,7 +145,7 @@ def port_rule_flows(port: "InstancePort", ofport: int, bases: dict[Key, int]) ->
             prio = 70 + priority_offset(r, False)
             for remote in r.remotes:
                 for m in rule_matches(r, ofport, remote):
-                    flows += accept_flows(r, ofport, prio, m, note=f"{port.instance}: {rule_text(r)}")
+                    flows += accept_flows(r, port.ovs_port, prio, m, note=f"{port.instance}: {rule_text(r)}")
     dim2: dict[tuple[int, int, str], list[int]] = {}
     texts: dict[tuple[int, int, str], list[str]] = {}
     accepts: dict[int, "PortRule"] = {}
@@ -166,7 +167,7 @@ def port_rule_flows(port: "InstancePort", ofport: int, bases: dict[Key, int]) ->
             note = f"{port.instance}: {'; '.join(dict.fromkeys(texts[(table, prio, m)]))} (the port's half)"
             flows.append(Flow(table, prio, f"ct_state={state},{m}", conj, note))
     for cid, r in sorted(accepts.items()):
-        flows += accept_flows(r, ofport, 70 + (cid % CONJ_ID_BLOCK) // 2, f"ip,reg5={ofport:#x}", cid,
+        flows += accept_flows(r, port.ovs_port, 70 + (cid % CONJ_ID_BLOCK) // 2, f"ip,reg5={ofport:#x}", cid,
                               note=f"{port.instance}: {rule_text(r)} (both halves matched)")
     return flows
 
