@@ -35,7 +35,9 @@ def ofport(live, instance: str) -> int:
 
 
 def packets(node: str, match: str) -> int:
-    """Packets counted by the br-int flows of NODE that match (ovs-ofctl's flow syntax)."""
+    """Packets counted by the br-int flows of NODE that match (ovs-ofctl's flow syntax), once
+    the revalidators have handed the datapath's statistics to the flows."""
+    lab("exec", LAB, node, "--", "ovs-appctl", "revalidator/wait")
     out = lab("exec", LAB, node, "--", "ovs-ofctl", "dump-flows", "br-int", match).stdout
     return sum(f.n_packets for f in parse_flows(out))
 

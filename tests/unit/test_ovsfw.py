@@ -262,7 +262,7 @@ def test_runtime_reads_the_ports_rule_counters_from_a_real_dump(plan, monkeypatc
         return SimpleNamespace(stdout=mine, returncode=0)
     monkeypatch.setattr(kernel_ovsfw.gateway, "run", run)
     got = kernel_ovsfw.DRIVER.counters(plan, vm2)
-    assert seen == [["ovs-ofctl", "dump-flows", "br-int", "reg5=0xb"]]
+    assert seen == [["ovs-appctl", "revalidator/wait"], ["ovs-ofctl", "dump-flows", "--names", "br-int", "reg5=0xb"]]
     assert {t for t, _, _, _ in got} == {72, 82}
     assert got[(82, 70, "conj_id=25,ct_state=+new-est,ip,reg5=0xb",
                 "load:0x19->NXM_NX_REG7[],ct(commit,zone=NXM_NX_REG6[0..15]),output:tap30f8d82b-fa,resubmit(,92)")] == 1

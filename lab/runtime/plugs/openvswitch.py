@@ -30,11 +30,14 @@ class OvsFirewall:
         return missing_devices(links, port)
 
     def counters(self, plan: Plan, port: InstancePort) -> dict[tuple[int, int, str, str], int]:
-        """n_packets of the port's flows (reg5 = its ofport) in tables 72 and 82."""
+        """n_packets of the port's flows (reg5 = its ofport) in tables 72 and 82. The
+        revalidators hand datapath statistics to the flows about once a second; waiting for
+        a full pass first makes the counters current."""
         node = plan.node(port.node)
         reg5 = f"reg5={ovsfw.ofports(plan, node)[port.ovs_port]:#x}"
-        out = gateway.run(["ovs-ofctl", "dump-flows", naming.BR_INT, reg5], env=ovs.env(node.rundir),
-                          check=False).stdout
+        env = ovs.env(node.rundir)
+        gateway.run(["ovs-appctl", "revalidator/wait"], env=env, check=False)
+        out = gateway.run(["ovs-ofctl", "dump-flows", "--names", naming.BR_INT, reg5], env=env, check=False).stdout
         found = {}
         for m in FLOW.finditer(out):
             if int(m.group(1)) in DECIDING_TABLES:
