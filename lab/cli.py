@@ -150,7 +150,8 @@ def cmd_status(args) -> int:
         print(f"lab {lab['lab']} ({lab['datapath']} datapath): {state}")
         for n in lab["nodes"]:
             pids = "/".join(str(p) for p in n["pids"].values())
-            print(f"  node {n['name']:<10} {n['role']:<8} netns {n['netns']}  OVS {n['ovs_rundir']} (pids {pids})")
+            dvr = f"  DVR MAC {n['dvr_mac']}" if n.get("dvr_mac") else ""
+            print(f"  node {n['name']:<10} {n['role']:<8} netns {n['netns']}  OVS {n['ovs_rundir']} (pids {pids}){dvr}")
         for w in lab["wires"]:
             print(f"  wire {w['name']:<10} netns {w['netns']}  bridge {w['bridge']}")
         for i in lab["instances"]:

@@ -38,6 +38,16 @@ def port_mac(port_id: str) -> str:
     return NEUTRON_MAC_PREFIX + "".join(f":{b:02x}" for b in digest[:3])
 
 
+def dvr_mac(base: str, lab: str, node: str, attempt: int = 0) -> str:
+    """A node's DVR MAC, as neutron-lib's get_random_mac(dvr_base_mac) fills it: the first
+    three octets of the base, the fourth too when it is not 00, the rest from the node's
+    stable UUID (ATTEMPT > 0: the next candidate after a collision)."""
+    octets = base.lower().split(":")
+    keep = octets[:4] if octets[3] != "00" else octets[:3]
+    digest = hashlib.sha256(object_uuid(lab, "dvr-mac", f"{node}#{attempt}" if attempt else node).encode()).digest()
+    return ":".join(keep + [f"{b:02x}" for b in digest[:6 - len(keep)]])
+
+
 def sg_chain(direction: str, port_id: str) -> str:
     """iptables_hybrid per-port chain: neutron-openvswi-<i|o|s><port_id[:10]>."""
     assert direction in ("i", "o", "s"), direction

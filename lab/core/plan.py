@@ -92,6 +92,15 @@ class FloatingIP:
 
 
 @dataclass(frozen=True)
+class Neighbour:
+    """A permanent neighbour entry in a router namespace (ip neigh add ... nud permanent)."""
+
+    dev: str
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
 class RouterInstance:
     """One place a router lives: a namespace on a node with a role (lab/core/routers.py).
     Legacy: qrouter-<router uuid> on a network node, with every port of the router."""
@@ -105,6 +114,7 @@ class RouterInstance:
     gateway: NamespacePort | None
     external_gateway_ip: str | None     # the external subnet's gateway: the default route
     floating_ips: tuple[FloatingIP, ...]
+    neighbours: tuple[Neighbour, ...] = ()  # dvr_local: every non-router port of its subnets
 
     @property
     def ports(self) -> tuple[NamespacePort, ...]:
@@ -124,8 +134,8 @@ class RouterPlan:
     def serving(self, node: str) -> RouterInstance:
         """The instance that routes what a port on NODE sends: DVR's instance on that node
         when there is one, else the legacy (centralized) instance."""
-        return next((i for i in self.instances if i.node == node and i.role == "dvr_local"),
-                    next(i for i in self.instances if i.role == "legacy"))
+        local = next((i for i in self.instances if i.node == node and i.role == "dvr_local"), None)
+        return local or next(i for i in self.instances if i.role == "legacy")
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,25 @@ class TunnelNetwork:
 
 
 @dataclass(frozen=True)
+class DvrInterface:
+    """A distributed router's qr- port bound on a node, as the OVS agent's DVR code programs
+    it (_bind_distributed_router_interface_port): its subnet's gateway IP and MAC, its local
+    VLAN and segment, and every DVR-serviced port of the subnet on this node (instances, the
+    DHCP port), which get the DVR_TO_SRC_MAC rewrite back to the gateway MAC."""
+
+    router: str
+    network: str
+    network_type: str
+    bridge: str | None                  # the physical bridge carrying the network (vlan, flat)
+    local_vlan: int
+    segmentation_id: int | None
+    gateway_ip: str
+    gateway_mac: str
+    ovs_port: str                       # the qr- port's OVS end (tap...)
+    served: tuple[tuple[str, str], ...]  # (MAC, port on br-int) of each DVR-serviced port here
+
+
+@dataclass(frozen=True)
 class NodePlan:
     name: str
     role: str
@@ -229,6 +258,9 @@ class NodePlan:
     dhcp_servers: tuple[DhcpPlan, ...] = ()
     tunnel: TunnelEndpoint | None = None
     tunnel_networks: tuple[TunnelNetwork, ...] = ()
+    agent_mode: str | None = None       # the L3 agent's agent_mode (None: no L3 agent)
+    dvr_mac: str | None = None          # this host's DVR MAC (OVS agent in DVR mode)
+    dvr_interfaces: tuple[DvrInterface, ...] = ()
 
     @property
     def nics(self) -> tuple[str, ...]:
@@ -280,6 +312,25 @@ class Plan:
     arp_responder: bool = False
     routers: tuple[RouterPlan, ...] = ()
     fip_namespaces: tuple[FipNamespacePlan, ...] = ()     # DVR (reserved): none yet
+    dvr_macs: tuple[tuple[str, str], ...] = ()            # (node, DVR MAC) of every node, DVR mode
+
+    def mac_named(self, spec: str) -> str:
+        """A MAC by name: dvr:<node> (its DVR MAC), gateway:<network> (its router port's MAC,
+        the same on every host with DVR), an instance's name (its port's MAC), or a MAC itself."""
+        if any(p.instance == spec for p in self.ports):
+            return self.port(spec).mac
+        kind, _, name = spec.partition(":")
+        if kind == "dvr" and name in dict(self.dvr_macs):
+            return dict(self.dvr_macs)[name]
+        if kind == "gateway":
+            for q in (q for i in self.router_instances for q in i.interfaces):
+                if q.network == name:
+                    return q.mac
+        return spec
+
+    def other_dvr_macs(self, node: str) -> tuple[str, ...]:
+        """The DVR MACs of every other host (the OVS agent's dvr_mac_address_update)."""
+        return tuple(mac for n, mac in self.dvr_macs if n != node)
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
@@ -442,14 +493,52 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                               rundir=naming.node_rundir(state_root, lab, node.name),
                               physical_bridges=_physical_bridges(scenario, node.name, local_vlans, nic_of),
                               local_vlans=tuple(local_vlans.items()), ports=tuple(ports),
-                              firewall_driver=plugger.name, dhcp_servers=tuple(dhcp_servers)))
+                              firewall_driver=plugger.name, dhcp_servers=tuple(dhcp_servers),
+                              agent_mode=node.agent_mode))
     router_plans = tuple(RouterPlan(r.name, r.router_id, r.project, r.external_network,
                                     tuple(instances[r.name])) for r in scenario.routers)
     nodes = _with_tunnels(scenario, nodes, router_plans, nic_of, datapath)
+    dvr_macs = _dvr_macs(scenario)
+    nodes = [_with_dvr(n, dict(dvr_macs), router_plans) for n in nodes] if dvr_macs else nodes
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,
                 cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires),
                 external_hosts=hosts, l2_population=scenario.l2_population,
-                arp_responder=scenario.arp_responder, routers=router_plans)
+                arp_responder=scenario.arp_responder, routers=router_plans, dvr_macs=dvr_macs)
+
+
+def _dvr_macs(scenario: Scenario) -> tuple[tuple[str, str], ...]:
+    """One DVR MAC per node when the OVS agents run in DVR mode (the server hands them out,
+    unique: a collision takes the next candidate, as _create_dvr_mac_address_retry does)."""
+    if not scenario.distributed_routing:
+        return ()
+    taken: dict[str, str] = {}
+    for node in scenario.nodes:
+        attempt = 0
+        while (mac := naming.dvr_mac(scenario.dvr_base_mac, scenario.name, node.name, attempt)) in taken.values():
+            attempt += 1
+        taken[node.name] = mac
+    return tuple(taken.items())
+
+
+def _with_dvr(node: NodePlan, macs: dict[str, str], router_plans: tuple[RouterPlan, ...]) -> NodePlan:
+    """The node's DVR MAC and each distributed router interface bound here, with the ports of
+    its subnet on this node (DVR-serviced: instances and DHCP ports)."""
+    bridges = {b.physical_network: b.bridge for b in node.physical_bridges}
+    here = [(p.network, p.mac, p.ovs_port) for p in node.ports]
+    here += [(d.network, d.port.mac, d.port.ovs_dev) for d in node.dhcp_servers]
+    bound = []
+    for r in router_plans:
+        for inst in r.instances:
+            if inst.node != node.name or inst.role != routers.DVR_LOCAL:
+                continue
+            for q in inst.interfaces:
+                bound.append(DvrInterface(
+                    router=r.name, network=q.network, network_type=q.network_type,
+                    bridge=bridges.get(q.physical_network) if q.physical_network else None,
+                    local_vlan=q.local_vlan, segmentation_id=q.segmentation_id, gateway_ip=q.ip,
+                    gateway_mac=q.mac, ovs_port=q.ovs_dev,
+                    served=tuple((mac, port) for net, mac, port in here if net == q.network)))
+    return dataclasses.replace(node, dvr_mac=macs[node.name], dvr_interfaces=tuple(bound))
 
 
 def _wires(scenario: Scenario) -> tuple[list[WirePlan], dict[tuple[str, str], str]]:
@@ -494,12 +583,9 @@ def _dhcp_servers(scenario: Scenario, node: str, lvid, ns_port, state_root: str)
     """The DHCP servers of NODE: it runs the one of each DHCP network whose physical network
     it is the first network node attached to."""
     lab = scenario.name
-    physnets = {p.name: p for p in scenario.physical_networks}
     out = []
     for net in scenario.networks:
-        dhcp_node = next((n.name for n in scenario.nodes if n.role == "network"
-                          and n.name in physnets[net.physical_network].nodes), None)
-        if not net.dhcp or dhcp_node != node:
+        if not net.dhcp or scenario.dhcp_node(net.name) != node:
             continue
         port = ns_port(net.name, net.dhcp_port_id, naming.NS, net.dhcp_ip, naming.port_mac(net.dhcp_port_id),
                        lvid(net.name), "network:dhcp")
@@ -566,9 +652,13 @@ def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], router_plans: tuple
     for n in nodes:
         for p in n.ports:
             hosted.setdefault(p.network, []).append((n.name, p.mac, p.ip))
-        router_ports = [q for r in router_plans for i in r.instances if i.node == n.name for q in i.ports]
+        router_ports = [q for r in router_plans for i in r.instances if i.node == n.name
+                        and i.role != routers.DVR_LOCAL for q in i.ports]
         for port in [d.port for d in n.dhcp_servers] + router_ports:
             hosted.setdefault(port.network, []).append((n.name, port.mac, port.ip))
+    # l2pop gives DVR router interfaces (the same MAC on every host) flooding entries only
+    flood_only = {(i.node, q.network) for r in router_plans for i in r.instances
+                  if i.role == routers.DVR_LOCAL for q in i.ports}
 
     out = []
     for n in nodes:
@@ -587,7 +677,9 @@ def _with_tunnels(scenario: Scenario, nodes: list[NodePlan], router_plans: tuple
             by_node = {p.remote_node: p.name for p in ports if p.type == net.type}
             remote_ports = [h for h in hosted.get(net_name, []) if h[0] != n.name]
             if scenario.l2_population:
-                flood = tuple(dict.fromkeys(by_node[h[0]] for h in remote_ports))
+                dvr_hosts = [node for node, net in sorted(flood_only) if net == net_name and node != n.name]
+                flood = tuple(dict.fromkeys([by_node[h[0]] for h in remote_ports]
+                                            + [by_node[node] for node in dvr_hosts if node in by_node]))
                 unicast = tuple((mac, by_node[node]) for node, mac, _ in remote_ports)
                 arp = tuple((ip, mac) for _, mac, ip in remote_ports) if scenario.arp_responder else ()
             else:

@@ -173,15 +173,19 @@ def iptables_rules(plan: Plan, node: NodePlan) -> str:
 
 def render_node(plan: Plan, node: NodePlan) -> NodeRender:
     plug = plugs.driver(node.firewall_driver)
-    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie,
+    others = plan.other_dvr_macs(node.name)
+    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie, other_dvr_macs=others,
                                             antispoof=not plug.provides_arp_spoofing_protection)
              + plug.br_int_flows(plan, node)}
     for b in node.physical_bridges:
-        flows[b.bridge] = render_template("physical-bridge.flows.j2", bridge=b, cookie=plan.cookie)
+        flows[b.bridge] = render_template(
+            "physical-bridge.flows.j2", bridge=b, cookie=plan.cookie, dvr_mac=node.dvr_mac, other_dvr_macs=others,
+            interfaces=[q for q in node.dvr_interfaces if q.bridge == b.bridge])
     if node.tunnel:
         flows[naming.BR_TUN] = render_template(
             "br-tun.flows.j2", tunnel=node.tunnel, networks=node.tunnel_networks, cookie=plan.cookie,
-            arp_responder=plan.arp_responder,
+            arp_responder=plan.arp_responder, dvr_mac=node.dvr_mac, other_dvr_macs=others,
+            interfaces=[q for q in node.dvr_interfaces if q.network_type not in ("vlan", "flat")],
             hexmac=lambda mac: "0x" + mac.replace(":", ""),
             hexip=lambda ip: "%#x" % int(ipaddress.IPv4Address(ip)))
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
@@ -220,6 +224,9 @@ def describe(plan: Plan) -> str:
     for n in plan.nodes:
         fw = f", firewall_driver {n.firewall_driver}" if n.firewall_driver != plugs.DEFAULT_DRIVER else ""
         lines.append(f"node {n.name} ({n.role}{fw}): netns {n.netns}, OVS run directory {n.rundir}")
+        if n.dvr_mac:
+            lines.append(f"  DVR MAC {n.dvr_mac}  (OVS agent enable_distributed_routing; "
+                         f"L3 agent_mode {n.agent_mode or 'none: no L3 agent'})")
         lines.append("  br-int")
         for p in n.ports:
             lines.append(f"    {p.ovs_port}  tag={p.local_vlan}  ({p.instance}, network {p.network})")
@@ -254,6 +261,9 @@ def describe(plan: Plan) -> str:
                              f"{i.ovs_dev} on br-int tag={i.local_vlan}")
             for f in r.floating_ips:
                 lines.append(f"    floating IP {f.address} -> {f.fixed_ip} ({f.instance})")
+            if r.neighbours:
+                lines.append(f"    {len(r.neighbours)} permanent neighbour entries: "
+                             + ", ".join(f"{x.ip} {x.mac} dev {x.dev}" for x in r.neighbours))
         lines.append("")
     lines.append("instances")
     for p in plan.ports:

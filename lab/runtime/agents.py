@@ -11,18 +11,27 @@ from pathlib import Path
 
 from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
-from lab.runtime.kernel import Links
+from lab.runtime.kernel import NUD_PERMANENT, Links
 from lab.paths import lab_dir
 from lab.core import naming
 from lab.core.plan import DhcpPlan, Plan, RouterInstance
 from lab.core.render import DhcpRender
 
 
+# what the L3 agent's Namespace.create sets in every router namespace (neutron/agent/l3/namespaces.py)
+ROUTER_SYSCTLS = (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.arp_ignore", "1"),
+                  ("net.ipv4.conf.all.arp_announce", "2"))
+
+
 def router_links(r: RouterInstance) -> None:
-    """A legacy router instance's qrouter-: addresses on qr- and qg-, floating IPs as /32 on
-    qg-, forwarding, default route."""
+    """A router instance's qrouter-: addresses on qr- and qg-, floating IPs as /32 on qg-,
+    forwarding, default route. DVR (dvr_local): the L3 agent's namespace sysctls and a
+    permanent neighbour entry for every port of its subnets."""
     with netns.entered(r.netns):
         netns.write_sysctl("net.ipv4.ip_forward", "1")
+        if r.role == "dvr_local":
+            for key, value in ROUTER_SYSCTLS:
+                netns.write_sysctl(key, value)
         with Links(r.netns) as links:
             for port in r.ports:
                 links.tx_checksum_off(port.ns_dev)
@@ -33,6 +42,30 @@ def router_links(r: RouterInstance) -> None:
                     links.add_address(r.gateway.ns_dev, f.address, 32)
                 if r.external_gateway_ip:
                     links.default_route(r.external_gateway_ip, r.gateway.ns_dev)
+    router_neighbours(r)
+
+
+def router_neighbours(r: RouterInstance) -> None:
+    """DVR: the permanent neighbour entries of a router instance (replaced: idempotent)."""
+    if not r.neighbours:
+        return
+    with netns.entered(r.netns), Links(r.netns) as links:
+        for n in r.neighbours:
+            links.permanent_neighbour(n.dev, n.ip, n.mac)
+
+
+def router_problems(r: RouterInstance) -> list[str]:
+    """What a router instance that exists lacks: DVR's permanent neighbour entries."""
+    if not r.neighbours or not netns.exists(r.netns):
+        return []
+    problems = []
+    with netns.entered(r.netns), Links(r.netns) as links:
+        tables = {dev: links.neighbours(dev) for dev in {n.dev for n in r.neighbours} if links.has(dev)}
+        for n in r.neighbours:
+            mac, state = tables.get(n.dev, {}).get(n.ip, (None, 0))
+            if mac != n.mac or not state & NUD_PERMANENT:
+                problems.append(f"{r.name}: no permanent neighbour entry {n.ip} {n.mac} on {n.dev}")
+    return problems
 
 
 def router_rules(plan: Plan, r: RouterInstance, rules: str) -> None:

@@ -16,6 +16,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from lab.errors import LabError
 
+NUD_PERMANENT = 0x80
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017
 
@@ -115,6 +116,20 @@ class Links:
         # on-link: the gateway may not answer yet (routers come later), the route still stands
         self._do(f"adding default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0",
                  gateway=gateway, oif=self.index(ifname))
+
+    def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
+        """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
+        self._do(f"adding neighbour {ip} {mac} on {ifname}", self.ipr.neigh, "replace", dst=ip, lladdr=mac,
+                 ifindex=self.index(ifname), state=NUD_PERMANENT)
+
+    def neighbours(self, ifname: str) -> dict[str, tuple[str, int]]:
+        """IP -> (MAC, NUD state) of IFNAME's neighbour table."""
+        out = {}
+        for n in self.ipr.get_neighbours(ifindex=self.index(ifname)):
+            ip, mac = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
+            if ip and mac:
+                out[ip] = (mac, n["state"])
+        return out
 
     def tx_checksum_off(self, *ifnames: str) -> None:
         """ethtool -K IF tx off: OVS's userspace datapath reads veths through AF_PACKET and

@@ -246,6 +246,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
                 agents.router_links(r)
                 rebuilt += [p.ovs_dev for p in r.ports]
+            agents.router_neighbours(r)
             agents.router_rules(plan, r, render.routers[r.name])
         for d in node.dhcp_servers:
             pid = agents.dnsmasq_pid(d)
@@ -603,6 +604,7 @@ def health(state: LabState) -> list[str]:
             if not processes.alive(agents.dnsmasq_pid(d), d.dir):
                 problems.append(f"dnsmasq of {d.name} is not running")
         problems += _plug_problems(node)
+        problems += [p for r in state.plan.routers_on(node.name) for p in agents.router_problems(r)]
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
             if row is None:
@@ -649,7 +651,8 @@ def status(lab: str | None = None) -> list[dict]:
                        "up": netns.exists(n.netns),
                        "pids": {d: ovs.read_pid(n.rundir, d) for d in ovs.DAEMONS},
                        "bridges": [naming.BR_INT] + [b.bridge for b in n.physical_bridges],
-                       "local_vlans": dict(n.local_vlans)} for n in plan.nodes],
+                       "local_vlans": dict(n.local_vlans), "agent_mode": n.agent_mode,
+                       "dvr_mac": n.dvr_mac} for n in plan.nodes],
             "instances": [{"name": p.instance, "netns": p.netns, "node": p.node, "network": p.network,
                            "ip": p.ip, "mac": p.mac, "port_id": p.port_id, "local_vlan": p.local_vlan,
                            "address": p.address, "floating_ip": p.floating_ip,

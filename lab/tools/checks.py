@@ -13,6 +13,7 @@ UNPROVEN: nothing seen where a capture did not start or lost packets proves no a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -66,6 +67,11 @@ def wanted(a: PathAssertion, probe: Probe, src: str, dst: str,
     return lambda layer: packets.is_probe(layer, probe, src, dst, flows=flows)
 
 
+def with_mac(plan: Plan, a: PathAssertion) -> PathAssertion:
+    """A path assertion whose source_mac (dvr:<node>, gateway:<network>) is a MAC."""
+    return dataclasses.replace(a, source_mac=plan.mac_named(a.source_mac)) if a.source_mac else a
+
+
 def segment_matches(a: PathAssertion, frame: Packet, carrier: Packet | None) -> bool:
     """Did the matched packet travel in the segment A names? A VLAN is the outer tag of the
     frame on the wire; a VNI or GRE key is the tunnel that carries the matched frame."""
@@ -102,7 +108,7 @@ def hits_in(captures: list[Capture], a: PathAssertion, probe: Probe, src: str, d
         want = wanted(a, probe, src, dst, packets.learn_flows(cap.packets, probe))
         for frame in cap.packets:
             found = packets.find_layer(frame, want)
-            if found:
+            if found and (a.source_mac is None or found[0].src_mac == a.source_mac):
                 out.append(Hit(cap.label, frame, found[0], found[1]))
     return out
 
@@ -275,7 +281,7 @@ def run_check(plan: Plan, c: Check) -> Result:
     probe = new_probe(c.proto, c.port)
     # start cold: the probe's ARP is part of the path the assertions look at
     gateway.run(["ip", "neigh", "flush", "dev", "eth0"], netns=endpoint_netns(plan, c.source), check=False)
-    captures_by_assertion = [(a, capture_points(plan, a)) for a in c.path]
+    captures_by_assertion = [(with_mac(plan, a), capture_points(plan, a)) for a in c.path]
     started: list[Capture] = []
     try:
         for _, caps in captures_by_assertion:

@@ -19,7 +19,7 @@ TABLES = {
     "br-int": {0: "local switching", 1: "DVR to src MAC", 2: "DVR to src MAC (physical)",
                3: "ARP DVR MAC to dst MAC", 4: "ARP DVR MAC to dst MAC (physical)", 23: "canary",
                24: "ARP spoofing protection", 25: "MAC spoofing protection", 30: "local egress",
-               31: "local IP", 59: "packet rate limit", 60: "transient", 61: "local MAC direct",
+               31: "local IP", 58: "packet rate limit", 59: "bandwidth rate limit", 60: "transient", 61: "local MAC direct",
                62: "transient egress", 71: "base egress", 72: "rules egress", 73: "accept or ingress",
                77: "DHCP IPv4", 78: "DHCP IPv6", 81: "base ingress", 82: "rules ingress",
                91: "accepted egress", 92: "accepted ingress", 93: "dropped", 94: "accepted egress normal"},
@@ -94,8 +94,10 @@ def _macs(plan: Plan) -> dict[str, str]:
     """MAC -> what has it, lab-wide (br-tun's l2pop and ARP responder flows name remote ports)."""
     macs = {p.mac: p.instance for p in plan.ports}
     macs.update({d.port.mac: d.name for d in plan.dhcp_servers})
-    macs.update({q.mac: f"{r.name} {q.ns_dev}" for r in plan.router_instances for q in r.ports})
+    macs.update({q.mac: f"{r.name} {q.ns_dev}" if r.name == r.router else f"{r.router} {q.ns_dev} (on every host)"
+                 for r in plan.router_instances for q in r.ports})
     macs.update({h.mac: h.name for h in plan.external_hosts})
+    macs.update({mac: f"DVR MAC of {node}" for node, mac in plan.dvr_macs})
     return macs
 
 
@@ -140,8 +142,12 @@ def _vlan_notes(flow: Flow, bridge: str, node: NodePlan, vlans: dict[int, str]) 
 def _mac_notes(flow: Flow, macs: dict[str, str]) -> list[str]:
     notes = [f"to {macs[mac]}" for mac in re.findall(r"dl_dst=([0-9a-f:]{17})(?![/0-9a-f:])", flow.match)
              if mac in macs]
+    notes += [f"from {macs[mac]}" for mac in re.findall(r"dl_src=([0-9a-f:]{17})(?![/0-9a-f:])", flow.match)
+              if mac in macs]
     answer = re.search(r"mod_dl_src:([0-9a-f:]{17})", flow.actions)
     tpa = re.search(r"arp_tpa=([0-9.]+)", flow.match)
+    if answer and "NXM_OF_ARP_OP" not in flow.actions and answer.group(1) in macs:
+        notes.append(f"source becomes {macs[answer.group(1)]}")
     if answer and tpa and "NXM_OF_ARP_OP" in flow.actions:
         notes.append(f"answers ARP: {tpa.group(1)} is at {answer.group(1)}"
                      + (f" ({macs[answer.group(1)]})" if answer.group(1) in macs else ""))

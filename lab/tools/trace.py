@@ -127,9 +127,11 @@ class PathBuilder:
         self.plug_hops(e, "ingress")
         self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
 
-    def node_to_node(self, a: NodePlan, b: NodePlan, network: str, dl_src: str, dl_dst: str) -> None:
-        """From br-int of A over the network's wire to br-int of B."""
-        note = self.segment_note(network)
+    def node_to_node(self, a: NodePlan, b: NodePlan, network: str, dl_src: str, dl_dst: str,
+                     dvr: tuple[str, str] = ("", "")) -> None:
+        """From br-int of A over the network's wire to br-int of B. DVR: what A's bridge and
+        B's br-int do to the source MAC (notes on those hops)."""
+        note = self.segment_note(network) + (f"; {dvr[0]}" if dvr[0] else "")
         tunnel = next((tn for tn in a.tunnel_networks if tn.network == network), None)
         if tunnel:
             wire, nic_a, bridge = a.tunnel.wire, a.tunnel.nic, "br-tun"
@@ -151,7 +153,7 @@ class PathBuilder:
         self.add(f"wire {wire} (from {a.name})", "wire", wire_plan.netns, member.wire_ifname, note=note)
         self.add(f"{b.name} {nic_b}", "nic", b.netns, nic_b, note=note)
         self.add(f"{b.name} {bridge} -> br-int", "ovs", b.netns,
-                 note=f"local VLAN {self.lvid(b, network)}")
+                 note=dvr[1] or f"local VLAN {self.lvid(b, network)}")
         self.ovs_entries.append((b, bridge, entry))
 
 
@@ -204,7 +206,8 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
         x = plan.node(router.node)
         qr_in = next(i for i in router.interfaces if i.network == src.network)
         b.instance_out(src, qr_in.mac)
-        b.node_to_node(src.node, x, src.network, src.mac, qr_in.mac)
+        if x.name != src.node.name:     # DVR: the router is on the sender's own node
+            b.node_to_node(src.node, x, src.network, src.mac, qr_in.mac)
         b.add(f"{router.name} {qr_in.ns_dev}", "nic", router.netns, qr_in.ns_dev)
         if dst.kind == "instance" and not via_fip:
             qr_out = next((i for i in router.interfaces if i.network == dst.network), None)
@@ -214,7 +217,10 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
             b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev)
             b.ovs_entries.append((x, "br-int", {"in_port": qr_out.ovs_dev, "dl_src": qr_out.mac, "dl_dst": dst.mac}))
             b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {qr_out.local_vlan}")
-            b.node_to_node(x, dst.node, dst.network, qr_out.mac, dst.mac)
+            if x.name != dst.node.name:
+                wire_src, notes = _dvr_rewrite(x, dst.node, qr_out) if router.role == "dvr_local" \
+                    else (qr_out.mac, ("", ""))
+                b.node_to_node(x, dst.node, dst.network, wire_src, dst.mac, notes)
             b.instance_in(dst)
             return b, dst, dst_ip
         # out to the external network: SNAT to the floating IP, or to the router's gateway address
@@ -254,6 +260,15 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
     b.node_to_node(x, dst.node, dst.network, qr_out.mac, dst.mac)
     b.instance_in(dst)
     return b, dst, via_fip
+
+
+def _dvr_rewrite(x: NodePlan, y: NodePlan, qr) -> tuple[str, tuple[str, str]]:
+    """DVR: the routed frame leaves X with X's DVR MAC (physical bridge table 1,
+    DVR_PROCESS_PHYSICAL) and Y's br-int gives it the gateway MAC back (table 0 prio 4 ->
+    table 2, DVR_TO_SRC_MAC_PHYSICAL -> table 60 straight to the port)."""
+    return x.dvr_mac, (f"source {qr.mac} -> {x.name}'s DVR MAC {x.dvr_mac} (table 1)",
+                       f"from DVR MAC {x.dvr_mac}: table 2 sets source {qr.mac} (gateway of {qr.network}), "
+                       "table 60 outputs to the port")
 
 
 def _external_leg_out(b: PathBuilder, plan: Plan, x: NodePlan, network: str, dst: Endpoint) -> None:

@@ -157,7 +157,7 @@ def test_recorded_dump_is_what_the_lab_renders(stem):
 
 # neutron-lib neutron_lib/plugins/ml2/ovs_constants.py, without the metadata tables (80-91)
 NEUTRON_LIB_TABLES = {
-    "br-int": {0, 1, 2, 3, 4, 23, 24, 25, 30, 31, 59, 60, 61, 62, 71, 72, 73, 77, 78, 81, 82, 91, 92, 93, 94},
+    "br-int": {0, 1, 2, 3, 4, 23, 24, 25, 30, 31, 58, 59, 60, 61, 62, 71, 72, 73, 77, 78, 81, 82, 91, 92, 93, 94},
     "br-tun": {0, 1, 2, 3, 4, 6, 9, 10, 20, 21, 22},
     "physical": {0, 1, 2, 3},
 }
@@ -301,7 +301,7 @@ def test_render_groups_by_table_highest_priority_first():
     headers = [x for x in text if x.startswith("  table ")]
     assert headers == ["  table 0 — local switching", "  table 23 — canary", "  table 24 — ARP spoofing protection",
                        "  table 25 — MAC spoofing protection", "  table 30 — local egress", "  table 31 — local IP",
-                       "  table 59 — packet rate limit", "  table 60 — transient", "  table 62 — transient egress"]
+                       "  table 59 — bandwidth rate limit", "  table 60 — transient", "  table 62 — transient egress"]
     table0 = text[2:text.index("  table 23 — canary")]
     prios = [int(re.search(r" prio (\d+) ", x).group(1)) for x in table0]
     assert prios == sorted(prios, reverse=True) and len(prios) == 8

@@ -44,7 +44,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py"
 
-SCENARIOS = ["classic-vlan", "classic-vxlan", "classic-gre", "classic-ovsfw"]
+SCENARIOS = ["classic-vlan", "classic-vxlan", "classic-gre", "dvr-vlan", "dvr-vxlan", "classic-ovsfw"]
 
 
 def check_golden(path: Path, actual: str) -> None:
@@ -138,8 +138,10 @@ def test_every_router_and_dhcp_server_has_golden_files(name):
     for d in plan.dhcp_servers:
         for fname in DHCP_GOLDEN_FILES + ("argv.txt",):
             assert f"{name}/{d.node}/dhcp-{d.name}/{fname}" in mine
-    assert len([p for p in mine if "/router-" in p]) == len(plan.routers) == 1
-    assert len([p for p in mine if p.endswith("/argv.txt")]) == len(plan.dhcp_servers) == 3
+    assert len([p for p in mine if "/router-" in p]) == len(plan.router_instances)
+    assert len(plan.routers) == 1 and len(plan.router_instances) == (3 if name.startswith("dvr-") else 1)
+    assert len([p for p in mine if p.endswith("/argv.txt")]) == len(plan.dhcp_servers)
+    assert len(plan.dhcp_servers) == (2 if name.startswith("dvr-") else 3)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -154,7 +156,7 @@ def test_every_bridge_has_golden_flows(name):
         if n.tunnel:
             expected.add(f"{name}/{n.name}/br-tun.flows")
     assert flows == expected
-    tunnels = name not in ("classic-vlan", "classic-ovsfw")
+    tunnels = not name.endswith("-vlan") and name != "classic-ovsfw"
     assert all((plan.node(n).tunnel is not None) == tunnels for n in ("network1", "compute1", "compute2"))
     assert len([p for p in flows if p.endswith("/br-tun.flows")]) == (3 if tunnels else 0)
 

@@ -27,8 +27,8 @@ def plan(scenario):
 
 
 def test_roles():
-    assert routers.ROLES == ("legacy",)
-    assert routers.RESERVED_ROLES == ("dvr_local", "dvr_snat")
+    assert routers.ROLES == ("legacy", "dvr_local")
+    assert routers.RESERVED_ROLES == ("dvr_snat",)
     assert routers.NAMESPACE_PREFIX == {"legacy": "qrouter-", "dvr_local": "qrouter-", "dvr_snat": "snat-"}
 
 
@@ -39,8 +39,8 @@ def test_legacy_placement_is_the_routers_node(scenario):
 
 def test_reserved_roles_are_not_built(scenario):
     (r,) = scenario.routers
-    with pytest.raises(ValueError, match="router role 'dvr_local' is not built yet"):
-        routers.instance("lab", scenario, r, "compute1", "dvr_local", 2, lambda net: 1, None)
+    with pytest.raises(ValueError, match="router role 'dvr_snat' is not built yet"):
+        routers.instance("lab", scenario, r, "network1", "dvr_snat", 2, lambda net: 1, None)
 
 
 def test_target_names():

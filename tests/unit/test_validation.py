@@ -177,7 +177,7 @@ CASES = [
          "projects", "project name 'Alt' must be lowercase"),
     # ---- nodes
     case("unknown-node-key", mutate("    role: network\n", "    role: network\n    flavor: m1.small\n"),
-         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver)"),
+         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver, agent_mode)"),
     case("bad-role", mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage"),
          "role: storage", "nodes.compute2.role", "'storage' is not one of: network, compute"),
     case("network-project-is-a-list", mutate("    project: demo\n    type: vlan", "    project: [demo]\n    type: vlan"),
@@ -382,8 +382,8 @@ CASES = [
          "checks[0].path[0].packets", "'bogus' is not one of: ip, arp"),
     case("path-unknown-key", with_path("crosses: physnet1\nvia: br-int"), "via: br-int",
          "checks[0].path[0].via",
-         "unknown key (expected one of: crosses, never_on, never_reaches, reaches, passes, vlan, vni, key, "
-         "packets, source, destination)"),
+         "unknown key (expected one of: crosses, never_on, never_reaches, reaches, passes, never_passes, vlan, "
+         "vni, key, packets, source, destination, source_mac)"),
     case("path-not-a-list", mutate("    path:\n      - crosses: physnet1\n        vlan: 101\n",
                                    "    path: physnet1\n"),
          "path: physnet1", "checks[0].path", "must be a list of path assertions"),
@@ -597,7 +597,7 @@ CASES += [
          lambda t: f"203.0.113.150 is already used by router router1 "
                    f"(line {line_of(t, 'gateway_ip: 203.0.113.150', 0)}) on network ext-net"),
     case("router-unknown-key", with_router_key("ha", "true"), "ha: true", "routers.router1.ha",
-         "unknown key (expected one of: project, node, interfaces, external_gateway, gateway_ip)"),
+         "unknown key (expected one of: project, node, interfaces, external_gateway, gateway_ip, distributed)"),
     case("router-named-like-node", ext("  router1:\n", "  compute1:\n"), ("  compute1:", -1),
          "routers.compute1",
          lambda t: f"name 'compute1' is already used by a node at line {line_of(t, '  compute1:', 0)}"),
@@ -835,7 +835,7 @@ CASES += [
          "arp_responder: true", "agent.arp_responder",
          "the ARP responder answers from l2_population's entries: set l2_population: true too"),
     case("agent-unknown-key", with_agent("  tunnel_csum: true\n"), "tunnel_csum:", "agent.tunnel_csum",
-         "unknown key (expected one of: l2_population, arp_responder)"),
+         "unknown key (expected one of: l2_population, arp_responder, enable_distributed_routing, dvr_base_mac)"),
     case("agent-l2pop-not-bool", with_agent("  l2_population: 1\n"), "l2_population: 1",
          "agent.l2_population", "must be true or false, not int 1"),
     case("agent-not-a-mapping", insert_before("nodes:\n", "agent: l2pop\n"), "agent: l2pop", "agent",

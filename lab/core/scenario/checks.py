@@ -12,7 +12,8 @@ from lab.core.scenario.model import (DEFAULT_TCP_PORT, EXPECTS, PACKET_KINDS, PA
                                      ExternalHost, Instance, PathAssertion, PhysicalNetwork)
 from lab.core.scenario.yamlsource import LineDict, LineList
 
-PATH_KEYS = PATH_KINDS + ("vlan", "vni", "key", "packets", "source", "destination")
+PATH_KEYS = PATH_KINDS + ("vlan", "vni", "key", "packets", "source", "destination", "source_mac")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class _Known:
     targets: set[str]                   # every exec target name
     physnets: dict[str, PhysicalNetwork]
     routers: set[str]
+    mac_names: set[str] = frozenset()    # dvr:<node> and gateway:<network> a source_mac may name
 
     @property
     def endpoints(self) -> set[str]:
@@ -39,14 +41,14 @@ class _Known:
 
 def parse_checks(c: Checker, data: LineDict, instances: dict[str, Instance], targets: set[str],
                  physnets: dict[str, PhysicalNetwork], declared_instances: set[str],
-                 hosts: dict[str, ExternalHost], routers: set[str]) -> list[Check]:
+                 hosts: dict[str, ExternalHost], routers: set[str], mac_names: set[str] = frozenset()) -> list[Check]:
     raw = data.get("checks")
     if raw is None:
         return []
     if not isinstance(raw, LineList):
         c.add(data.line_of("checks"), "checks", "must be a list of checks")
         return []
-    known = _Known(instances, declared_instances, hosts, targets, physnets, routers)
+    known = _Known(instances, declared_instances, hosts, targets, physnets, routers, set(mac_names))
     checks: list[Check] = []
     names: set[str] = set()
     for i, body in enumerate(raw):
@@ -166,7 +168,7 @@ def _assertion(c: Checker, item: LineDict, pline: int, pwhere: str, known: _Know
     if what in ("crosses", "never_on") and target not in known.physnets:
         c.add(item.line_of(what), twhere, f"unknown physical network {shown(target)}")
         return None
-    if what == "passes" and target not in known.routers:
+    if what in ("passes", "never_passes") and target not in known.routers:
         c.add(item.line_of(what), twhere, f"unknown router {shown(target)}")
         return None
     if what in ("never_reaches", "reaches") and (target not in known.targets or target in known.routers):
@@ -183,7 +185,24 @@ def _assertion(c: Checker, item: LineDict, pline: int, pwhere: str, known: _Know
                 pair[key] = str(ipaddress.IPv4Address(str(item[key])))
             except ValueError:
                 c.add(item.line_of(key), f"{pwhere}.{key}", f"{shown(item[key])} is not an IPv4 address")
-    return PathAssertion(what, target, vlan, packets, pline, **pair, **tunnel_ids)
+    return PathAssertion(what, target, vlan, packets, pline, **pair, **tunnel_ids,
+                         source_mac=_source_mac(c, item, pwhere, what, known))
+
+
+def _source_mac(c: Checker, item: LineDict, pwhere: str, what: str, known: _Known) -> str | None:
+    """source_mac: a MAC, an instance (its port's MAC), dvr:<node> (its DVR MAC) or
+    gateway:<network> (its router port's MAC)."""
+    if "source_mac" not in item:
+        return None
+    value, line, where = str(item["source_mac"]).lower(), item.line_of("source_mac"), f"{pwhere}.source_mac"
+    if what not in ("crosses", "never_on", "reaches"):
+        c.add(line, where, "source_mac goes with crosses, never_on or reaches")
+    elif not (MAC_RE.match(value) or value in known.mac_names or value in known.instances):
+        c.add(line, where, f"{shown(item['source_mac'])} is not a MAC address, nor one of: "
+                           f"an instance, {', '.join(sorted(known.mac_names)) or 'dvr:<node> (needs DVR), gateway:<network>'}")
+    else:
+        return value
+    return None
 
 
 def _vlan(c: Checker, item: LineDict, pwhere: str, what: str, target: str, on_underlay: bool) -> int | None:

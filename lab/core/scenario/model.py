@@ -11,6 +11,12 @@ from lab.core.plugs import DRIVERS
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ROLES = ("network", "compute")
+# the L3 agent's agent_mode (l3_agent.ini): which a node of each role may run (Neutron's admin
+# guide: dvr_snat is not supported on computes, bug #1934666)
+AGENT_MODES = ("legacy", "dvr", "dvr_snat", "dvr_no_external")
+DVR_AGENT_MODES = ("dvr", "dvr_snat", "dvr_no_external")
+AGENT_MODES_OF_ROLE = {"network": ("legacy", "dvr_snat"), "compute": ("dvr", "dvr_no_external")}
+DVR_BASE_MAC = "fa:16:3f:00:00:00"   # neutron.conf dvr_base_mac default
 # the OVS agent's [securitygroup] firewall_driver: built now, and known but not built yet
 FIREWALL_DRIVERS_NOW = DRIVERS           # the plug registry (lab/core/plugs) says what is built
 FIREWALL_DRIVERS_LATER: tuple[str, ...] = ()
@@ -24,7 +30,7 @@ RESERVED_BRIDGES = ("br-int", "br-tun")
 PROTOS = ("icmp", "tcp")
 EXPECTS = ("reach", "blocked")
 PACKET_KINDS = ("ip", "arp")
-PATH_KINDS = ("crosses", "never_on", "never_reaches", "reaches", "passes")
+PATH_KINDS = ("crosses", "never_on", "never_reaches", "reaches", "passes", "never_passes")
 DEFAULT_TCP_PORT = 5001
 DEFAULT_MTU = {"vlan": 1500, "flat": 1500, "vxlan": 1450, "gre": 1458}
 
@@ -36,6 +42,7 @@ class Node:
     line: int
     local_ip: str | None = None     # tunnel endpoint on the underlay
     firewall_driver: str = "iptables_hybrid"    # the OVS agent's [securitygroup] firewall_driver
+    agent_mode: str | None = None   # the L3 agent's agent_mode; None: no L3 agent (a compute without DVR)
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class Router:
     gateway_ip: str | None
     gateway_mac: str | None
     line: int
+    distributed: bool = False       # DVR: a qrouter- on every host with a port on its networks
 
 
 @dataclass(frozen=True)
@@ -151,12 +159,15 @@ class PathAssertion:
     destination: str | None = None
     vni: int | None = None          # crosses only: VXLAN network identifier seen on the underlay
     key: int | None = None          # crosses only: GRE key seen on the underlay
+    source_mac: str | None = None   # the frames' Ethernet source: a MAC, an instance, dvr:<node>, gateway:<network>
 
     def describe(self) -> str:
         what = "ARP requests for the destination" if self.packets == "arp" else "probe packets"
         pair = ""
         if self.source or self.destination:
             pair = f" ({self.source or 'source'} <-> {self.destination or 'destination'})"
+        if self.source_mac:
+            pair += f" from MAC {self.source_mac}"
         if self.kind == "crosses":
             tag = f" tagged VLAN {self.vlan}" if self.vlan is not None else ""
             tag += f" in VXLAN VNI {self.vni}" if self.vni is not None else ""
@@ -168,6 +179,8 @@ class PathAssertion:
             return f"{what}{pair} reach {self.target}"
         if self.kind == "passes":
             return f"{what}{pair} pass through router {self.target}"
+        if self.kind == "never_passes":
+            return f"{what}{pair} never pass through router {self.target}"
         return f"{what}{pair} never reach {self.target}"
 
 
@@ -199,12 +212,23 @@ class Scenario:
     external_hosts: tuple[ExternalHost, ...] = ()
     l2_population: bool = False
     arp_responder: bool = False
+    distributed_routing: bool = False     # the OVS agent's [agent] enable_distributed_routing
+    dvr_base_mac: str = DVR_BASE_MAC
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)
+
+    def dhcp_node(self, network: str) -> str | None:
+        """The node running NETWORK's DHCP server: the first network node attached to its
+        physical network (None without DHCP)."""
+        net = self.network(network)
+        if not net.dhcp:
+            return None
+        physnet = self.physical_network(net.physical_network)
+        return next((n.name for n in self.nodes if n.role == "network" and n.name in physnet.nodes), None)
 
     def physical_network(self, name: str) -> PhysicalNetwork:
         return next(p for p in self.physical_networks if p.name == name)

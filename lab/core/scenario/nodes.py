@@ -8,7 +8,8 @@ import itertools
 
 from lab.core import naming
 from lab.core.scenario.checker import Checker, Claims, empty_at, items
-from lab.core.scenario.model import (FIREWALL_DRIVERS_LATER, FIREWALL_DRIVERS_NOW, ROLES, Node,
+from lab.core.scenario.model import (AGENT_MODES, AGENT_MODES_OF_ROLE, DVR_AGENT_MODES,
+                                     FIREWALL_DRIVERS_LATER, FIREWALL_DRIVERS_NOW, ROLES, Node,
                                      PhysicalNetwork)
 from lab.core.scenario.yamlsource import LineDict
 
@@ -17,15 +18,51 @@ def parse_nodes(c: Checker, data: LineDict, claim: Claims) -> list[Node]:
     nodes: list[Node] = []
     for nm, body, line in items(c, data, "nodes"):
         where = f"nodes.{nm}"
-        c.known_keys(body, ("role", "local_ip", "firewall_driver"), where)
+        c.known_keys(body, ("role", "local_ip", "firewall_driver", "agent_mode"), where)
         if not c.name(nm, line, where, naming.IFNAMSIZ):
             continue
         claim("a node", nm, line, where)
         role = c.string(body, "role", f"{where}.role", choices=ROLES)
         local_ip = c.string(body, "local_ip", f"{where}.local_ip", required=False)
         driver = firewall_driver(c, body, f"{where}.firewall_driver")
-        nodes.append(Node(nm, role or "compute", line, local_ip, firewall_driver=driver))
+        mode = agent_mode(c, body, f"{where}.agent_mode", role or "compute")
+        nodes.append(Node(nm, role or "compute", line, local_ip, firewall_driver=driver, agent_mode=mode))
     return nodes
+
+
+def agent_mode(c: Checker, body: LineDict, where: str, role: str) -> str | None:
+    """The L3 agent's agent_mode: legacy on a network node unless given; a compute runs an L3
+    agent only in a DVR mode (dvr, dvr_no_external)."""
+    default = "legacy" if role == "network" else None
+    mode = c.string(body, "agent_mode", where, required=False)
+    if mode is None:
+        return default
+    allowed = AGENT_MODES_OF_ROLE.get(role, ())
+    if mode not in AGENT_MODES:
+        c.add(body.line_of("agent_mode"), where,
+              f"unknown agent_mode {str(mode)[:40]!r} (one of: {', '.join(AGENT_MODES)})")
+        return default
+    if mode not in allowed:
+        c.add(body.line_of("agent_mode"), where,
+              f"agent_mode {mode} is not for a {role} node (a {role} node runs: {', '.join(allowed)})")
+        return default
+    return mode
+
+
+def dvr_agents(c: Checker, data: LineDict, nodes: list[Node], distributed_routing: bool) -> None:
+    """An L3 agent in a DVR mode needs the OVS agent's DVR mode (enable_distributed_routing):
+    without it no DVR flows exist and the local routers' frames would leave with the shared
+    gateway MAC."""
+    if distributed_routing:
+        return
+    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), LineDict) else LineDict()
+    for node in nodes:
+        if node.agent_mode in DVR_AGENT_MODES:
+            body = raw_nodes.get(node.name)
+            line = body.line_of("agent_mode") if isinstance(body, LineDict) else node.line
+            c.add(line, f"nodes.{node.name}.agent_mode",
+                  f"agent_mode {node.agent_mode} needs the OVS agent's DVR mode: set "
+                  "agent: {enable_distributed_routing: true}")
 
 
 def firewall_driver(c: Checker, body: LineDict, where: str) -> str:

@@ -5,6 +5,8 @@ has its own module."""
 
 from __future__ import annotations
 
+import re
+
 from lab.core.scenario.addresses import assign_addresses
 from lab.core.scenario.checker import MAX_PROBLEMS, Checker, Claims, TooManyProblems, shown
 from lab.core.scenario.checks import parse_checks
@@ -13,9 +15,10 @@ from lab.core.scenario.includes import include
 from lab.core.scenario.instances import parse_instances
 from lab.core.scenario.loader import Unreadable, find_scenario, read_source
 from lab.core.scenario.ml2 import parse_ml2
-from lab.core.scenario.model import NAME_RE, Scenario
+from lab.core.naming import NEUTRON_MAC_PREFIX
+from lab.core.scenario.model import DVR_BASE_MAC, NAME_RE, Scenario
 from lab.core.scenario.networks import parse_networks
-from lab.core.scenario.nodes import parse_nodes, tunnel_endpoints
+from lab.core.scenario.nodes import dvr_agents, parse_nodes, tunnel_endpoints
 from lab.core.scenario.physical import parse_physical_networks, parse_projects
 from lab.core.scenario.routers import parse_routers
 from lab.core.scenario.security_groups import parse_security_groups
@@ -86,31 +89,84 @@ def _parse(c: Checker, text: str, filename: str, default_name: str, override: bo
     nodes = tunnel_endpoints(c, data, nodes, next((p for p in physnets if p.tunnels), None))
     projects = parse_projects(c, data)
     ml2 = parse_ml2(c, data)
-    l2pop, arp_responder = _agent(c, data)
+    l2pop, arp_responder, dvr, dvr_base_mac = _agent(c, data)
+    dvr_agents(c, data, nodes, dvr)
+    _dvr_tunnels(c, data, physnets, dvr, l2pop)
     networks = parse_networks(c, data, name, projects, ml2, nodes, physnets, claim)
     net_by_name = {n.name: n for n in networks}
     groups = parse_security_groups(c, data, projects)
     pending = parse_instances(c, data, nodes, physnet_by_name, net_by_name, groups, claim)
-    routers_raw = parse_routers(c, data, projects, nodes, physnet_by_name, net_by_name, claim)
+    routers_raw = parse_routers(c, data, projects, nodes, physnet_by_name, net_by_name, claim,
+                                dvr=dvr, instances=pending)
     hosts_raw = parse_external_hosts(c, data, net_by_name, claim)
     networks, instances, routers = assign_addresses(c, name, networks, pending, hosts_raw, routers_raw)
     hosts = resolve_external_hosts(name, hosts_raw)
     checks = parse_checks(c, data, {i.name: i for i in instances}, set(claim.targets), physnet_by_name,
-                          claim.of_kind("an instance"), {h.name: h for h in hosts}, {r.name for r in routers})
+                          claim.of_kind("an instance"), {h.name: h for h in hosts},
+                          router_targets(nodes, physnets, networks, instances, routers),
+                          {f"dvr:{n.name}" for n in nodes if dvr}
+                          | {f"gateway:{i.network}" for r in routers for i in r.interfaces})
+    # DVR with tunnels forces the ARP responder on (ovs_neutron_agent)
+    arp_responder = arp_responder or (dvr and any(p.tunnels for p in physnets))
     return Scenario(name, description, filename, tuple(nodes), tuple(physnets), tuple(projects),
                     tuple(networks), tuple(instances), tuple(checks), tuple(groups),
-                    tuple(routers), tuple(hosts), l2pop, arp_responder)
+                    tuple(routers), tuple(hosts), l2pop, arp_responder, dvr, dvr_base_mac)
 
 
-def _agent(c: Checker, data: LineDict) -> tuple[bool, bool]:
-    """agent: {l2_population: false, arp_responder: false}: the OVS agent's options."""
+def router_targets(nodes, physnets, networks, instances, routers) -> set[str]:
+    """What a check may name as a router: each router, and each instance of a distributed
+    router (router1@compute1)."""
+    from lab.core import naming, routers as placement
+    out = {r.name for r in routers}
+    for r in routers:
+        ports = [(i.node, i.network) for i in instances]
+        hosts = placement.dvr_hosts(nodes, physnets, networks, ports, r.interfaces) if r.distributed else ()
+        out |= {naming.router_target(r.name, h, len(hosts)) for h in hosts}
+    return out
+
+
+def _agent(c: Checker, data: LineDict) -> tuple[bool, bool, bool, str]:
+    """agent: {l2_population: false, arp_responder: false, enable_distributed_routing: false,
+    dvr_base_mac: fa:16:3f:00:00:00}: the OVS agent's options (and the server's DVR MAC base)."""
     agent = c.mapping(data, "agent", "agent")
     if agent is None:
-        return False, False
-    c.known_keys(agent, ("l2_population", "arp_responder"), "agent")
+        return False, False, False, DVR_BASE_MAC
+    c.known_keys(agent, ("l2_population", "arp_responder", "enable_distributed_routing", "dvr_base_mac"), "agent")
     l2pop = c.boolean(agent, "l2_population", "agent.l2_population", default=False)
     arp = c.boolean(agent, "arp_responder", "agent.arp_responder", default=False)
+    dvr = c.boolean(agent, "enable_distributed_routing", "agent.enable_distributed_routing", default=False)
     if arp and not l2pop:
         c.add(agent.line_of("arp_responder"), "agent.arp_responder",
               "the ARP responder answers from l2_population's entries: set l2_population: true too")
-    return l2pop, arp
+    return l2pop, arp, dvr, _dvr_base_mac(c, agent)
+
+
+def _dvr_tunnels(c: Checker, data: LineDict, physnets, dvr: bool, l2pop: bool) -> None:
+    """The OVS agent in DVR mode with tunnels refuses to start without l2population."""
+    if not dvr or not any(p.tunnels for p in physnets):
+        return
+    agent = data.get("agent")
+    line = agent.line_of("enable_distributed_routing") if isinstance(agent, LineDict) else 1
+    if not l2pop:
+        c.add(line, "agent.enable_distributed_routing",
+              "DVR deployments for VXLAN/GRE/Geneve underlays require L2-pop to be enabled, in both the "
+              "Agent and Server side: set agent: {l2_population: true}")
+
+
+def _dvr_base_mac(c: Checker, agent: LineDict) -> str:
+    """dvr_base_mac: a unicast MAC, not Neutron's port base MAC fa:16:3e (the server refuses
+    that: DVR MACs would collide with port MACs)."""
+    if "dvr_base_mac" not in agent:
+        return DVR_BASE_MAC
+    mac = str(agent["dvr_base_mac"]).lower()
+    line, where = agent.line_of("dvr_base_mac"), "agent.dvr_base_mac"
+    if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
+        c.add(line, where, f"{shown(agent['dvr_base_mac'])} is not a MAC address")
+    elif int(mac[:2], 16) & 1:
+        c.add(line, where, f"{mac} is a multicast address")
+    elif mac[:8] == NEUTRON_MAC_PREFIX:
+        c.add(line, where, f"{mac} starts like Neutron's base_mac {NEUTRON_MAC_PREFIX}: DVR MACs would "
+                           "collide with port MACs")
+    else:
+        return mac
+    return DVR_BASE_MAC

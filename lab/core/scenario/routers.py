@@ -7,13 +7,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from lab.core import naming
+from lab.core import naming, routers as placement
 from lab.core.scenario.checker import Checker, Claims, items, shown
 from lab.core.scenario.ipam import Addresses, in_pool, pool_text
 from lab.core.scenario.model import Network, Node, PhysicalNetwork, Router, RouterInterface
 from lab.core.scenario.yamlsource import LineDict, LineList
 
-KEYS = ("project", "node", "interfaces", "external_gateway", "gateway_ip")
+KEYS = ("project", "node", "interfaces", "external_gateway", "gateway_ip", "distributed")
 
 
 @dataclass
@@ -28,11 +28,12 @@ class PendingRouter:
     gateway_ip: str | None
     gateway_line: int
     line: int
+    distributed: bool = False
 
 
 def parse_routers(c: Checker, data: LineDict, projects: list[str], nodes: list[Node],
                   physnets: dict[str, PhysicalNetwork], networks: dict[str, Network],
-                  claim: Claims) -> list[PendingRouter]:
+                  claim: Claims, dvr: bool = False, instances=()) -> list[PendingRouter]:
     out = []
     attached: dict[str, tuple[str, int]] = {}    # network -> (router, line)
     network_nodes = [n.name for n in nodes if n.role == "network"]
@@ -43,17 +44,65 @@ def parse_routers(c: Checker, data: LineDict, projects: list[str], nodes: list[N
             continue
         claim("a router", nm, line, where)
         project = c.project(body, f"{where}.project", projects)
-        node = _node(c, body, line, where, network_nodes)
-        if node is None:
-            continue
+        distributed = c.boolean(body, "distributed", f"{where}.distributed", default=False)
+        if distributed:
+            node = _distributed(c, body, line, where, nodes, dvr)
+        else:
+            node = _node(c, body, line, where, network_nodes)
+            if node is None:
+                continue
         interfaces = _interfaces(c, body, nm, where, project, node, physnets, networks, attached)
         external = _external_gateway(c, body, where, node, physnets, networks)
         gateway_ip = _gateway_ip(c, body, where, external)
+        if distributed:
+            _dvr_hosts_run_dvr(c, body, where, nodes, physnets, networks, instances, interfaces)
         if project is None:
             continue
-        out.append(PendingRouter(nm, project, node, interfaces, external, gateway_ip,
-                                 body.line_of("gateway_ip"), line))
+        out.append(PendingRouter(nm, project, node or "", interfaces, external, gateway_ip,
+                                 body.line_of("gateway_ip"), line, distributed))
     return out
+
+
+def _distributed(c: Checker, body: LineDict, line: int, where: str, nodes: list[Node], dvr: bool) -> str | None:
+    """A distributed router: the OVS agents must run in DVR mode; its centralized part (the
+    gateway's snat-) belongs on a dvr_snat node, and north-south is not built yet."""
+    if not dvr:
+        c.add(body.line_of("distributed"), f"{where}.distributed",
+              "a distributed router needs the OVS agent's DVR mode: set agent: {enable_distributed_routing: true}")
+    snat_nodes = [n.name for n in nodes if n.agent_mode == "dvr_snat"]
+    node = body.get("node")
+    if node is not None and node not in snat_nodes:
+        c.add(body.line_of("node"), f"{where}.node", f"{shown(node)} does not run agent_mode dvr_snat "
+                                                     f"(dvr_snat nodes: {', '.join(snat_nodes) or 'none'})")
+        node = None
+    elif node is None and len(snat_nodes) == 1:
+        node = snat_nodes[0]
+    if "external_gateway" in body:
+        gline, gwhere = body.line_of("external_gateway"), f"{where}.external_gateway"
+        if not snat_nodes:
+            c.add(gline, gwhere, "a distributed router needs a node with agent_mode dvr_snat for its gateway")
+        elif node is None:
+            c.add(line, f"{where}.node", f"is required when the scenario has {len(snat_nodes)} dvr_snat nodes")
+        else:
+            c.add(gline, gwhere, "north-south for distributed routers (snat-, sg-, fip-, floating IPs) is not "
+                                 "built yet: leave out external_gateway (east-west is built)")
+    return node
+
+
+def _dvr_hosts_run_dvr(c: Checker, body: LineDict, where: str, nodes: list[Node],
+                       physnets: dict[str, PhysicalNetwork], networks: dict[str, Network], instances,
+                       interfaces: list[Network]) -> None:
+    """Every node with a DVR-serviced port (instance, DHCP) on the router's networks gets a
+    local qrouter-: it must run an L3 agent in a DVR mode."""
+    ports = [(i.node, i.net.name) for i in instances if i.net is not None]
+    hosts = placement.dvr_hosts(nodes, physnets.values(), networks.values(), ports, interfaces)
+    modes = {n.name: n.agent_mode for n in nodes}
+    for host in hosts:
+        if modes.get(host) not in placement.DVR_AGENT_MODES:
+            c.add(body.line_of("interfaces") if "interfaces" in body else body.line_of("distributed"),
+                  f"{where}.interfaces", f"{host} has ports on this distributed router's networks but runs no "
+                  f"L3 agent in a DVR mode (agent_mode: {modes.get(host) or 'none'}; needs dvr, "
+                  "dvr_no_external or dvr_snat)")
 
 
 def _node(c: Checker, body: LineDict, line: int, where: str, network_nodes: list[str]) -> str | None:
@@ -71,7 +120,7 @@ def _node(c: Checker, body: LineDict, line: int, where: str, network_nodes: list
     return node
 
 
-def _interfaces(c: Checker, body: LineDict, nm: str, where: str, project: str | None, node: str,
+def _interfaces(c: Checker, body: LineDict, nm: str, where: str, project: str | None, node: str | None,
                 physnets: dict[str, PhysicalNetwork], networks: dict[str, Network],
                 attached: dict[str, tuple[str, int]]) -> list[Network]:
     ifaces_raw = body.get("interfaces", LineList())
@@ -93,7 +142,7 @@ def _interfaces(c: Checker, body: LineDict, nm: str, where: str, project: str | 
             other, oline = attached[net.name]
             c.add(iline, iwhere, f"network {net.name} is already attached to router {other} "
                                  f"({c.at(oline)}); its gateway address can be on one router only")
-        elif node not in physnets[net.physical_network].nodes:
+        elif node and node not in physnets[net.physical_network].nodes:
             c.add(iline, iwhere, f"{node} is not attached to {net.physical_network}, which carries {net.name}")
         else:
             attached[net.name] = (nm, iline)
@@ -101,7 +150,7 @@ def _interfaces(c: Checker, body: LineDict, nm: str, where: str, project: str | 
     return interfaces
 
 
-def _external_gateway(c: Checker, body: LineDict, where: str, node: str, physnets: dict[str, PhysicalNetwork],
+def _external_gateway(c: Checker, body: LineDict, where: str, node: str | None, physnets: dict[str, PhysicalNetwork],
                       networks: dict[str, Network]) -> Network | None:
     if "external_gateway" not in body:
         return None
@@ -111,7 +160,7 @@ def _external_gateway(c: Checker, body: LineDict, where: str, node: str, physnet
         c.add(eline, ewhere, f"unknown or invalid network {shown(body['external_gateway'])}")
     elif not ext.external:
         c.add(eline, ewhere, f"network {ext.name} is not external (set external: true on it)")
-    elif node not in physnets[ext.physical_network].nodes:
+    elif node and node not in physnets[ext.physical_network].nodes:
         c.add(eline, ewhere, f"{node} is not attached to {ext.physical_network}, which carries {ext.name}")
     else:
         return ext
@@ -154,5 +203,6 @@ def resolve_routers(lab: str, pending: list[PendingRouter], addresses: Addresses
             pid = naming.object_uuid(lab, "router-interface", f"{r.name}/{n.name}")
             interfaces.append(RouterInterface(n.name, pid, n.gateway, naming.port_mac(pid)))
         routers.append(Router(r.name, r.project, r.node, naming.object_uuid(lab, "router", r.name),
-                              tuple(interfaces), ext.name if ext else None, gw_port, gw_ip, gw_mac, r.line))
+                              tuple(interfaces), ext.name if ext else None, gw_port, gw_ip, gw_mac, r.line,
+                              distributed=r.distributed))
     return routers

@@ -1,0 +1,285 @@
+"""Distributed routers (DVR), east-west on VLAN: the scenario keys and their validation, the
+per-host DVR MAC, the dvr_local router instances (same qr- ports everywhere, permanent
+neighbours), and the DVR flows of br-int and the physical bridges, read the way the OVS
+agent's ovs_dvr_neutron_agent installs them. Pure."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers import line_of, only_problem, parse, problems_of
+from lab.core import naming, routers
+from lab.core.plan import build_plan
+from lab.core.render import render_plan
+from lab.core.scenario import find_scenario, load_scenario
+
+TEXT = Path(find_scenario("dvr-vlan")).read_text()
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return build_plan(load_scenario("dvr-vlan"))
+
+
+@pytest.fixture(scope="module")
+def renders(plan):
+    return render_plan(plan)
+
+
+def flows(renders, node: str, bridge: str) -> list[str]:
+    return [re.sub(r"^cookie=0x[0-9a-f]+,", "", line) for line in renders[node].flows[bridge].splitlines()
+            if line.startswith("cookie=")]
+
+
+# --------------------------------------------------------------------------- DVR MAC
+
+def test_dvr_mac_from_the_base_and_stable():
+    # pinned by value: the lab's UUID namespace and hashing, not recomputed here
+    assert naming.dvr_mac("fa:16:3f:00:00:00", "dvr-vlan", "compute1") == "fa:16:3f:aa:d3:0b"
+    # a 4th octet other than 00 is kept (neutron-lib get_random_mac)
+    assert naming.dvr_mac("fa:16:3f:42:00:00", "dvr-vlan", "compute1").startswith("fa:16:3f:42:")
+    assert naming.dvr_mac("fa:16:3f:00:00:00", "dvr-vlan", "compute1", 1) != "fa:16:3f:aa:d3:0b"
+
+
+def test_one_dvr_mac_per_node(plan):
+    macs = dict(plan.dvr_macs)
+    assert set(macs) == {"network1", "compute1", "compute2"}
+    assert len(set(macs.values())) == 3
+    assert all(m.startswith("fa:16:3f:") for m in macs.values())
+    assert all(plan.node(n).dvr_mac == m for n, m in macs.items())
+    assert plan.other_dvr_macs("compute1") == (macs["network1"], macs["compute2"])
+    assert plan.mac_named("dvr:compute2") == macs["compute2"]
+
+
+def test_no_dvr_mac_without_dvr():
+    plan = build_plan(load_scenario("classic-vlan"))
+    assert plan.dvr_macs == () and all(n.dvr_mac is None for n in plan.nodes)
+
+
+def test_dvr_base_mac_is_used():
+    s = parse(TEXT.replace("# dvr_base_mac: fa:16:3f:00:00:00", "dvr_base_mac: fa:16:3f:42:00:00"))
+    assert all(mac.startswith("fa:16:3f:42:") for _, mac in build_plan(s).dvr_macs)
+
+
+# --------------------------------------------------------------------------- router instances
+
+def test_a_local_router_on_every_host_with_ports(plan):
+    (router,) = plan.routers
+    assert [(i.name, i.node, i.role) for i in router.instances] == [
+        ("router1@network1", "network1", "dvr_local"),    # its DHCP ports are DVR-serviced
+        ("router1@compute1", "compute1", "dvr_local"),
+        ("router1@compute2", "compute2", "dvr_local")]
+    assert {i.netns.rsplit(".", 1)[1] for i in router.instances} == {f"qrouter-{router.router_id}"}
+
+
+def test_same_qr_ports_everywhere(plan):
+    ports = {tuple((q.ns_dev, q.ip, q.mac) for q in i.interfaces) for i in plan.router("router1").instances}
+    assert len(ports) == 1
+    (only,) = ports
+    assert [ip for _, ip, _ in only] == ["192.168.1.1", "192.168.2.1"]
+    assert all(i.gateway is None and not i.floating_ips for i in plan.router_instances)
+    assert {q.device_owner for i in plan.router_instances for q in i.interfaces} == \
+        {"network:router_interface_distributed"}
+
+
+def test_permanent_neighbours_for_every_port_but_router_ports(plan):
+    inst = plan.router_instances[1]
+    qr1, qr2 = (q.ns_dev for q in inst.interfaces)
+    got = {(n.dev, n.ip, n.mac) for n in inst.neighbours}
+    want = {(qr1 if p.network == "net1" else qr2, p.ip, p.mac) for p in plan.ports}
+    want |= {(qr1 if d.network == "net1" else qr2, d.port.ip, d.port.mac) for d in plan.dhcp_servers}
+    assert got == want
+    assert not {n.ip for n in inst.neighbours} & {"192.168.1.1", "192.168.2.1"}
+
+
+def test_check_targets_name_router_instances():
+    s = load_scenario("dvr-vlan")
+    kinds = {(a.kind, a.target) for c in s.checks for a in c.path}
+    assert ("passes", "router1@compute1") in kinds and ("never_passes", "router1@network1") in kinds
+
+
+def test_placement_helper_counts_dhcp_and_instances():
+    s = load_scenario("dvr-vlan")
+    (r,) = s.routers
+    assert routers.placements(s, r) == (("network1", "dvr_local"), ("compute1", "dvr_local"),
+                                        ("compute2", "dvr_local"))
+
+
+# --------------------------------------------------------------------------- flows
+
+def test_br_vlan_rewrites_to_this_hosts_dvr_mac(plan, renders):
+    d1, g1, g2 = plan.node("compute1").dvr_mac, *(q.mac for q in plan.router_instances[0].interfaces)
+    f = flows(renders, "compute1", "br-vlan")
+    assert "table=0,priority=2,in_port=phy-br-vlan,actions=resubmit(,1)" in f
+    assert "table=0,priority=1,actions=resubmit(,3)" in f
+    assert f"table=1,priority=1,dl_vlan=1,dl_src={g1},actions=mod_dl_src:{d1},resubmit(,2)" in f
+    assert f"table=1,priority=1,dl_vlan=2,dl_src={g2},actions=mod_dl_src:{d1},resubmit(,2)" in f
+    assert f"table=1,priority=2,dl_vlan=1,dl_dst={g1},actions=drop" in f
+    # local VLAN translation moves from table 0 to table 2
+    assert "table=2,priority=4,in_port=phy-br-vlan,dl_vlan=2,actions=mod_vlan_vid:102,NORMAL" in f
+    assert not [x for x in f if x.startswith("table=0,priority=4")]
+    # other hosts' DVR MACs: straight to br-int, never learned
+    for mac in plan.other_dvr_macs("compute1"):
+        assert f"table=3,priority=2,dl_src={mac},actions=output:phy-br-vlan" in f
+    assert f"table=3,priority=2,dl_src={d1},actions=output:phy-br-vlan" not in f
+    # Neutron's ARP drop for the gateway IP sits in table 22, which no br-vlan flow reaches
+    assert "table=22,priority=3,arp,dl_vlan=1,arp_tpa=192.168.1.1,actions=drop" in f
+    assert not [x for x in f if "resubmit(,22)" in x]
+
+
+def test_br_int_gives_the_gateway_mac_back(plan, renders):
+    p = plan.port("vm4")
+    g2 = plan.router_instances[2].interfaces[1].mac
+    f = flows(renders, "compute2", "br-int")
+    for mac in plan.other_dvr_macs("compute2"):
+        assert f"table=0,priority=4,in_port=int-br-vlan,dl_src={mac},actions=resubmit(,2)" in f
+    assert f"table=2,priority=20,dl_vlan=102,dl_dst={p.mac},actions=mod_dl_src:{g2},resubmit(,58)" in f
+    assert f"table=60,priority=20,dl_vlan=102,dl_dst={p.mac},actions=strip_vlan,output:{p.ovs_port}" in f
+    assert "table=1,priority=1,actions=drop" in f and "table=2,priority=1,actions=drop" in f
+    d2 = plan.node("compute2").dvr_mac
+    assert f"table=0,priority=5,in_port=int-br-vlan,dl_dst={d2},actions=resubmit(,4)" in f
+    assert "table=58,priority=0,actions=resubmit(,59)" in f
+
+
+def test_dhcp_ports_are_dvr_serviced(plan, renders):
+    d = next(d for d in plan.dhcp_servers if d.network == "net1")
+    f = flows(renders, "network1", "br-int")
+    assert any(f"dl_vlan=101,dl_dst={d.port.mac},actions=mod_dl_src:" in x for x in f)
+
+
+def test_legacy_renders_have_no_dvr_tables():
+    f = render_plan(build_plan(load_scenario("classic-vlan")))["compute1"].flows
+    assert not re.search(r"table=[1-4],", f["br-int"] + f["br-vlan"])
+
+
+# --------------------------------------------------------------------------- validation
+
+def problem(text: str, snippet: str, where: str, message: str, only: bool = True) -> None:
+    """The scenario has this problem at the line of SNIPPET (ONLY: and no other)."""
+    problems = [only_problem(text)] if only else problems_of(text)
+    hits = [p for p in problems if p.where == where and message in p.message]
+    assert len(hits) == 1, "\n".join(map(str, problems))
+    assert hits[0].line == line_of(text, snippet), str(hits[0])
+
+
+def test_distributed_needs_the_ovs_agents_dvr_mode():
+    text = TEXT.replace("  enable_distributed_routing: true", "  enable_distributed_routing: false")
+    for node in ("network1", "compute1", "compute2"):
+        problem(text, f"  {node}: {{role", f"nodes.{node}.agent_mode", "needs the OVS agent's DVR mode", only=False)
+    problem(text, "distributed: true", "routers.router1.distributed", "enable_distributed_routing: true", only=False)
+    # without DVR there is no DVR MAC to name
+    problem(text, "source_mac: dvr:compute1", "checks[0].path[1].source_mac", "is not a MAC address", only=False)
+
+
+def test_agent_modes_per_role():
+    problem(TEXT.replace("{role: compute, agent_mode: dvr}\n  compute2", "{role: compute, agent_mode: dvr_snat}\n  compute2"),
+            "compute1: {role: compute, agent_mode: dvr_snat}", "nodes.compute1.agent_mode",
+            "agent_mode dvr_snat is not for a compute node", only=False)
+    problem(TEXT.replace("{role: compute, agent_mode: dvr}\n  compute2", "{role: compute, agent_mode: dvx}\n  compute2"),
+            "agent_mode: dvx}", "nodes.compute1.agent_mode", "unknown agent_mode 'dvx'", only=False)
+
+
+def test_a_host_without_a_dvr_l3_agent():
+    text = TEXT.replace("compute2: {role: compute, agent_mode: dvr}", "compute2: {role: compute}")
+    problem(text, "interfaces: [net1, net2]", "routers.router1.interfaces",
+            "compute2 has ports on this distributed router's networks but runs no L3 agent in a DVR mode")
+
+
+def test_dvr_no_external_is_accepted():
+    s = parse(TEXT.replace("compute2: {role: compute, agent_mode: dvr}",
+                           "compute2: {role: compute, agent_mode: dvr_no_external}"))
+    assert s.node("compute2").agent_mode == "dvr_no_external"
+    assert len(build_plan(s).router_instances) == 3
+
+
+def test_north_south_is_not_built_yet():
+    text = TEXT.replace("    interfaces: [net1, net2]\n", "    interfaces: [net1, net2]\n    external_gateway: net1\n")
+    problem(text, "external_gateway: net1", "routers.router1.external_gateway", "is not built yet", only=False)
+    text = text.replace("{role: network, agent_mode: dvr_snat}", "{role: network}")
+    problem(text, "external_gateway: net1", "routers.router1.external_gateway",
+            "needs a node with agent_mode dvr_snat for its gateway", only=False)
+
+
+def test_dvr_over_tunnels_needs_l2pop_and_forces_the_arp_responder():
+    text = Path(find_scenario("dvr-vxlan")).read_text()
+    s = parse(text)
+    assert s.l2_population and s.arp_responder and s.distributed_routing
+    problem(text.replace("l2_population: true ", "l2_population: false"), "enable_distributed_routing: true",
+            "agent.enable_distributed_routing", "require L2-pop to be enabled")
+
+
+def test_dvr_base_mac_must_not_be_neutrons_base_mac():
+    text = TEXT.replace("# dvr_base_mac: fa:16:3f:00:00:00", "dvr_base_mac: fa:16:3e:00:00:00")
+    problem(text, "dvr_base_mac: fa:16:3e", "agent.dvr_base_mac", "collide with port MACs")
+
+
+def test_source_mac_names():
+    text = TEXT.replace("source_mac: dvr:compute1 ", "source_mac: dvr:compute9 ")
+    problem(text, "dvr:compute9", "checks[0].path[1].source_mac", "is not a MAC address, nor one of")
+    text = TEXT.replace("      - never_passes: router1@network1", "      - never_passes: router1@compute9")
+    problem(text, "router1@compute9", "checks[2].path[0].never_passes", "unknown router 'router1@compute9'")
+
+
+# --------------------------------------------------------------------------- source_mac in verdicts
+
+def test_source_mac_selects_the_frames():
+    from lab.core.scenario import PathAssertion
+    from lab.tools import capture, checks, packets
+    probe = packets.Probe("icmp", icmp_id=0x4242)
+    frame = packets.Packet(point="physnet1 from compute1", src_mac="fa:16:3f:aa:d3:0b", dst_mac="fa:16:3e:30:7b:0e",
+                           vlans=(102,), ethertype=0x0800, ip_src="192.168.1.11", ip_dst="192.168.2.14",
+                           ip_proto=1, icmp_type=8, icmp_code=0, icmp_id=0x4242, icmp_seq=1)
+    cap = checks.Capture("physnet1 from compute1", "nlab.unit.wire", "compute1")
+    cap.packets, cap.seen = [frame], 1
+    cap.report, cap.error = capture.Report(captured=1, received=1, dropped=0), None
+
+    def verdict(kind, vlan, mac):
+        a = PathAssertion(kind, "physnet1", vlan, "ip", 1, source_mac=mac)
+        return checks.judge(a, [cap], "192.168.1.11", "192.168.2.14", probe)[0]
+
+    assert verdict("crosses", 102, "fa:16:3f:aa:d3:0b") == checks.PASS
+    assert verdict("crosses", 102, "fa:16:3e:a2:7a:f3") == checks.FAIL
+    assert verdict("never_on", None, "fa:16:3f:aa:d3:0b") == checks.FAIL
+    assert verdict("never_on", None, "fa:16:3e:a2:7a:f3") == checks.PASS
+
+
+def test_source_mac_names_resolve_through_the_plan(plan):
+    from lab.core.scenario import PathAssertion
+    from lab.tools.checks import with_mac
+    a = PathAssertion("crosses", "physnet1", 102, "ip", 1, source_mac="dvr:compute1")
+    assert with_mac(plan, a).source_mac == plan.node("compute1").dvr_mac
+    g = PathAssertion("reaches", "vm4", None, "ip", 1, source_mac="gateway:net2")
+    assert with_mac(plan, g).source_mac == plan.router_instances[0].interfaces[1].mac
+
+
+def test_no_local_router_where_the_router_has_no_ports():
+    text = TEXT.replace("  vm2: {node: compute2, network: net1, ip: 192.168.1.12}\n", "").replace(
+        "  vm4: {node: compute2, network: net2, ip: 192.168.2.14}\n", "")
+    text = "\n".join(line for line in text.splitlines()
+                     if "vm2" not in line and "vm4" not in line and "lease: vm4" not in line) + "\n"
+    text = text[:text.index("checks:")] + "checks: []\n"
+    plan = build_plan(parse(text))
+    assert [i.node for i in plan.router_instances] == ["network1", "compute1"]
+    assert plan.node("compute2").dvr_interfaces == () and plan.node("compute2").dvr_mac
+
+
+# --------------------------------------------------------------------------- trace's expected path
+
+@pytest.mark.parametrize("scenario", ["dvr-vlan", "dvr-vxlan"])
+def test_trace_expects_the_distributed_path(scenario):
+    from lab.tools.trace import build_path
+    plan = build_plan(load_scenario(scenario))
+    builder, dst, _ = build_path(plan, "vm1", "vm4")
+    where = [h.where for h in builder.hops]
+    assert dst.name == "vm4"
+    assert any(w.startswith("router1@compute1 qr-") for w in where)
+    assert not any("network1" in w or "compute2 qr-" in w for w in where)
+    d1 = plan.node("compute1").dvr_mac
+    wire = next(h for h in builder.hops if h.kind == "wire")
+    assert f"compute1's DVR MAC {d1}" in wire.expected
+    # the receiving side's ofproto/trace starts from the DVR MAC
+    entry = next(fields for node, _, fields in builder.ovs_entries if node.name == "compute2")
+    assert entry["dl_src"] == d1
