@@ -4,11 +4,13 @@ clients. Called by lifecycle.py, which owns ordering, the ledger and rollback.""
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import time
 from pathlib import Path
 
+from lab.budget import budget
 from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
 from lab.runtime.kernel import NUD_PERMANENT, Links
@@ -108,11 +110,12 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
     script.write_text(udhcpc_script())
     script.chmod(0o755)
     gateway.require("busybox")
+    tries = str(max(8, math.ceil(budget(8))))   # one DISCOVER a second, for the budget
     clients = {p.instance: gateway.spawn(["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
-                                          "-t", "8", "-T", "1", "-O", "mtu", "-s", str(script)],
+                                          "-t", tries, "-T", "1", "-O", "mtu", "-s", str(script)],
                                          netns=p.netns) for p in ports}
     missing = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + budget(timeout)
     for p in ports:
         proc = clients[p.instance]
         try:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from typing import Mapping, Sequence
 
+from lab.budget import budget
 from lab.errors import CommandError, MissingProgram
 
 DEFAULT_TIMEOUT = 30.0
@@ -33,6 +34,7 @@ def run(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str]
         timeout: float = DEFAULT_TIMEOUT, check: bool = True, input: str | None = None
         ) -> subprocess.CompletedProcess:
     full = in_netns(argv, netns)
+    timeout = budget(timeout)      # seconds on a quick machine, scaled for this one
     try:
         proc = subprocess.run(full, input=input, capture_output=True, text=True,
                               timeout=timeout, env=_env(env))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lab.budget import budget
 from lab.runtime import gateway, processes
 from lab.errors import LabError
 
@@ -86,7 +87,7 @@ def start(netns: str, rundir: str, datapath: str) -> list[int]:
 
 def vsctl(rundir: str, args: list[str] | tuple[str, ...], timeout: float = 20) -> str:
     sock = f"unix:{Path(rundir) / 'db.sock'}"
-    out = gateway.run(["ovs-vsctl", f"--db={sock}", f"--timeout={int(timeout)}", *args],
+    out = gateway.run(["ovs-vsctl", f"--db={sock}", f"--timeout={int(budget(timeout))}", *args],
                       env=env(rundir), timeout=timeout + 5)
     return out.stdout
 

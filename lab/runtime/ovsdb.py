@@ -15,6 +15,7 @@ from pathlib import Path
 import ovs.db.idl
 import ovs.poller
 
+from lab.budget import budget
 from lab.errors import LabError
 from lab.runtime.ovs import schema_path
 
@@ -42,6 +43,7 @@ def read_ports(rundir: str, timeout: float = 5.0) -> dict[str, PortRow]:
     helper.register_columns("Port", ["name", "tag", "interfaces", "external_ids"])
     helper.register_columns("Interface", ["name", "type", "ofport", "error"])
     idl = ovs.db.idl.Idl(remote, helper)
+    timeout = budget(timeout)
     try:
         deadline = time.monotonic() + timeout
         seqno = idl.change_seqno

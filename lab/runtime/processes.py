@@ -12,6 +12,8 @@ import signal
 import time
 from pathlib import Path
 
+from lab.budget import budget
+
 
 def read_pidfile(path: Path | str) -> int | None:
     """The pid in a daemon's pid file, or None (no file, or not a number)."""
@@ -50,7 +52,7 @@ def stop(pid: int, timeout: float = 5.0) -> None:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + budget(timeout)
     delay = 0.002
     while time.monotonic() < deadline:
         try:

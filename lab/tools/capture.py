@@ -34,6 +34,7 @@ import dpkt
 
 from lab.errors import LabError, LabStateError
 from lab.core.plan import Plan
+from lab.budget import budget
 from lab.runtime import gateway
 from lab.tools import packets
 
@@ -146,9 +147,9 @@ class Tcpdump:
         """Start tcpdump and wait until it listens. False (and `error` set) when it does not."""
         self.proc = gateway.spawn(self.argv(), netns=self.netns, text=False)
         # tcpdump says "listening on IFACE" on stderr once its socket is bound
-        self.stderr = read_until(self.proc.stderr.fileno(), "listening on", LISTEN_TIMEOUT)
+        self.stderr = read_until(self.proc.stderr.fileno(), "listening on", budget(LISTEN_TIMEOUT))
         if "listening on" not in self.stderr:
-            said = self.stderr.strip().replace("\n", " ") or f"no word within {LISTEN_TIMEOUT:g} s"
+            said = self.stderr.strip().replace("\n", " ") or f"no word within {budget(LISTEN_TIMEOUT):g} s"
             self.stop()
             self.error = f"tcpdump on {self.iface} in netns {self.netns}: {said}"
             return False
@@ -170,8 +171,8 @@ class Tcpdump:
 
     def settle(self) -> None:
         """Wait until the capture has been quiet for a moment (bounded)."""
-        deadline = time.monotonic() + SETTLE_LIMIT
-        while time.monotonic() < deadline and time.monotonic() - self.last_packet_at < QUIET_AFTER:
+        deadline, quiet = time.monotonic() + budget(SETTLE_LIMIT), budget(QUIET_AFTER)
+        while time.monotonic() < deadline and time.monotonic() - self.last_packet_at < quiet:
             time.sleep(POLL_INTERVAL)
 
     def stop(self) -> None:

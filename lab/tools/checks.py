@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from lab.budget import budget
 from lab.runtime import gateway
 from lab.core.plan import Plan
 from lab.core.scenario import Check, PathAssertion, Scenario
@@ -188,11 +189,11 @@ def new_probe(proto: str, port: int | None) -> Probe:
     return Probe(proto, sport=random.randint(20000, 32767), dport=port, token=token)
 
 
-def ping_argv(dst_ip: str, count: int, probe: Probe) -> list[str]:
+def ping_argv(dst_ip: str, count: int, probe: Probe, wait: int = 1) -> list[str]:
     # iputils ping: -e the echo identifier (a raw socket; we are root), -p 16 bytes that fill
     # the payload after its timestamp (what still identifies the probe after SNAT)
     return ["ping", "-e", str(probe.icmp_id), "-p", probe.token.hex(), "-c", str(count), "-i", "0.2",
-            "-W", "1", "-n", dst_ip]
+            "-W", str(wait), "-n", dst_ip]
 
 
 def ping_result(returncode: int, stdout: str, count: int) -> tuple[bool, str]:
@@ -204,18 +205,19 @@ def ping_result(returncode: int, stdout: str, count: int) -> tuple[bool, str]:
 
 def probe_icmp(plan: Plan, c: Check, dst_ip: str, probe: Probe) -> tuple[bool, str]:
     count = 3 if c.expect == "reach" else 2
-    out = gateway.run(ping_argv(dst_ip, count, probe), netns=endpoint_netns(plan, c.source),
+    wait = max(1, round(budget(1))) if c.expect == "reach" else 1   # a reply may be slow, never late
+    out = gateway.run(ping_argv(dst_ip, count, probe, wait), netns=endpoint_netns(plan, c.source),
                       check=False, timeout=15)
     return ping_result(out.returncode, out.stdout, count)
 
 
 def probe_tcp(plan: Plan, c: Check, dst_ip: str, probe: Probe) -> tuple[bool, str]:
     src_netns, dst_netns = endpoint_netns(plan, c.source), server_for(plan, c.destination)
-    timeout = 5.0 if c.expect == "reach" else 2.0
+    timeout = budget(5.0) if c.expect == "reach" else 2.0
     server = gateway.spawn([sys.executable, "-m", "lab.tools.tcpprobe", "serve", "--port", str(probe.dport),
-                            "--timeout", str(timeout + 5)], netns=dst_netns)
+                            "--timeout", str(timeout + budget(5))], netns=dst_netns)
     try:
-        ready = read_until(server.stdout.fileno(), "listening", LISTEN_TIMEOUT)
+        ready = read_until(server.stdout.fileno(), "listening", budget(LISTEN_TIMEOUT))
         if "listening" not in ready:
             err = server.stderr.read() if server.poll() is not None else ""
             raise CaptureError(f"TCP probe server in {dst_netns} did not start: {err.strip() or ready}")

@@ -56,8 +56,9 @@ def pytest_collection_modifyitems(config, items):
 
 def lab(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real CLI, as a user would."""
+    from lab.budget import budget     # a slow machine (LAB_TIME_SCALE, e.g. in tests/vm/) waits longer
     proc = subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=budget(timeout), cwd=REPO)
     if check and proc.returncode != 0:
         raise AssertionError(f"lab {' '.join(args)} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -119,7 +119,8 @@ def snapshot(prefix: str) -> dict[str, str]:
 
 def assert_unchanged(before: dict[str, str], prefix: str, timeout: float = 5.0) -> None:
     """Compare with BEFORE; namespaces vanish a moment after deletion, so wait a bounded time."""
-    deadline = time.monotonic() + timeout
+    from lab.budget import budget    # longer on a slow machine (LAB_TIME_SCALE)
+    deadline = time.monotonic() + budget(timeout)
     while True:
         after = snapshot(prefix)
         diff = {k for k in before if before[k] != after[k]}

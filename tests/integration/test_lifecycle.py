@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.runtime import netns, lifecycle
+from lab.budget import budget
 from lab.paths import STATE_ROOT
 
 from . import hoststate
@@ -45,7 +46,7 @@ def test_kill_9_during_up_then_cleanup_leaves_nothing(clean_host):
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "up", "classic-vlan", "--name", name], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # wait until it has made real objects: an OVS daemon of some node is running
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + budget(20)
     while time.monotonic() < deadline:
         if list((STATE_ROOT / name / "nodes").glob("*/ovs-vswitchd.pid")):
             break
