@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from lab import __version__, api
@@ -15,8 +16,12 @@ EXIT_STATUS = """exit status:
   0  success
   1  a check failed, or the lab is not healthy or not in the state the command needs
   2  bad usage: a bad scenario, an unknown scenario, a bad lab name or argument
-  3  the environment refused: not root, a missing program, a command that failed, or the
-     lab busy with another command beyond LAB_LOCK_TIMEOUT seconds (default 60)"""
+  3  the environment refused: not root, a missing program, a command that failed, a lab's
+     state on disk that cannot be used (a symlink, a corrupt plan.json, an unwritable
+     state directory), or the lab busy with another command beyond LAB_LOCK_TIMEOUT
+     seconds (default 60)
+  128+N  stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): what `up` had made
+     was removed; `down` and `cleanup` finish first"""
 
 
 def exit_status(exc: BaseException) -> int:
@@ -29,7 +34,10 @@ def exit_status(exc: BaseException) -> int:
 
 
 def _progress(msg: str) -> None:
-    print(f"  {msg}", file=sys.stderr, flush=True)
+    try:
+        print(f"  {msg}", file=sys.stderr, flush=True)
+    except OSError:   # the terminal is gone (SIGHUP): the command still finishes its work
+        pass
 
 
 def cmd_list(args) -> int:
@@ -374,12 +382,23 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return exit_status(exc)
-    except KeyboardInterrupt:
-        print("lab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP (lab.runtime.signals)
+        signum = getattr(exc, "signum", 2)
+        _say("lab: interrupted" if signum == 2 else f"lab: stopped by {signal.Signals(signum).name}")
+        return 128 + signum
     except BrokenPipeError:  # e.g. `lab status | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:   # a file the command needed could not be used: say which, no traceback
+        _say(f"lab: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return 3
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

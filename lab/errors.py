@@ -2,7 +2,7 @@
 
 Exit codes the CLI maps them to (lab/cli.py EXIT_CODES): ScenarioError, ScenarioNotFound,
 UsageError -> 2; LabStateError -> 1; everything else (NotRoot, MissingProgram, CommandError,
-ApplyError, LabBusy...) -> 3.
+ApplyError, LabBusy, StateDirError...) -> 3.
 """
 
 from __future__ import annotations
@@ -86,6 +86,11 @@ class LabBusy(LabError):
     def __init__(self, message: str, holder_pid: int | None = None):
         self.holder_pid = holder_pid
         super().__init__(message)
+
+
+class StateDirError(LabError):
+    """A lab's state on disk cannot be used as it is (unwritable root, a symlink or a file where
+    its directory should be, a corrupt or foreign plan.json): exit status 3, never a traceback."""
 
 
 class ApplyError(LabError):

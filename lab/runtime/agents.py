@@ -75,6 +75,8 @@ def router_rules(plan: Plan, r: RouterInstance, rules: str) -> None:
     rules_file.parent.mkdir(parents=True, exist_ok=True)
     rules_file.write_text(rules)
     gateway.run(["iptables-restore", "-w", "5", str(rules_file)], netns=r.netns)
+    from lab.runtime.health import record_iptables
+    record_iptables(rules_file, r.netns)     # what `status` compares with
 
 
 def dhcp_links(d: DhcpPlan) -> None:
@@ -89,6 +91,8 @@ def dnsmasq_start(d: DhcpPlan, render: DhcpRender) -> int:
     directory = Path(d.dir)
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in render.files.items():
+        if name == "leases" and (directory / name).exists():
+            continue    # a restart keeps the leases it had handed out, as the dhcp agent does
         (directory / name).write_text(text)
     gateway.run(list(render.argv), netns=d.netns)
     pid = dnsmasq_pid(d)

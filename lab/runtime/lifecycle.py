@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes
+from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
+from lab.runtime import health as more_health
 from lab.core import naming
 from lab.core import plugs as core_plugs
-from lab.errors import ApplyError, LabError, LabStateError, NotRoot, UsageError
+from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
 from lab.runtime.kernel import Links
 from lab.paths import LAB_NAME, STATE_MARK, STATE_ROOT, check_lab_name, lab_dir, remove_lab_dir
 from lab.core.plan import NodePlan, Plan, build_plan, from_data
@@ -58,14 +59,20 @@ class Ledger:
             f.write(line + "\n")
 
     def entries(self) -> list[dict]:
-        if not self.path.exists():
+        try:
+            text = statedir.read_text(self.path)
+        except FileNotFoundError:
             return []
+        except (OSError, StateDirError):
+            return []   # unreadable: the sweep by marks in _teardown still covers the lab
         out = []
-        for line in self.path.read_text().splitlines():
+        for line in text.splitlines():
             try:
-                out.append(json.loads(line))
+                entry = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash: the sweep in down() still covers it
+            if isinstance(entry, dict):
+                out.append(entry)
         return out
 
 
@@ -84,18 +91,25 @@ class LabState:
 
 def load_state(lab: str) -> LabState:
     d = lab_dir(lab)
-    plan_file = d / "plan.json"
-    if not plan_file.exists():
+    data = statedir.read_plan(lab)
+    if data is None:
         up_labs = ", ".join(list_labs()) or "none"
         raise LabStateError(f"lab {lab} is not up (labs up: {up_labs})")
-    plan = Plan.from_json(json.loads(plan_file.read_text()))
+    try:
+        plan = Plan.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateDirError(statedir.unreadable(lab, d / statedir.PLAN_FILE,
+                                                f"not a plan of this version ({type(exc).__name__}: {exc})")) from None
     return LabState(lab, d, plan, Ledger(d))
 
 
 def list_labs() -> list[str]:
-    if not STATE_ROOT.is_dir():
+    """Labs that are up: a state directory (never a symlink) with plan.json."""
+    try:
+        return sorted(p.name for p in STATE_ROOT.iterdir()
+                      if LAB_NAME.match(p.name) and not p.is_symlink() and (p / "plan.json").is_file())
+    except OSError:   # no state root yet, or one we cannot read: no lab is up
         return []
-    return sorted(p.name for p in STATE_ROOT.iterdir() if (p / "plan.json").exists())
 
 
 # --------------------------------------------------------------------------- up
@@ -124,14 +138,14 @@ def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Prog
         scenario = load_scenario(name_or_path, lab_name=name)   # every scenario error first
         what = f"lab up {name_or_path}"
     require_root()
-    with locks.lab_lock(scenario.name, what, lock_timeout, progress):
+    with signals.as_interrupt(), locks.lab_lock(scenario.name, what, lock_timeout, progress):
         return _up(scenario, datapath, progress)
 
 
 def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResult:
     gateway.require(*REQUIRED_PROGRAMS)
     chosen = datapath or os.environ.get("LAB_DATAPATH")
-    if chosen is None and (lab_dir(scenario.name) / "plan.json").exists():
+    if chosen is None and statedir.read_plan(scenario.name) is not None:
         chosen = load_state(scenario.name).plan.datapath     # `up` again: the datapath it has
     chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
@@ -140,19 +154,15 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
         gateway.require("dnsmasq", "busybox")
     renders = render_plan(plan)
 
-    if (lab_dir(plan.lab) / "plan.json").exists():
+    if statedir.read_plan(plan.lab) is not None:
         state = load_state(plan.lab)
         if state.plan == plan:
             return _reconcile(state, renders, progress)
         raise LabStateError(f"lab {plan.lab} is already up with a different plan; "
                             f"run `lab down {plan.lab}` first")
-    leftovers = [ns for ns in netns.list_ours() if ns.startswith(naming.netns_name(plan.lab, ""))]
-    if leftovers or lab_dir(plan.lab).exists():
-        raise LabStateError(f"lab {plan.lab} left objects behind ({', '.join(leftovers[:3]) or lab_dir(plan.lab)}"
-                            f"{' ...' if len(leftovers) > 3 else ''}); run `lab cleanup {plan.lab}` first")
+    _sweep_interrupted(plan.lab, progress)
 
-    directory = lab_dir(plan.lab)
-    directory.mkdir(parents=True)
+    directory = statedir.make(plan.lab)
     ledger = Ledger(directory)
     ledger.record("statedir", path=str(directory))
     started = time.monotonic()
@@ -203,11 +213,13 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
         else:
             missing = []
         # written last: a lab with plan.json is a lab that came up completely
-        (directory / "plan.json").write_text(json.dumps(plan.to_json(), indent=1))
+        (directory / statedir.PLAN_FILE).write_text(statedir.plan_document(plan.to_json()))
+        signals.settle()    # the lab is complete: a signal now must not undo it
     except BaseException as exc:
-        progress(f"failed while {step}: removing what was made")
+        progress(f"{signals.describe(exc) or 'failed'} while {step}: removing what was made")
         try:
-            _teardown(plan.lab, ledger.entries(), progress=_quiet)
+            with signals.deferred(raise_after=False):    # a second signal must not cut the rollback short
+                _teardown(plan.lab, ledger.entries(), progress=_quiet)
         except BaseException as cleanup_exc:  # keep the first error; say the sweep is owed
             progress(f"removing failed too ({cleanup_exc}); run `lab cleanup {plan.lab}`")
         if isinstance(exc, KeyboardInterrupt):
@@ -219,28 +231,50 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
     return UpResult(plan.lab, time.monotonic() - started, phases=phases, missing_leases=missing)
 
 
+def _sweep_interrupted(lab: str, progress: Progress) -> None:
+    """What a command on LAB that died (kill -9, power cut of the terminal) left: we hold the
+    lab's lock, so no live command owns it any more; remove it by its marks before `up`."""
+    leftovers = _lab_namespaces(lab)
+    has_dir = statedir.inspect(lab)     # a symlink or a file there: refused, with what to do
+    if not leftovers and not has_dir and not processes.daemons_under(f"{lab_dir(lab)}/"):
+        return
+    progress(f"lab {lab} was left half-made by a command that was killed: removing that first")
+    with signals.deferred():
+        _teardown(lab, Ledger(lab_dir(lab)).entries(), progress)
+
+
 def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progress) -> UpResult:
-    """`up` on a lab that is up: nothing to do if healthy. Router and DHCP namespaces that
-    vanished are rebuilt, dnsmasq restarted, OVS ports, flows and iptables rules re-applied.
-    A missing node, instance or wire namespace or a dead OVS needs down + up."""
+    """`up` on a lab that is up: nothing to do if healthy. Wire, instance, router and DHCP
+    namespaces that vanished are rebuilt, a node's dead or restarted Open vSwitch started
+    again, dnsmasq restarted, OVS rows, flows and iptables rules re-applied, instances' eth0
+    brought back (lab/runtime/health.py). A missing node or external host namespace needs
+    down + up."""
     started = time.monotonic()
     problems = health(state)
     if not problems:
         return UpResult(state.lab, 0.0, already_up=True)
     plan = state.plan
-    agent_namespaces = {r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
-    fatal = [f"namespace {ns} is missing" for ns in plan.namespaces()
-             if ns not in agent_namespaces and not netns.exists(ns)]
-    fatal += [f"{daemon} of {n.name} is not running" for n in plan.nodes for daemon in ovs.DAEMONS
-              if not processes.alive(ovs.read_pid(n.rundir, daemon), n.rundir)]
+    remade = _rebuildable(plan)
+    fatal = [f"namespace {ns} is missing (a node or external host cannot be rebuilt in place: "
+             f"what ran in it is gone with it)" for ns in plan.namespaces()
+             if ns not in remade and not netns.exists(ns)]
     if fatal:
         raise LabStateError(f"lab {state.lab} is up but damaged beyond repair in place "
                             f"({'; '.join(fatal)}); run `lab down {state.lab}` and `lab up` again")
     for p in problems:
         progress(f"repairing: {p}")
+    record = lambda ns: state.ledger.record("netns", name=ns)   # noqa: E731
+    new_nics = more_health.recreate_wires(plan, record, lambda ns: _prepare_namespace(ns, False), _wire_up)
+    for host in plan.external_hosts:
+        if any(m.name == host.name for w in plan.wires for m in w.members) and _needs_address(host):
+            _external_host_up(host)
     for node in plan.nodes:
         render = renders[node.name]
-        rebuilt = []
+        if more_health.ovs_state(node) == "dead":
+            more_health.restart_ovs(node, plan.datapath, lambda daemon, pid, n=node: state.ledger.record(
+                "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
+        rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
+        rebuilt += new_nics.get(node.name, [])
         for r in plan.routers_on(node.name):
             if not netns.exists(r.netns):
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
@@ -264,15 +298,27 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
             # the veths are new: make OVS open them again
             args: list[str] = []
             for dev in rebuilt:
-                args += (["--"] if args else []) + ["--if-exists", "del-port", naming.BR_INT, dev]
+                args += (["--"] if args else []) + ["--if-exists", "del-port", dev]   # on any bridge
             ovs.vsctl(node.rundir, args)
         _node_configure(node, render)
         if node.tunnel:
             _tunnel_endpoint(node)
+    missing = more_health.repair_instances(plan, state.directory)
     left = health(state)
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
-    return UpResult(state.lab, time.monotonic() - started, repaired=problems)
+    return UpResult(state.lab, time.monotonic() - started, repaired=problems, missing_leases=missing)
+
+
+def _rebuildable(plan: Plan) -> set[str]:
+    """Namespaces `up` rebuilds in place: routers', DHCP servers', instances', wires'."""
+    return ({r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
+            | {p.netns for p in plan.ports} | {w.netns for w in plan.wires})
+
+
+def _needs_address(host) -> bool:
+    with netns.entered(host.netns), Links(host.netns) as links:
+        return links.has("eth0") and not links.has_address("eth0", host.ip)
 
 
 def _agent_namespace(plan: Plan, node: NodePlan, name: str, ports, ledger: Ledger) -> None:
@@ -444,6 +490,7 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
         rules = rundir / naming.NODE_IPTABLES_FILE
         rules.write_text(render.iptables)
         gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
+        more_health.record_iptables(rules, node.netns)   # what `status` compares with
         timings["iptables"] = time.monotonic() - t
     return timings
 
@@ -454,9 +501,9 @@ def down(lab: str, progress: Progress = _quiet, lock_timeout: float | None = Non
     check_lab_name(lab)
     require_root()
     started = time.monotonic()
-    with locks.lab_lock(lab, f"lab down {lab}", lock_timeout, progress):
+    with locks.lab_lock(lab, f"lab down {lab}", lock_timeout, progress), signals.deferred():
         directory = lab_dir(lab)
-        if not directory.exists() and not _lab_namespaces(lab):
+        if not statedir.inspect(lab) and not _lab_namespaces(lab):
             raise LabStateError(f"lab {lab} is not up (labs up: {', '.join(list_labs()) or 'none'})")
         _teardown(lab, Ledger(directory).entries(), progress)
     return time.monotonic() - started
@@ -468,14 +515,20 @@ def _lab_namespaces(lab: str) -> list[str]:
 
 
 def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
-    """Replay the ledger backwards, then sweep by our marks whatever the ledger missed."""
+    """Replay the ledger backwards, then sweep by our marks whatever the ledger missed. Only
+    entries that carry LAB's marks are used; a symlink where the state directory should be is
+    removed (the link), never followed."""
     directory = lab_dir(lab)
+    if statedir.is_symlink(lab):
+        statedir.unlink_symlink(lab)
+        entries = []
+    entries = statedir.owned_entries(lab, entries)
     # processes first (they hold sockets and devices), the ledger's, then any in our namespaces
     victims: list[int] = []
     for e in reversed(entries):
         if e["kind"] == "process" and processes.is_ours(e["pid"], e["rundir"]):
             victims.append(e["pid"])
-    names = [e["name"] for e in reversed(entries) if e["kind"] == "netns"]
+    names = list(dict.fromkeys(e["name"] for e in reversed(entries) if e["kind"] == "netns"))
     names += [ns for ns in _lab_namespaces(lab) if ns not in names]
     inodes = {i for i in (netns.inode(n) for n in names) if i}
     victims += [p for p in processes.in_namespaces(inodes) if p not in victims]
@@ -508,8 +561,11 @@ class Leftover:
 
 def _known_labs() -> set[str]:
     labs = set()
-    if STATE_ROOT.is_dir():
-        labs |= {p.name for p in STATE_ROOT.iterdir() if (p / STATE_MARK).exists() and LAB_NAME.match(p.name)}
+    try:
+        labs |= {p.name for p in STATE_ROOT.iterdir() if LAB_NAME.match(p.name)
+                 and (p.is_symlink() or (p / STATE_MARK).exists())}
+    except OSError:
+        pass
     for ns in netns.list_ours():
         parts = naming.split_netns(ns)
         if parts and LAB_NAME.match(parts[0]):
@@ -557,9 +613,10 @@ def cleanup(lab: str | None = None, progress: Progress = _quiet,
 
 
 def _cleanup_one(lab: str, progress: Progress, lock_timeout: float | None) -> list[str]:
-    with locks.lab_lock(lab, f"lab cleanup {lab}", lock_timeout, progress):
+    with locks.lab_lock(lab, f"lab cleanup {lab}", lock_timeout, progress), signals.deferred():
         directory = lab_dir(lab)
-        if not directory.exists() and not _lab_namespaces(lab) and not processes.daemons_under(f"{directory}/"):
+        has_dir = statedir.is_symlink(lab) or statedir.inspect(lab)
+        if not has_dir and not _lab_namespaces(lab) and not processes.daemons_under(f"{directory}/"):
             return []
         progress(f"removing lab {lab}")
         _teardown(lab, Ledger(directory).entries(), progress)
@@ -573,15 +630,18 @@ def health(state: LabState) -> list[str]:
     or mis-tagged (read from each node's OVSDB through the IDL)."""
     from lab.runtime.ovsdb import OvsdbError, read_ports
     problems = []
+    rebuilt = _rebuildable(state.plan)
     for ns in state.plan.namespaces():
         if not netns.exists(ns):
-            problems.append(f"namespace {ns} is missing")
+            problems.append(f"namespace {ns} is missing; " + (f"`lab up {state.lab}` rebuilds it" if ns in rebuilt
+                            else f"it cannot be rebuilt in place: `lab down {state.lab}`, then `lab up`"))
     for node in state.plan.nodes:
         alive = True
         for daemon in ovs.DAEMONS:
             pid = ovs.read_pid(node.rundir, daemon)
             if pid is None or not processes.is_ours(pid, node.rundir):
-                problems.append(f"{daemon} of {node.name} is not running")
+                problems.append(f"{daemon} of {node.name} is not running; `lab up {state.lab}` "
+                                "starts it again and re-applies the node's rows, flows and ports")
                 alive = False
         if not alive:
             continue
@@ -602,7 +662,8 @@ def health(state: LabState) -> list[str]:
                      + [q for r in state.plan.routers_on(node.name) for q in r.ports]}
         for d in node.dhcp_servers:
             if not processes.alive(agents.dnsmasq_pid(d), d.dir):
-                problems.append(f"dnsmasq of {d.name} is not running")
+                problems.append(f"dnsmasq of {d.name} is not running; `lab up {state.lab}` restarts it, "
+                                "keeping its leases")
         problems += _plug_problems(node)
         problems += [p for r in state.plan.routers_on(node.name) for p in agents.router_problems(r)]
         for name, (bridge, tag) in expected.items():
@@ -624,7 +685,8 @@ def health(state: LabState) -> list[str]:
                 continue
             if have != want:
                 problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
-    return problems
+    return (problems + more_health.ovs_problems(state.plan) + more_health.iptables_problems(state.plan)
+            + more_health.instance_problems(state.plan))
 
 
 def _plug_problems(node: NodePlan) -> list[str]:
@@ -640,7 +702,13 @@ def status(lab: str | None = None) -> list[dict]:
     labs = [lab] if lab else list_labs()
     out = []
     for name in labs:
-        state = load_state(name)
+        try:
+            state = load_state(name)
+        except StateDirError as exc:
+            if lab:
+                raise
+            out.append(_unreadable_status(name, exc))   # one bad lab does not hide the others
+            continue
         plan = state.plan
         out.append({
             "lab": name,
@@ -679,6 +747,11 @@ def status(lab: str | None = None) -> list[dict]:
                                for h in plan.external_hosts],
         })
     return out
+
+
+def _unreadable_status(lab: str, exc: StateDirError) -> dict:
+    return {"lab": lab, "scenario": None, "datapath": None, "problems": [str(exc)], "nodes": [],
+            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": []}
 
 
 # --------------------------------------------------------------------------- exec

@@ -107,8 +107,13 @@ def _release(lab: str, fd: int) -> None:
 
 def _acquire(lab: str, what: str, timeout: float, progress: Callable[[str], None] | None) -> int:
     path = paths.lock_path(lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        from lab.errors import StateDirError
+        raise StateDirError(f"cannot take lab {lab}'s lock {path}: {exc.strerror or exc}; make "
+                            f"{paths.STATE_ROOT} a writable directory, or point LAB_STATE_DIR at one") from None
     deadline = time.monotonic() + timeout
     told = False
     try:

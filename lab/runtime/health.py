@@ -1,0 +1,261 @@
+"""What `status` sees beyond namespaces, daemons, OVS ports and flows, and how `up` repairs it
+in place (issue 13 §1-2):
+
+- iptables: right after `up` applies a namespace's rules (a node's firewall, a router's l3
+  agent rules) it saves `iptables-save` of that namespace without counters beside the rules
+  file (`<file>.applied`); `status` compares the namespace's rules now with it, so an
+  `iptables -F` is seen; `up` re-applies the rendered file.
+- instances: `eth0` present and up, its address, its default route (a link set down loses
+  its routes); `up` brings it up and puts the address and route back (a DHCP instance that
+  lost its address asks dnsmasq again with a real client).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lab.budget import budget
+from lab.core import naming
+from lab.core.plan import InstancePort, Plan
+from lab.errors import LabError
+from lab.runtime import gateway, netns
+from lab.runtime.kernel import Links
+
+APPLIED = ".applied"
+_COUNTERS = re.compile(r"\[\d+:\d+\]")
+
+
+# --------------------------------------------------------------------------- iptables
+
+def iptables_now(ns: str) -> list[str]:
+    """The rules of namespace NS as iptables-save prints them, without comments and counters."""
+    out = gateway.run(["iptables-save"], netns=ns).stdout
+    return [_COUNTERS.sub("[0:0]", line) for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def record_iptables(rules_file: Path, ns: str) -> None:
+    """Remember what the kernel holds right after RULES_FILE was applied in NS."""
+    Path(str(rules_file) + APPLIED).write_text("\n".join(iptables_now(ns)) + "\n")
+
+
+def iptables_problem(who: str, rules_file: Path, ns: str, lab: str) -> str | None:
+    """How NS's rules differ from what was applied from RULES_FILE, in words; None when equal
+    (or when nothing was recorded)."""
+    applied_file = Path(str(rules_file) + APPLIED)
+    if not applied_file.exists() or not netns.exists(ns):
+        return None
+    applied = applied_file.read_text().splitlines()
+    try:
+        now = iptables_now(ns)
+    except LabError as exc:
+        return f"{who}: cannot read its iptables rules ({exc})"
+    if now == applied:
+        return None
+    missing = [r for r in applied if r not in now and r.startswith("-A ")]
+    extra = [r for r in now if r not in applied and r.startswith("-A ")]
+    example = f"; first missing: `{missing[0]}`" if missing else (f"; first unexpected: `{extra[0]}`"
+                                                                 if extra else "")
+    return (f"{who}: its iptables rules differ from what `up` applied ({len(missing)} rule(s) missing, "
+            f"{len(extra)} unexpected{example}); `lab up {lab}` re-applies them")
+
+
+def iptables_problems(plan: Plan) -> list[str]:
+    out = []
+    for node in plan.nodes:
+        p = iptables_problem(node.name, Path(node.rundir) / naming.NODE_IPTABLES_FILE, node.netns, plan.lab)
+        if p:
+            out.append(p)
+    from lab.paths import lab_dir
+    for r in plan.router_instances:
+        p = iptables_problem(f"router {r.name}", lab_dir(plan.lab) / naming.router_rules_file(r.name),
+                             r.netns, plan.lab)
+        if p:
+            out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------- instances' eth0
+
+def _port_problems(p: InstancePort, links: Links, lab: str) -> list[str]:
+    if not links.has("eth0"):
+        return [f"instance {p.instance}: eth0 is missing; `lab up {lab}` cannot make it alone: "
+                f"run `lab down {lab}` and `lab up` again"]
+    link = links.ipr.get_links(links.index("eth0"))[0]
+    if not link["flags"] & 1:    # IFF_UP
+        return [f"instance {p.instance}: eth0 is down (it cannot send or receive); "
+                f"`lab up {lab}` brings it up"]
+    out = []
+    if not links.has_address("eth0", p.ip):
+        out.append(f"instance {p.instance}: eth0 lacks its address {p.ip}/{p.prefixlen}; "
+                   f"`lab up {lab}` puts it back")
+    elif p.gateway and not _has_default_route(links):
+        out.append(f"instance {p.instance}: no default route via {p.gateway}; `lab up {lab}` puts it back")
+    return out
+
+
+def _has_default_route(links: Links) -> bool:
+    return any(r.get("dst_len") == 0 for r in links.ipr.get_routes(family=2, table=254))
+
+
+def instance_problems(plan: Plan) -> list[str]:
+    """Each instance whose namespace exists: eth0 present and up, its address, its default route."""
+    out = []
+    for p in plan.ports:
+        if not netns.exists(p.netns):
+            continue
+        with netns.entered(p.netns), Links(p.netns) as links:
+            out += _port_problems(p, links, plan.lab)
+    return out
+
+
+def repair_instances(plan: Plan, directory: Path) -> list[str]:
+    """Bring each instance's eth0 back up with its address and default route. Returns the
+    DHCP instances that could not get their lease again ("vm1: why")."""
+    from lab.runtime import agents
+    relearn = []
+    for p in plan.ports:
+        if not netns.exists(p.netns):
+            continue
+        with netns.entered(p.netns), Links(p.netns) as links:
+            if not links.has("eth0") or not _port_problems(p, links, plan.lab):
+                continue
+            links.up("eth0")
+            if not links.has_address("eth0", p.ip):
+                if p.address == "dhcp":
+                    relearn.append(p)
+                    continue
+                links.add_address("eth0", p.ip, p.prefixlen)
+            if p.gateway and not _has_default_route(links):
+                links.default_route(p.gateway, "eth0")
+    return agents.dhcp_leases(plan, relearn, directory) if relearn else []
+
+
+# --------------------------------------------------------------------------- a node's Open vSwitch
+
+def ovs_state(node) -> str:
+    """'normal', 'restarted' or 'dead', the way the OVS agent tells (check_ovs_status): a dead
+    daemon, or br-int's table 23 that cannot be read, is dead; a readable table 23 without the
+    canary flow (priority 0, drop: installed with br-int's flows) means Open vSwitch started
+    again and forgot every flow."""
+    from lab.runtime import ovs, processes
+    if not all(processes.alive(ovs.read_pid(node.rundir, d), node.rundir) for d in ovs.DAEMONS):
+        return "dead"
+    try:
+        out = gateway.run(["ovs-ofctl", "dump-flows", naming.BR_INT, "table=23"], env=ovs.env(node.rundir),
+                          timeout=10).stdout
+    except LabError:
+        return "dead"
+    return "normal" if any("table=23" in line for line in out.splitlines()) else "restarted"
+
+
+def ovs_problems(plan: Plan) -> list[str]:
+    """Nodes whose Open vSwitch runs but was restarted (dead daemons are named by lifecycle.health)."""
+    return [f"{n.name}: Open vSwitch was restarted (no canary flow in br-int table 23) and lost the "
+            f"lab's flows; `lab up {plan.lab}` re-applies its rows, flows and ports"
+            for n in plan.nodes if netns.exists(n.netns) and ovs_state(n) == "restarted"]
+
+
+def restart_ovs(node, datapath: str, record) -> None:
+    """Start NODE's ovsdb-server and ovs-vswitchd again in its namespace, on the database it
+    kept (bridges, ports and their external_ids survive in conf.db); a daemon that survived is
+    stopped first so both start together. RECORD(daemon, pid) notes each in the ledger. The
+    caller re-applies rows, flows, iptables and the tunnel endpoint (lifecycle._node_configure)."""
+    try:
+        _restart(node, datapath, record)
+    except LabError:     # seen once under load: the new ovs-vswitchd made no bridge; try once more
+        _restart(node, datapath, record)
+
+
+def _restart(node, datapath: str, record) -> None:
+    from lab.runtime import ovs, processes
+    for daemon in reversed(ovs.DAEMONS):
+        pid = ovs.read_pid(node.rundir, daemon)
+        if processes.alive(pid, node.rundir):
+            processes.stop(pid)
+        if pid is not None:   # its control socket is named by its pid: do not let them pile up
+            Path(node.rundir, f"{daemon}.{pid}.ctl").unlink(missing_ok=True)
+    for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, datapath)):
+        record(daemon, pid)
+    _wait_bridges(node)
+
+
+def _wait_bridges(node, timeout: float = 10.0) -> None:
+    """Until the new ovs-vswitchd has made every bridge its database holds (an ovs-vsctl
+    transaction that changes nothing does not wait for it, and flows need the bridges)."""
+    import time
+    from lab.runtime import ovs
+    bridges = ovs.vsctl(node.rundir, ["list-br"]).split()
+    deadline = time.monotonic() + budget(timeout)
+    for bridge in bridges:
+        while True:
+            try:
+                gateway.run(["ovs-ofctl", "show", bridge], env=ovs.env(node.rundir), timeout=5)
+                break
+            except LabError as exc:
+                if time.monotonic() >= deadline:
+                    log = Path(node.rundir, "ovs-vswitchd.log")
+                    tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
+                    raise LabError(f"{node.name}: the restarted ovs-vswitchd did not make {bridge} "
+                                   f"within {timeout:g} s ({exc}); its log ends: " + " | ".join(tail)) from None
+                time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- deleted namespaces
+
+def recreate_instances(plan: Plan, node, record_netns, prepare) -> list[str]:
+    """Instances of NODE whose namespace is gone: the namespace again (PREPARE sets it up as
+    `up` does), then the port plugged again by the node's driver, after deleting what is left
+    of the old plug in the node namespace (a veth whose other end vanished with the namespace
+    goes with it). Returns the br-int ports to re-add (OVS must open the new devices); the
+    caller re-applies the OVSDB rows, and repair_instances gives eth0 its address (static, or
+    a real DHCP exchange)."""
+    from lab.runtime import plugs
+    gone = [p for p in node.ports if not netns.exists(p.netns)]
+    if not gone:
+        return []
+    plug = plugs.driver(node.firewall_driver)
+    for p in gone:
+        netns.create(p.netns)
+        record_netns(p.netns)
+        prepare(p.netns)
+    with netns.entered(node.netns), Links(node.netns) as links:
+        for p in gone:
+            for d in p.plug.devices:
+                if links.has(d.name):
+                    links.delete(d.name)
+            plug.make(links, p)
+    for p in gone:
+        with netns.entered(p.netns), Links(p.netns) as links:
+            links.tx_checksum_off("eth0")
+    return [p.ovs_port for p in gone]
+
+
+def recreate_wires(plan: Plan, record_netns, prepare, wire_up) -> dict[str, list[str]]:
+    """Wires whose namespace is gone: the namespace, its bridge and every member's veth again
+    (WIRE_UP, as `up` makes them; the old veths went with the namespace, and with them the
+    nodes' NICs and the external hosts' eth0). Returns {node: [its NICs that are new]}: the
+    caller re-adds them to their OVS bridge and puts the tunnel endpoint back; external hosts
+    get their address here."""
+    renewed: dict[str, list[str]] = {}
+    for wire in plan.wires:
+        if netns.exists(wire.netns):
+            continue
+        netns.create(wire.netns)
+        record_netns(wire.netns)
+        prepare(wire.netns)
+        for m in wire.members:     # an end that survived on the member's side blocks the new pair
+            if netns.exists(m.peer_netns):
+                with netns.entered(m.peer_netns), Links(m.peer_netns) as links:
+                    if links.has(m.peer_ifname):
+                        links.delete(m.peer_ifname)
+        wire_up(plan, wire)
+        for m in wire.members:
+            if m.kind == "node":
+                renewed.setdefault(m.name, []).append(m.peer_ifname)
+    for node, nics in renewed.items():
+        n = plan.node(node)
+        with netns.entered(n.netns), Links(n.netns) as links:
+            links.tx_checksum_off(*nics)
+            links.up(*nics)
+    return renewed

@@ -1,0 +1,137 @@
+"""Faults injected into a running lab, one at a time (issue 13 §1-2): `lab status` names each
+in words a person can act on and `--json` lists it, `lab up` repairs it in place, then
+`lab status` is healthy and `lab check` passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.runtime import agents
+
+from .conftest import lab, lab_up, running, test_name
+
+NAME = test_name("classic-vlan")
+
+
+@pytest.fixture(scope="module")
+def state(host_before):
+    with running(host_before, "classic-vlan") as labs:
+        yield labs["classic-vlan"]
+
+
+def in_ns(ns: str, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True, text=True).stdout
+
+
+def _status_names(*words: str) -> list[str]:
+    out = lab("status", NAME, check=False)
+    assert out.returncode == 1, out.stdout
+    assert all(w in out.stdout for w in words), out.stdout
+    problems = json.loads(lab("status", NAME, "--json", check=False).stdout)["problems"]
+    assert any(all(w in p for w in words) for p in problems), problems
+    return problems
+
+
+def _repair_and_check(*words: str) -> None:
+    out = lab_up("classic-vlan")
+    assert "repaired" in out.stdout and all(w in out.stdout for w in words), out.stdout
+    assert lab("status", NAME).returncode == 0
+    checks = lab("check", NAME, check=False, timeout=300)
+    assert checks.returncode == 0, checks.stdout
+
+
+def test_iptables_flushed_in_a_compute_node(state):
+    node = state.plan.node("compute1")
+    in_ns(node.netns, "iptables", "-F")
+    _status_names("compute1", "iptables rules differ", "missing", f"lab up {NAME}")
+    _repair_and_check("compute1", "iptables")
+    assert "neutron-openvswi-FORWARD" in in_ns(node.netns, "iptables-save")
+
+
+def test_router_nat_rules_flushed(state):
+    router = state.plan.router_instances[0]
+    in_ns(router.netns, "iptables", "-t", "nat", "-F")
+    _status_names(f"router {router.name}", "iptables rules differ")
+    _repair_and_check(f"router {router.name}")
+
+
+def test_instance_eth0_set_down(state):
+    vm = next(p for p in state.plan.ports if p.address == "dhcp")
+    in_ns(vm.netns, "ip", "link", "set", "eth0", "down")
+    _status_names(f"instance {vm.instance}", "eth0 is down")
+    _repair_and_check(vm.instance)
+    assert "default via" in in_ns(vm.netns, "ip", "route")
+
+
+def test_instance_lost_its_address(state):
+    vm = next(p for p in state.plan.ports if p.address == "dhcp")
+    in_ns(vm.netns, "ip", "addr", "flush", "dev", "eth0")
+    _status_names(f"instance {vm.instance}", f"lacks its address {vm.ip}")
+    _repair_and_check(vm.instance)     # a real DHCP client asked dnsmasq again
+
+
+def test_dnsmasq_killed_keeps_its_leases(state):
+    d = state.plan.dhcp_servers[0]
+    leases = Path(d.dir, "leases")
+    before = leases.read_text()
+    assert before.strip(), "dnsmasq handed out no lease"
+    os.kill(agents.dnsmasq_pid(d), signal.SIGKILL)
+    _status_names(f"dnsmasq of {d.name} is not running")
+    _repair_and_check(f"dnsmasq of {d.name}")
+    assert leases.read_text() == before
+
+
+@pytest.mark.parametrize("daemon, node", [("ovs-vswitchd", "compute1"), ("ovsdb-server", "network1")])
+def test_an_ovs_daemon_killed(state, daemon, node):
+    rundir = state.plan.node(node).rundir
+    pid = int(Path(rundir, f"{daemon}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    _status_names(f"{daemon} of {node} is not running", f"lab up {NAME}")
+    _repair_and_check(f"{daemon} of {node}")
+    assert int(Path(rundir, f"{daemon}.pid").read_text()) != pid
+    assert not Path(rundir, f"{daemon}.{pid}.ctl").exists()
+
+
+def test_ovs_restarted_is_seen_by_its_canary_flow(state):
+    """What the OVS agent sees after Open vSwitch restarts: br-int table 23 without its canary."""
+    node = state.plan.node("compute2")
+    subprocess.run(["ovs-ofctl", "del-flows", "br-int"], check=True, env={**os.environ, "OVS_RUNDIR": node.rundir})
+    _status_names("compute2: Open vSwitch was restarted", "canary flow in br-int table 23")
+    _repair_and_check("compute2")
+
+
+def test_an_instance_namespace_deleted(state):
+    """The instance comes back: namespace, plug, and a DHCP lease obtained again."""
+    vm = next(p for p in state.plan.ports if p.address == "dhcp")
+    subprocess.run(["ip", "netns", "delete", vm.netns], check=True)
+    _status_names(f"namespace {vm.netns} is missing", f"lab up {NAME}` rebuilds it")
+    _repair_and_check(vm.netns)
+    assert vm.ip in in_ns(vm.netns, "ip", "-4", "addr", "show", "eth0")
+
+
+def test_a_wire_namespace_deleted(state):
+    """The physical network comes back and every node's NIC is attached to it again."""
+    wire = state.plan.wires[0]
+    subprocess.run(["ip", "netns", "delete", wire.netns], check=True)
+    _status_names(f"namespace {wire.netns} is missing", "rebuilds it")
+    _repair_and_check(wire.netns)
+
+
+def test_a_node_namespace_deleted_asks_for_down_and_up(state):
+    """What cannot be repaired in place is refused with the reason, and nothing else is touched."""
+    node = state.plan.node("compute2")
+    subprocess.run(["ip", "netns", "delete", node.netns], check=True)
+    _status_names(f"namespace {node.netns} is missing", f"lab down {NAME}")
+    out = lab_up("classic-vlan", check=False)
+    assert out.returncode == 1 and "cannot be rebuilt in place" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    # the module's lab is now beyond repair: take it down and up again for nothing else follows
+    lab("down", NAME)
+    lab_up("classic-vlan")
+    assert lab("status", NAME).returncode == 0
