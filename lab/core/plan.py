@@ -28,6 +28,7 @@ class PortRule:
     port_min: int | None
     port_max: int | None
     remotes: tuple[str, ...]        # CIDRs
+    remote_group: str | None = None # the group the remotes are the members of (None: a CIDR rule)
 
 
 @dataclass(frozen=True)
@@ -448,12 +449,13 @@ def _port_rules(scenario: Scenario, inst, networks: dict[str, Network],
     for group in inst.security_groups:
         if group == "default":
             rules.append(PortRule("egress", "any", None, None, ("0.0.0.0/0",)))
-            rules.append(PortRule("ingress", "any", None, None, remotes_of("default")))
+            rules.append(PortRule("ingress", "any", None, None, remotes_of("default"), "default"))
             continue
         sg = scenario.security_group(project, group)
         for r in sg.rules:
             remotes = (r.remote_ip,) if r.remote_ip else remotes_of(r.remote_group)
-            rules.append(PortRule(r.direction, r.protocol, r.port_min, r.port_max, remotes))
+            rules.append(PortRule(r.direction, r.protocol, r.port_min, r.port_max, remotes,
+                                  None if r.remote_ip else r.remote_group))
     return tuple(dict.fromkeys(rules))  # same rule from two groups: once
 
 

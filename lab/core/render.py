@@ -97,6 +97,7 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
         cmd("--may-exist", "add-port", b.bridge, b.phy_patch)
         cmd("set", "Interface", b.phy_patch, "type=patch", f"options:peer={b.int_patch}")
         cmd("set", "Port", b.phy_patch, mark)
+    plug = plugs.driver(node.firewall_driver)
     for port in _namespace_ports(plan, node):
         cmd("--may-exist", "add-port", naming.BR_INT, port.ovs_dev)
         cmd("set", "Port", port.ovs_dev, f"tag={port.local_vlan}", mark,
@@ -106,7 +107,8 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
             f"other_config:segmentation_id={'None' if port.segmentation_id is None else port.segmentation_id}",
             f"other_config:tag={port.local_vlan}")
         cmd("set", "Interface", port.ovs_dev, f"external_ids:iface-id={port.port_id}",
-            "external_ids:iface-status=active", f'external_ids:attached-mac="{port.mac}"')
+            "external_ids:iface-status=active", f'external_ids:attached-mac="{port.mac}"',
+            *plug.interface_columns(plan, node, port.ovs_dev))
     for p in node.ports:
         net_uuid = naming.object_uuid(plan.lab, "network", p.network)
         vm_uuid = naming.object_uuid(plan.lab, "instance", p.instance)
@@ -118,7 +120,7 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
             f"other_config:segmentation_id={seg}", f"other_config:tag={p.local_vlan}")
         cmd("set", "Interface", p.ovs_port, f"external_ids:iface-id={p.port_id}",
             "external_ids:iface-status=active", f'external_ids:attached-mac="{p.mac}"',
-            f"external_ids:vm-uuid={vm_uuid}")
+            f"external_ids:vm-uuid={vm_uuid}", *plug.interface_columns(plan, node, p.ovs_port))
     return tuple(args)
 
 
@@ -172,7 +174,8 @@ def iptables_rules(plan: Plan, node: NodePlan) -> str:
 def render_node(plan: Plan, node: NodePlan) -> NodeRender:
     plug = plugs.driver(node.firewall_driver)
     others = plan.other_dvr_macs(node.name)
-    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie, other_dvr_macs=others)
+    flows = {naming.BR_INT: render_template("br-int.flows.j2", node=node, cookie=plan.cookie, other_dvr_macs=others,
+                                            antispoof=not plug.provides_arp_spoofing_protection)
              + plug.br_int_flows(plan, node)}
     for b in node.physical_bridges:
         flows[b.bridge] = render_template(

@@ -28,7 +28,7 @@ from lab.budget import budget
 from lab.runtime import gateway
 from lab.core.plan import Plan
 from lab.core.scenario import Check, PathAssertion, Scenario
-from lab.tools import packets
+from lab.tools import packets, rules
 from lab.tools.capture import LISTEN_TIMEOUT, CaptureError, Tcpdump as Capture, read_until
 from lab.tools.packets import Packet, Probe
 
@@ -291,6 +291,7 @@ def run_check(plan: Plan, c: Check) -> Result:
                 started.append(cap)
                 cap.start()          # one that does not start says so in its verdict
         send = probe_icmp if c.proto == "icmp" else probe_tcp
+        counted = rules.Counted(plan, c.source, c.destination)      # firewall rule counters, before
         reached, seen = send(plan, c, dst_ip, probe)
         for cap in started:
             if cap.error is None:
@@ -299,7 +300,9 @@ def run_check(plan: Plan, c: Check) -> Result:
         for cap in started:
             cap.stop()
     judged = [judge(a, caps, src_ip, dst_ip, probe) for a, caps in captures_by_assertion]
-    return result_of(c, dst_ip, reached, seen, judged)
+    result = result_of(c, dst_ip, reached, seen, judged)
+    result.evidence += counted.moved()      # which rule accepted or dropped it (OVS firewall)
+    return result
 
 
 def result_of(c: Check, dst_ip: str, reached: bool, seen: str, judged: list[tuple[str, str]]) -> Result:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.runtime import gateway, ovs
+from lab.core import plugs
 from lab.core.plan import NodePlan, Plan
 
 TABLES = {
@@ -168,6 +169,10 @@ def annotate(flow: Flow, bridge: str, plan: Plan, node: NodePlan) -> str:
         if tid in tunnels:
             notes.append(f"tunnel id {tid} = {tunnels[tid]}")
     notes += _mac_notes(flow, _macs(plan))
+    rule = plugs.driver(node.firewall_driver).flow_notes(plan, node).get(
+        (flow.table, flow.priority, flow.match.replace('"', "")))
+    if rule:
+        notes.append(rule)      # the security-group rule the firewall driver made it from
     if "learn(" in flow.actions:
         notes.append("learns MAC -> tunnel into table 20")
     note = f"   # {'; '.join(dict.fromkeys(notes))}" if notes else ""

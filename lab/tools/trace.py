@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from lab.runtime import gateway, ovs
 from lab.core import naming, plugs
-from lab.tools import packets
+from lab.tools import flows, packets
 from lab.tools.checks import Capture, new_probe, probe_icmp, probe_tcp
 from lab.tools.packets import Packet, Probe
 from lab.errors import LabStateError
@@ -304,34 +304,43 @@ def ofproto_trace(node: NodePlan, bridge: str, fields: dict, proto: str, src_ip:
 
 
 def summarize_ofproto(text: str) -> list[str]:
-    """'br-int: t0 prio 9 -> t25 prio 2 -> ... -> NORMAL (forwarding to learned port)' per bridge,
-    then the datapath actions."""
-    lines, current, steps = [], None, []
+    """'br-int: table 60 (transient) prio 100 [in_port=10] -> ... -> NORMAL' per bridge, then the
+    datapath actions. Through ct() recirculation: the pipeline OVS resumes ("thaw") is named
+    by the bridge whose ct() froze it, and a 'drop' that only ends a ct() action is left out,
+    so the pass that decides (e.g. table 82 prio 40 -> table 93) is the one that says drop."""
+    lines, current, steps, frozen = [], None, [], None
+
+    def flush() -> None:
+        if current and steps:
+            lines.append(f"{current}: " + " -> ".join(steps))
     for raw in text.splitlines():
         m = re.match(r'^bridge\("([^"]+)"\)', raw)
-        if m:
-            if current:
-                lines.append(f"{current}: " + " -> ".join(steps))
-            current, steps = m.group(1), []
+        if m or "Resuming from table" in raw:
+            flush()
+            current, steps = (m.group(1) if m else frozen or current), []
             continue
         m = re.match(r"^\s*(\d+)\. (?:(.*?), )?priority (\d+)", raw)   # a flow may match on nothing
         if m and current:
-            steps.append(f"table {m.group(1)} prio {m.group(3)}" + (f" [{m.group(2)}]" if m.group(2) else ""))
+            name = flows.table_name(current, int(m.group(1)))
+            steps.append(f"table {m.group(1)}" + (f" ({name})" if name else "") + f" prio {m.group(3)}"
+                         + (f" [{m.group(2)}]" if m.group(2) else ""))
             continue
-        m = re.match(r"^\s+(NORMAL|drop|output:.*|set_field:\d+->vlan_vid|mod_vlan_vid:\d+|strip_vlan|pop_vlan)\s*$", raw)
+        m = re.match(r"^\s+(NORMAL|drop|output:.*|set_field:\d+->vlan_vid|mod_vlan_vid:\d+|strip_vlan|pop_vlan|ct\(.*\))\s*$", raw)
         if m and current:
+            if m.group(1) == "drop" and steps and steps[-1].startswith("ct("):
+                continue        # the end of a ct() action, not a verdict
+            if m.group(1).startswith("ct("):
+                frozen = current
             steps.append(m.group(1))
             continue
         m = re.match(r"^\s+-> (.*)$", raw)
-        if m and current and steps:
+        if m and current and steps and not steps[-1].startswith("ct("):
             steps[-1] += f" ({m.group(1)})"
         if raw.startswith("Datapath actions:"):
-            if current:
-                lines.append(f"{current}: " + " -> ".join(steps))
-                current = None
+            flush()
+            current = None
             lines.append(raw.strip())
-    if current:
-        lines.append(f"{current}: " + " -> ".join(steps))
+    flush()
     return lines
 
 

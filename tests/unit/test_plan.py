@@ -81,7 +81,7 @@ def test_port_rules(plan):
     assert vm1.rules == (
         # the default group: egress anywhere, ingress from the project's members (net1 and net2)
         PortRule("egress", "any", None, None, ("0.0.0.0/0",)),
-        PortRule("ingress", "any", None, None, DEMO_DEFAULT),
+        PortRule("ingress", "any", None, None, DEMO_DEFAULT, "default"),
         # web: icmp and tcp 5001 from anywhere
         PortRule("ingress", "icmp", None, None, ("0.0.0.0/0",)),
         PortRule("ingress", "tcp", 5001, 5001, ("0.0.0.0/0",)),
@@ -93,7 +93,7 @@ def test_port_rules(plan):
     assert plan.port("vm4").rules == ()
     assert plan.port("alt-vm1").rules == (
         PortRule("egress", "any", None, None, ("0.0.0.0/0",)),
-        PortRule("ingress", "any", None, None, ("192.168.1.21/32",)))
+        PortRule("ingress", "any", None, None, ("192.168.1.21/32",), "default"))
     for name in ("vm2", "vm3", "vm5"):
         assert plan.port(name).rules == vm1.rules[:2], name
 

@@ -37,12 +37,13 @@ def noop():
 
 
 def test_registry_names_every_driver():
-    assert tuple(plugs._registry()) == plugs.DRIVERS == ("iptables_hybrid", "noop")
+    assert tuple(plugs._registry()) == plugs.DRIVERS == ("iptables_hybrid", "noop", "openvswitch")
     for name in plugs.DRIVERS:
         d = plugs.driver(name)
         assert d.name == name and d.hybrid_plug == (name == "iptables_hybrid") == d.iptables
-    with pytest.raises(ValueError, match="firewall_driver 'openvswitch' is not one of: iptables_hybrid, noop"):
-        plugs.driver("openvswitch")
+        assert d.provides_arp_spoofing_protection == (name == "openvswitch")
+    with pytest.raises(ValueError, match="firewall_driver 'ovn' is not one of: iptables_hybrid, noop, openvswitch"):
+        plugs.driver("ovn")
 
 
 def test_noop_port_is_a_tap_on_br_int(noop):

@@ -66,13 +66,13 @@ def plan():
 
 def test_summarize_ofproto():
     assert trace.summarize_ofproto(OFPROTO) == [
-        "br-int: table 0 prio 9 [in_port=5] -> table 25 prio 2 [in_port=5,dl_src=fa:16:3e:d0:df:82] -> "
-        "table 60 prio 3 -> NORMAL (forwarding to learned port)",
-        "br-vlan: table 0 prio 4 [in_port=2,dl_vlan=1] -> mod_vlan_vid:101 -> NORMAL "
+        "br-int: table 0 (local switching) prio 9 [in_port=5] -> table 25 (MAC spoofing protection) prio 2 "
+        "[in_port=5,dl_src=fa:16:3e:d0:df:82] -> table 60 (transient) prio 3 -> NORMAL (forwarding to learned port)",
+        "br-vlan: table 0 (local VLAN translation) prio 4 [in_port=2,dl_vlan=1] -> mod_vlan_vid:101 -> NORMAL "
         "(no learned MAC for destination, flooding)",
         "Datapath actions: push_vlan(vid=101,pcp=0),3"]
-    assert trace.summarize_ofproto(DROPPING)[0] == "br-int: table 0 prio 0 -> drop"
-    assert trace.summarize_ofproto('bridge("br-x")\n 0. priority 1, cookie 0\n') == ["br-x: table 0 prio 1"]
+    assert trace.summarize_ofproto(DROPPING)[0] == "br-int: table 0 (local switching) prio 0 -> drop"
+    assert trace.summarize_ofproto('bridge("br-x")\n 0. priority 1, cookie 0\n') == ["br-x: table 0 (local VLAN translation) prio 1"]
 
 
 def test_the_expected_path_of_a_vlan_network(plan):

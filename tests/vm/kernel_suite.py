@@ -106,17 +106,25 @@ class Scenario:
                     f"{node}: local_ip {tunnel['local_ip']} is not on {tunnel['nic']}: {addrs.strip()}")
 
     def conntrack_zones(self) -> None:
-        """The probes' connections were tracked in the hybrid firewall's per-port zones (raw
-        table `CT --zone`, from 4097) of the compute nodes' kernel conntrack."""
+        """The probes' connections were tracked in the firewall's zones of the compute nodes'
+        kernel conntrack: the hybrid firewall's per-port zones (raw table `CT --zone`, from
+        4097); the OVS firewall's per-network zones (`ct(zone=reg6)` = the node's local VLANs)."""
         plan = json.loads((STATE_ROOT / self.name / "plan.json").read_text())
-        zones: set[int] = set()
+        hybrid: set[int] | None = None
         for node in plan["nodes"]:
             if not node["ports"]:
                 continue
             rc, table, _ = lab("exec", self.name, node["name"], "--", "cat", "/proc/net/nf_conntrack")
-            zones |= {int(z) for z in re.findall(r"\bzone=(\d+)", table)} if rc == 0 else set()
-        self.expect(any(z > 4096 for z in zones),
-                    f"no conntrack entry in a per-port zone (>4096) on the compute nodes: zones {sorted(zones)}")
+            zones = {int(z) for z in re.findall(r"\bzone=(\d+)", table)} if rc == 0 else set()
+            if node.get("firewall_driver") == "openvswitch":
+                vlans = {lvid for _, lvid in node["local_vlans"]}
+                self.expect(bool(zones) and zones <= vlans,
+                            f"{node['name']}: OVS firewall conntrack zones {sorted(zones)}, local VLANs {sorted(vlans)}")
+            elif node.get("firewall_driver", "iptables_hybrid") == "iptables_hybrid":
+                hybrid = (hybrid or set()) | zones
+        if hybrid is not None:
+            self.expect(any(z > 4096 for z in hybrid),
+                        f"no conntrack entry in a per-port zone (>4096) on the compute nodes: zones {sorted(hybrid)}")
 
     def check(self) -> None:
         rc, out, self.times["check"] = lab("check", self.name, "--json")

@@ -3,14 +3,21 @@
 Neutron's OVS agent picks its firewall with ``[securitygroup] firewall_driver``, and the
 driver decides how Nova plugs the VM (``ovs_hybrid_plug``): through a Linux bridge
 (``iptables_hybrid``: tap -> qbr -> qvb = qvo -> br-int) or straight onto br-int (``noop``,
-and later ``openvswitch``). Each driver is one module here with one class:
+``openvswitch``). Each driver is one module here with one class:
 
 - ``plug(node_netns, port_id)``: the devices the port has, in order from the
   instance to br-int, and the port on br-int (a ``Plug``, saved in the plan's JSON);
 - ``firewall_rules(plan, node)``: what the node's firewall is given (iptables-restore
   input for ``iptables_hybrid``; empty when the driver keeps no iptables);
 - ``br_int_flows(plan, node)``: flow lines the driver adds to br-int after Neutron's base
-  tables (empty for both drivers here; the OVS firewall's tables 60 and 71-94 go there);
+  tables (empty for iptables_hybrid and noop; the OVS firewall's tables 60 and 71-94);
+- ``interface_columns(plan, node, device)``: extra ``Interface`` columns of a br-int port in
+  the node's OVSDB transaction (the OVS firewall's ``ofport_request``, so flows can name
+  ofports);
+- ``flow_notes(plan, node)``: (table, priority, match) of the driver's flows -> the
+  security-group rule each comes from (``lab flows`` shows it beside the flow);
+- ``provides_arp_spoofing_protection``: as Neutron's attribute: True leaves br-int's own
+  ARP/MAC anti-spoofing (tables 24/25) out, because the driver's flows do it;
 - ``trace_hops(port, direction)``: the hops ``lab trace`` expects between eth0 and br-int.
 
 Nothing outside a driver module knows its device roles (qbr, qvb, qvo): the plan, render,
@@ -76,6 +83,7 @@ class PortPlugDriver(Protocol):
     name: str
     hybrid_plug: bool                        # Neutron's OVS_HYBRID_PLUG_REQUIRED
     iptables: bool                           # the node's security groups live in iptables
+    provides_arp_spoofing_protection: bool   # the driver's flows replace br-int's tables 24/25
 
     def plug(self, node_netns: str, port_id: str) -> Plug: ...
 
@@ -83,15 +91,19 @@ class PortPlugDriver(Protocol):
 
     def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str: ...
 
+    def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]: ...
+
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]: ...
+
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]: ...
 
 
 def _registry() -> dict[str, PortPlugDriver]:
-    from lab.core.plugs import hybrid, noop
-    return {d.name: d for d in (hybrid.DRIVER, noop.DRIVER)}
+    from lab.core.plugs import hybrid, noop, openvswitch
+    return {d.name: d for d in (hybrid.DRIVER, noop.DRIVER, openvswitch.DRIVER)}
 
 
-DRIVERS = ("iptables_hybrid", "noop")        # what `firewall_driver` may be (kept equal to the registry)
+DRIVERS = ("iptables_hybrid", "noop", "openvswitch")        # what `firewall_driver` may be (kept equal to the registry)
 
 
 def driver(name: str) -> PortPlugDriver:

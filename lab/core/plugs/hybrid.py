@@ -24,6 +24,7 @@ class IptablesHybrid:
     name = "iptables_hybrid"
     hybrid_plug = True
     iptables = True
+    provides_arp_spoofing_protection = False
 
     def plug(self, node_netns: str, port_id: str) -> Plug:
         def dev(role: str, kind: str, firewall: str = "") -> PlugDevice:
@@ -44,6 +45,12 @@ class IptablesHybrid:
 
     def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
         return ""       # security groups are not in OpenFlow: table 60 stays NORMAL
+
+    def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]:
+        return ()
+
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
+        return {}
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap, qbr, qvb, qvo = (port.plug.device(r) for r in ("tap", "qbr", "qvb", "qvo"))

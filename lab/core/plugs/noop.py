@@ -22,6 +22,7 @@ class Noop:
     name = "noop"
     hybrid_plug = False
     iptables = False
+    provides_arp_spoofing_protection = False    # br-int's tables 24/25 stay
 
     def plug(self, node_netns: str, port_id: str) -> Plug:
         tap = naming.port_device("tap", port_id)
@@ -32,6 +33,12 @@ class Noop:
 
     def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
         return ""       # security groups are not in OpenFlow: table 60 stays NORMAL
+
+    def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]:
+        return ()
+
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
+        return {}
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap = port.plug.device("tap")

@@ -19,7 +19,7 @@ AGENT_MODES_OF_ROLE = {"network": ("legacy", "dvr_snat"), "compute": ("dvr", "dv
 DVR_BASE_MAC = "fa:16:3f:00:00:00"   # neutron.conf dvr_base_mac default
 # the OVS agent's [securitygroup] firewall_driver: built now, and known but not built yet
 FIREWALL_DRIVERS_NOW = DRIVERS           # the plug registry (lab/core/plugs) says what is built
-FIREWALL_DRIVERS_LATER = ("openvswitch",)
+FIREWALL_DRIVERS_LATER: tuple[str, ...] = ()
 NETWORK_TYPES_NOW = ("vlan", "flat", "vxlan", "gre")
 NETWORK_TYPES_LATER = ("geneve", "local")
 TUNNEL_TYPES = ("vxlan", "gre")

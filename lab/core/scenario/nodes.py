@@ -74,9 +74,9 @@ def firewall_driver(c: Checker, body: LineDict, where: str) -> str:
         c.add(body.line_of("firewall_driver"), where,
               f"firewall driver {driver!r} is not built yet (built: {', '.join(FIREWALL_DRIVERS_NOW)})")
     else:
+        later = f"; not yet: {', '.join(FIREWALL_DRIVERS_LATER)}" if FIREWALL_DRIVERS_LATER else ""
         c.add(body.line_of("firewall_driver"), where,
-              f"unknown firewall driver {str(driver)[:40]!r} (built: {', '.join(FIREWALL_DRIVERS_NOW)}; "
-              f"not yet: {', '.join(FIREWALL_DRIVERS_LATER)})")
+              f"unknown firewall driver {str(driver)[:40]!r} (built: {', '.join(FIREWALL_DRIVERS_NOW)}{later})")
     return FIREWALL_DRIVERS_NOW[0]
 
 

@@ -7,6 +7,10 @@ Each driver module has one class with:
   in the instance namespace. The OVS row of ``port.ovs_port`` comes with the node's OVSDB
   transaction, the firewall rules with its iptables-restore.
 - ``missing(links, port)``: the devices of the port that are not there (for `lab status`).
+- ``counters(plan, port)``: packet counters of the rules that decide the port's traffic,
+  keyed (table, priority, match, actions) (the OVS firewall's br-int flows of the port in
+  tables 72 and 82; empty for drivers without such rules). `lab check` reads them before and
+  after its probe and names the rules that counted it.
 
 Devices die with the node namespace, so `down` needs nothing from a driver.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lab.core.plan import InstancePort
+from lab.core.plan import InstancePort, Plan
 from lab.runtime.kernel import Links
 
 
@@ -26,10 +30,12 @@ class KernelPlug(Protocol):
 
     def missing(self, links: Links, port: InstancePort) -> list[str]: ...
 
+    def counters(self, plan: Plan, port: InstancePort) -> dict[tuple[int, int, str, str], int]: ...
+
 
 def driver(name: str) -> KernelPlug:
-    from lab.runtime.plugs import hybrid, noop
-    drivers = {d.name: d for d in (hybrid.DRIVER, noop.DRIVER)}
+    from lab.runtime.plugs import hybrid, noop, openvswitch
+    drivers = {d.name: d for d in (hybrid.DRIVER, noop.DRIVER, openvswitch.DRIVER)}
     if name not in drivers:
         raise ValueError(f"no kernel plug for firewall_driver {name!r} (known: {', '.join(drivers)})")
     return drivers[name]

@@ -3,7 +3,7 @@ OVSDB transaction) and eth0 in the instance namespace."""
 
 from __future__ import annotations
 
-from lab.core.plan import InstancePort
+from lab.core.plan import InstancePort, Plan
 from lab.runtime.kernel import Links
 from lab.runtime.plugs import libvirt_mac, missing_devices
 
@@ -19,6 +19,9 @@ class Noop:
 
     def missing(self, links: Links, port: InstancePort) -> list[str]:
         return missing_devices(links, port)
+
+    def counters(self, plan: Plan, port: InstancePort) -> dict[tuple[int, int, str, str], int]:
+        return {}       # no per-port flow rules (hybrid: `lab trace` reads the iptables counters)
 
 
 DRIVER = Noop()
