@@ -258,21 +258,9 @@ class CaptureFailed(LabError):
 
 
 def _read_until(stream, marker: str, timeout: float) -> str:
-    """A child's pipe up to MARKER, waiting TIMEOUT seconds in all; reads the descriptor
-    itself, so nothing hides in a Python buffer while select() waits."""
-    import os
-    import select
-    fd, text = stream.fileno(), ""
-    deadline = time.monotonic() + timeout
-    while marker not in text:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        text += chunk.decode(errors="replace")
-    return text
+    """A child's pipe up to MARKER, waiting TIMEOUT seconds in all (lab/tools/capture.py)."""
+    from lab.tools.capture import read_until
+    return read_until(stream.fileno(), marker, timeout)
 
 
 class Capture:

@@ -25,6 +25,8 @@ from lab.runtime.kernel import Links
 APPLIED = ".applied"
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
 
+POLL_INTERVAL = 0.05     # between tries of a bounded wait
+
 
 # --------------------------------------------------------------------------- iptables
 
@@ -198,7 +200,7 @@ def _wait_bridges(node, timeout: float = 10.0) -> None:
                     tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
                     raise LabError(f"{node.name}: the restarted ovs-vswitchd did not make {bridge} "
                                    f"within {timeout:g} s ({exc}); its log ends: " + " | ".join(tail)) from None
-                time.sleep(0.05)
+                time.sleep(POLL_INTERVAL)
 
 
 # --------------------------------------------------------------------------- deleted namespaces

@@ -10,24 +10,16 @@ from lab.core import naming
 from lab.core.plan import InstancePort, Plan
 from lab.core.plugs import openvswitch as ovsfw
 from lab.runtime import gateway, ovs
-from lab.runtime.kernel import Links
-from lab.runtime.plugs import libvirt_mac, missing_devices
+from lab.runtime.plugs.noop import Noop
 
 DECIDING_TABLES = (72, 82)      # rules egress, rules ingress: where a packet is accepted or dropped
 FLOW = re.compile(r"table=(\d+), n_packets=(\d+), .*?priority=(\d+),?(\S*?) actions=(\S+)")
 
 
-class OvsFirewall:
+class OvsFirewall(Noop):
+    """The same devices as noop (make, missing); the firewall's per-port flow counters."""
+
     name = "openvswitch"
-
-    def make(self, links: Links, port: InstancePort) -> None:
-        tap = port.plug.device("tap")
-        links.veth(tap, "eth0", peer_netns=port.netns, peer_mac=port.mac, mtu=port.mtu, up=True,
-                   mac=libvirt_mac(port.mac))
-        links.tx_checksum_off(tap)
-
-    def missing(self, links: Links, port: InstancePort) -> list[str]:
-        return missing_devices(links, port)
 
     def counters(self, plan: Plan, port: InstancePort) -> dict[tuple[int, int, str, str], int]:
         """n_packets of the port's flows (reg5 = its ofport) in tables 72 and 82. The
