@@ -79,6 +79,22 @@ class PlugHop:
     chains: tuple[str, ...] = ()             # iptables hops: filter chains whose counters explain it
 
 
+class NoFlowFirewall:
+    """What a driver whose security groups are not OpenFlow (iptables_hybrid, noop) answers
+    for the br-int parts of the protocol: no flows, no extra interface columns, no notes."""
+
+    provides_arp_spoofing_protection = False    # br-int's tables 24/25 stay
+
+    def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
+        return ""       # table 60 stays NORMAL
+
+    def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]:
+        return ()
+
+    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
+        return {}
+
+
 class PortPlugDriver(Protocol):
     name: str
     hybrid_plug: bool                        # Neutron's OVS_HYBRID_PLUG_REQUIRED

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lab.core import naming
-from lab.core.plugs import Plug, PlugDevice, PlugHop
+from lab.core.plugs import NoFlowFirewall, Plug, PlugDevice, PlugHop
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.core.plan import InstancePort, NodePlan, Plan
@@ -20,11 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
 CONNTRACK_ZONE_BASE = 4096
 
 
-class IptablesHybrid:
+class IptablesHybrid(NoFlowFirewall):
     name = "iptables_hybrid"
     hybrid_plug = True
     iptables = True
-    provides_arp_spoofing_protection = False
 
     def plug(self, node_netns: str, port_id: str) -> Plug:
         def dev(role: str, kind: str, firewall: str = "") -> PlugDevice:
@@ -42,15 +41,6 @@ class IptablesHybrid:
                  for index, p in enumerate(node.ports)]
         return render_template("iptables-hybrid.rules.j2", lab=plan.lab, node=node, ports=ports,
                                wrap=naming.IPTABLES_WRAP)
-
-    def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
-        return ""       # security groups are not in OpenFlow: table 60 stays NORMAL
-
-    def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]:
-        return ()
-
-    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
-        return {}
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap, qbr, qvb, qvo = (port.plug.device(r) for r in ("tap", "qbr", "qvb", "qvo"))

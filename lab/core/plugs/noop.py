@@ -12,17 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lab.core import naming
-from lab.core.plugs import Plug, PlugDevice, PlugHop
+from lab.core.plugs import NoFlowFirewall, Plug, PlugDevice, PlugHop
 
 if TYPE_CHECKING:  # pragma: no cover
     from lab.core.plan import InstancePort, NodePlan, Plan
 
 
-class Noop:
+class Noop(NoFlowFirewall):
     name = "noop"
     hybrid_plug = False
     iptables = False
-    provides_arp_spoofing_protection = False    # br-int's tables 24/25 stay
 
     def plug(self, node_netns: str, port_id: str) -> Plug:
         tap = naming.port_device("tap", port_id)
@@ -30,15 +29,6 @@ class Noop:
 
     def firewall_rules(self, plan: "Plan", node: "NodePlan") -> str:
         return ""
-
-    def br_int_flows(self, plan: "Plan", node: "NodePlan") -> str:
-        return ""       # security groups are not in OpenFlow: table 60 stays NORMAL
-
-    def interface_columns(self, plan: "Plan", node: "NodePlan", device: str) -> tuple[str, ...]:
-        return ()
-
-    def flow_notes(self, plan: "Plan", node: "NodePlan") -> dict[tuple[int, int, str], str]:
-        return {}
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap = port.plug.device("tap")
