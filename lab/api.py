@@ -18,8 +18,6 @@ docs/api.md documents every function, the JSON schema_version and the exit statu
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -243,113 +241,61 @@ def exec(lab: str, target_name: str, argv: Sequence[str], *, timeout: float = 30
 
 # --------------------------------------------------------------------------- capture
 
-@dataclass
-class _Point:
-    label: str
-    netns: str
-    iface: str
-    inbound: bool
-    proc: subprocess.Popen | None = None
-    reader: threading.Thread | None = None
-
-
 class CaptureFailed(LabError):
     """tcpdump did not start (a bad filter expression, an unknown interface...)."""
 
 
-def _read_until(stream, marker: str, timeout: float) -> str:
-    """A child's pipe up to MARKER, waiting TIMEOUT seconds in all (lab/tools/capture.py)."""
-    from lab.tools.capture import read_until
-    return read_until(stream.fileno(), marker, timeout)
-
-
 class Capture:
-    """tcpdump (-e -nn, text) at a target while a `with` block runs; afterwards `lines` holds
-    what was seen, each line prefixed with [where]. A wire is watched on every node port,
-    frames entering the wire (each once, labelled with its sender)."""
+    """tcpdump at a target while a `with` block runs (lab/tools/capture.py's `Tcpdump`, one
+    per interface, as `lab capture` does); afterwards `packets` holds the decoded packets of
+    every interface by time and `lines` their one-line summaries, each prefixed with [where].
+    A wire is watched on every node port, frames entering the wire (each once, labelled with
+    its sender)."""
 
-    LISTEN_TIMEOUT = 5.0
-    SETTLE = 0.3
-
-    def __init__(self, points: list[_Point], expression: Sequence[str]):
-        self.points = points
-        self.expression = list(expression)
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
+    def __init__(self, points: list[tuple[str, str, str, bool]], expression: Sequence[str]):
+        from lab.tools.capture import Tcpdump
+        self.caps = [Tcpdump(label, netns, dev, inbound, None, None, tuple(expression))
+                     for label, netns, dev, inbound in points]
 
     def __enter__(self) -> "Capture":
         try:
-            for p in self.points:
-                self._start(p)
+            for cap in self.caps:
+                if not cap.start():
+                    raise CaptureFailed(f"capture did not start: {cap.error}")
         except BaseException:
             self._stop()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        time.sleep(self.SETTLE)    # the last replies are on their way
+        for cap in self.caps:
+            cap.settle()        # the last replies are on their way
         self._stop()
 
-    def _start(self, p: _Point) -> None:
-        from lab.runtime import gateway
-        argv = ["tcpdump", "-i", p.iface, "-e", "-nn", "-l", "--immediate-mode"]
-        argv += (["-Q", "in"] if p.inbound else []) + self.expression
-        p.proc = gateway.spawn(argv, netns=p.netns)
-        err = _read_until(p.proc.stderr, "listening on", self.LISTEN_TIMEOUT)
-        if "listening on" not in err:
-            raise CaptureFailed(f"tcpdump on {p.iface} in netns {p.netns} did not start: "
-                                f"{err.strip() or 'no output'}")
-        p.reader = threading.Thread(target=self._read, args=(p,), daemon=True)
-        p.reader.start()
-
-    def _read(self, p: _Point) -> None:
-        for line in p.proc.stdout:
-            with self._lock:
-                self.lines.append(f"[{p.label}] {line.rstrip()}")
-
     def _stop(self) -> None:
-        for p in self.points:
-            if p.proc is None:
-                continue
-            if p.proc.poll() is None:
-                p.proc.terminate()
-            try:
-                p.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                p.proc.kill()
-                p.proc.wait()
-            if p.reader is not None:
-                p.reader.join(timeout=2)
-            for stream in (p.proc.stdout, p.proc.stderr):
-                if stream:
-                    stream.close()
+        for cap in self.caps:
+            cap.stop()
+
+    @property
+    def packets(self) -> list:
+        return sorted((pkt for cap in self.caps for pkt in cap.packets), key=lambda pkt: pkt.ts)
+
+    @property
+    def lines(self) -> list[str]:
+        from lab.tools.capture import live_line
+        return [live_line(pkt, True) for pkt in self.packets]
 
 
 def capture(lab: str, target_spec: str, expression: Sequence[str] = ()) -> Capture:
     """A Capture at TARGET[:IFACE] of lab LAB with a tcpdump filter EXPRESSION; use it as
-    `with api.capture(...) as cap:` and read cap.lines after the block."""
-    st = state(lab)
-    return Capture(_points(st.plan, target_spec), expression)
-
-
-def _points(p: Plan, target_spec: str) -> list[_Point]:
+    `with api.capture(...) as cap:` and read cap.lines (or cap.packets) after the block."""
+    from lab.tools.capture import capture_interfaces
+    plan = state(lab).plan
     name, _, iface = target_spec.partition(":")
-    targets = p.targets()
+    targets = plan.targets()
     if name not in targets:
-        raise LabStateError(f"lab {p.lab} has no target {name!r} (its targets: {', '.join(sorted(targets))})")
-    kind, ns = targets[name]
-    if iface:
-        return [_Point(f"{name}:{iface}", ns, iface, False)]
-    if kind == "wire":
-        return [_Point(f"{name} from {m.name}", ns, m.wire_ifname, True) for m in p.wire(name).members]
-    if kind in ("instance", "external-host"):
-        return [_Point(name, ns, "eth0", False)]
-    if kind == "dhcp":
-        d = next(d for d in p.dhcp_servers if d.name == name)
-        return [_Point(name, ns, d.port.ns_dev, False)]
-    if kind == "router":
-        return [_Point(f"{name} {q.ns_dev}", ns, q.ns_dev, False) for q in p.router(name).ports]
-    return [_Point(f"{name} {nic}", ns, nic, False) for nic in p.node(name).nics]
+        raise LabStateError(f"lab {plan.lab} has no target {name!r} (its targets: {', '.join(sorted(targets))})")
+    return Capture(capture_interfaces(plan, name, iface or None), expression)
 
 
 # --------------------------------------------------------------------------- a handle
