@@ -385,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP (lab.runtime.signals)
         signum = getattr(exc, "signum", 2)
         _say("lab: interrupted" if signum == 2 else f"lab: stopped by {signal.Signals(signum).name}")
+        # A signal can land inside an object's constructor (pyroute2's asyncio loop); its
+        # __del__ then fails while the process ends. What `up` made is rolled back already:
+        # keep that noise (an "Exception ignored ... Traceback") off the user's screen.
+        sys.unraisablehook = lambda _unraisable: None
         return 128 + signum
     except BrokenPipeError:  # e.g. `lab status | head`
         sys.stderr.close()
