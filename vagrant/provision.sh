@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(openvswitch-switch tcpdump iptables iproute2 iputils-ping ethtool dnsmasq-base busybox graphviz python3 python3-venv python3-pip)
+packages=(openvswitch-switch tcpdump iptables ipset iproute2 iputils-ping ethtool dnsmasq-base haproxy busybox graphviz python3 python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,7 +22,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The lab starts its own ovsdb-server/ovs-vswitchd, dnsmasq and haproxy per node and never
+  # uses the system's services: keep the packages' services from starting while installing.
+  guard=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" || { [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 # The lab runs its own ovsdb-server/ovs-vswitchd per node; it never uses the system one.
