@@ -8,33 +8,50 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import os
 import socket
 import struct
+from contextlib import contextmanager
 
-from pyroute2 import IPRoute
+from pyroute2 import IPBatch, IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from lab.errors import LabError
+from lab.runtime.nlbatch import Batch, KernelError, link_index
 
+IFF_UP = 1
+MAX_OPEN_NETNS = 128    # peer namespaces held open by one batch before it is sent
 NUD_PERMANENT = 0x80
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017
 
 
-class KernelError(LabError):
-    pass
-
-
 class Links:
-    """Links, addresses and routes of one namespace."""
+    """Links, addresses and routes of one namespace.
+
+    Changes go out as batches (``nlbatch``: pyroute2-compiled requests, many to one
+    ``sendto``). Outside ``batched()`` each call is a batch of its own; inside, requests are
+    queued and sent when the block ends: new bridges first, then one RTM_GETLINK round for
+    every device a later request needs by index (a master, an address's device), then the
+    rest in the order given, then the checksum ioctls, once every device exists."""
 
     def __init__(self, where: str):
         self.where = where  # for error messages: the namespace name
-        self.ipr = IPRoute()
+        self._ipr: IPRoute | None = None
         self._index: dict[str, int] = {}
+        self._queue: list[tuple] | None = None
+        self._offload: list[str] = []      # checksum ioctls owed when the batch is sent
+
+    @property
+    def ipr(self) -> IPRoute:
+        """A pyroute2 socket for reads (dumps), opened on first use in the calling thread's
+        namespace."""
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
 
     def close(self) -> None:
-        self.ipr.close()
+        if self._ipr is not None:
+            self._ipr.close()
 
     def __enter__(self) -> "Links":
         return self
@@ -42,20 +59,75 @@ class Links:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _do(self, what: str, fn, *args, **kwargs):
+    def _batch(self) -> Batch:
+        return Batch(self.where, IPBatch())
+
+    def _request(self, what: str, method: str, *args, needs: tuple[str, ...] = (),
+                 first: bool = False, **kwargs) -> None:
+        """One request; NEEDS are device names whose index fills the keyword of the same
+        name in KWARGS (given as the name)."""
+        entry = (what, method, args, kwargs, needs, first)
+        if self._queue is not None:
+            self._queue.append(entry)
+        else:
+            self._send([entry])
+
+    @contextmanager
+    def batched(self):
+        """Queue this block's changes and send them in a few batches when it ends."""
+        self._queue = []
         try:
-            return fn(*args, **kwargs)
-        except NetlinkError as exc:
-            raise KernelError(f"{what} in netns {self.where}: {exc.args[-1] if exc.args else exc} "
-                              f"(errno {exc.code})") from None
+            yield self
+            queue = self._queue
+        finally:
+            self._queue = None
+        self._send([e for e in queue if e[5]] + [e for e in queue if not e[5]])
+        offload, self._offload = self._offload, []
+        self.tx_checksum_off(*offload)
+
+    def _send(self, entries: list[tuple]) -> None:
+        batch = self._batch()
+        fds: list[int] = []
+        try:
+            for i, (what, method, args, kwargs, needs, _) in enumerate(entries):
+                if any(kwargs[k] not in self._index for k in needs) or len(fds) >= MAX_OPEN_NETNS:
+                    batch.send()
+                    _close(fds)
+                    self._resolve(entries[i:])
+                kwargs = {k: (self._index[v] if k in needs else v) for k, v in kwargs.items()}
+                if "peer" in kwargs and "netns" in kwargs["peer"]:
+                    peer = dict(kwargs["peer"])
+                    fds.append(_open_netns(peer.pop("netns")))
+                    kwargs["peer"] = peer | {"net_ns_fd": fds[-1]}
+                batch.add(what, method, *args, **kwargs)
+            batch.send()
+        finally:
+            _close(fds)
+
+    def _resolve(self, entries: list[tuple]) -> None:
+        """Find the index of every device ENTRIES need that exists now (those a later entry
+        makes are found when their turn comes); the first entry's must be among them."""
+        made = {e[3].get("ifname") for e in entries if e[1] == "link" and e[2] == ("add",)}
+        first = {entries[0][3][k] for k in entries[0][4]} - set(self._index)
+        later = {e[3][k] for e in entries for k in e[4]} - set(self._index) - made
+        self._lookup(first | later)
+        missing = sorted(n for n in first if n not in self._index)
+        if missing:
+            raise KernelError(f"no interface {', '.join(missing)} in netns {self.where}")
+
+    def _lookup(self, names: set[str]) -> None:
+        """Indexes of NAMES (one RTM_GETLINK each, one batch); a name not found stays out."""
+        batch = self._batch()
+        seqs = {batch.add(f"finding interface {n}", "link", "get", ifname=n): n for n in sorted(names)}
+        for seq, reply in batch.send(check=False).items():
+            self._index[seqs[seq]] = link_index(reply)
 
     def index(self, ifname: str) -> int:
         """Interface index by name: one RTM_GETLINK for that name (no dump), then cached."""
         if ifname not in self._index:
-            try:
-                self._index[ifname] = self.ipr.link("get", ifname=ifname)[0]["index"]
-            except NetlinkError:
-                raise KernelError(f"no interface {ifname} in netns {self.where}") from None
+            self._lookup({ifname})
+            if ifname not in self._index:
+                raise KernelError(f"no interface {ifname} in netns {self.where}")
         return self._index[ifname]
 
     def has(self, ifname: str) -> bool:
@@ -67,26 +139,30 @@ class Links:
 
     def veth(self, ifname: str, peer: str, *, peer_netns: str | None = None,
              peer_mac: str | None = None, mtu: int | None = None, master: str | None = None,
-             up: bool = False, mac: str | None = None) -> None:
+             up: bool = False, mac: str | None = None, peer_up: bool = False) -> None:
         """A veth pair: IFNAME here (optionally already in bridge MASTER and up, in the same
-        request), PEER here or straight in PEER_NETNS. The peer starts down."""
+        request), PEER here or straight in PEER_NETNS (down unless PEER_UP)."""
         peer_spec: dict = {"ifname": peer}
         if peer_netns:
-            peer_spec["net_ns_fd"] = peer_netns
+            peer_spec["netns"] = peer_netns     # opened when the request is compiled
         if peer_mac:
             peer_spec["address"] = peer_mac
         if mtu:
             peer_spec["mtu"] = mtu
+        if peer_up:
+            peer_spec["flags"] = IFF_UP
         spec: dict = {"ifname": ifname, "kind": "veth", "peer": peer_spec}
         if mtu:
             spec["mtu"] = mtu
         if mac:
             spec["address"] = mac
-        if master:
-            spec["master"] = self.index(master)
         if up:
             spec["state"] = "up"
-        self._do(f"creating veth {ifname} <-> {peer}", self.ipr.link, "add", **spec)
+        needs: tuple[str, ...] = ()
+        if master:
+            spec["master"] = master
+            needs = ("master",)
+        self._request(f"creating veth {ifname} <-> {peer}", "link", "add", needs=needs, **spec)
 
     def bridge(self, ifname: str, mtu: int | None = None, up: bool = False) -> None:
         """A Linux bridge without STP or forwarding delay (a port plug's bridge, the wires)."""
@@ -95,32 +171,32 @@ class Links:
             spec["mtu"] = mtu
         if up:
             spec["state"] = "up"
-        self._do(f"creating bridge {ifname}", self.ipr.link, "add", **spec)
+        self._request(f"creating bridge {ifname}", "link", "add", first=True, **spec)
 
     def delete(self, ifname: str) -> None:
-        self._do(f"deleting {ifname}", self.ipr.link, "del", index=self.index(ifname))
+        self._request(f"deleting {ifname}", "link", "del", needs=("index",), index=ifname)
         self._index.pop(ifname, None)
 
     def up(self, *ifnames: str) -> None:
         for ifname in ifnames:
-            self._do(f"setting {ifname} up", self.ipr.link, "set", index=self.index(ifname), state="up")
+            self._request(f"setting {ifname} up", "link", "set", ifname=ifname, state="up")
 
     def add_address(self, ifname: str, ip: str, prefixlen: int) -> None:
-        self._do(f"adding {ip}/{prefixlen} to {ifname}", self.ipr.addr, "add",
-                 index=self.index(ifname), address=ip, prefixlen=prefixlen)
+        self._request(f"adding {ip}/{prefixlen} to {ifname}", "addr", "add", needs=("index",),
+                      index=ifname, address=ip, prefixlen=prefixlen)
 
     def has_address(self, ifname: str, ip: str) -> bool:
         return any(a.get("address") == ip for a in self.ipr.get_addr(index=self.index(ifname)))
 
     def default_route(self, gateway: str, ifname: str) -> None:
         # on-link: the gateway may not answer yet (routers come later), the route still stands
-        self._do(f"adding default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0",
-                 gateway=gateway, oif=self.index(ifname))
+        self._request(f"adding default route via {gateway}", "route", "add", needs=("oif",),
+                      dst="0.0.0.0/0", gateway=gateway, oif=ifname)
 
     def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
         """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
-        self._do(f"adding neighbour {ip} {mac} on {ifname}", self.ipr.neigh, "replace", dst=ip, lladdr=mac,
-                 ifindex=self.index(ifname), state=NUD_PERMANENT)
+        self._request(f"adding neighbour {ip} {mac} on {ifname}", "neigh", "replace", needs=("ifindex",),
+                      dst=ip, lladdr=mac, ifindex=ifname, state=NUD_PERMANENT)
 
     def neighbours(self, ifname: str) -> dict[str, tuple[str, int]]:
         """IP -> (MAC, NUD state) of IFNAME's neighbour table."""
@@ -133,7 +209,11 @@ class Links:
 
     def tx_checksum_off(self, *ifnames: str) -> None:
         """ethtool -K IF tx off: OVS's userspace datapath reads veths through AF_PACKET and
-        never fills in a checksum the sender left to 'hardware', so TCP would be dropped."""
+        never fills in a checksum the sender left to 'hardware', so TCP would be dropped.
+        Inside ``batched()`` it waits until the batch has made the devices."""
+        if self._queue is not None:
+            self._offload += ifnames
+            return
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for ifname in ifnames:
                 value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
@@ -143,3 +223,15 @@ class Links:
                 except OSError as exc:
                     raise KernelError(f"turning off tx checksum offload on {ifname} in netns "
                                       f"{self.where}: {exc.strerror}") from None
+
+
+def _open_netns(name: str) -> int:
+    try:
+        return os.open(f"/run/netns/{name}", os.O_RDONLY)
+    except FileNotFoundError:
+        raise KernelError(f"namespace {name} does not exist") from None
+
+
+def _close(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
