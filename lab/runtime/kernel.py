@@ -1,7 +1,9 @@
-"""Kernel objects through netlink (pyroute2), in the namespace the calling thread is in.
+"""Kernel objects through netlink, in the namespace the calling thread is in.
 
-Use inside ``netns.entered(name)``: ``Links()`` opens a pyroute2 socket there. Nothing here
-spawns a process; the one ioctl (checksum offload) goes through a socket of that namespace.
+Use inside ``netns.entered(name)``. Changes are netlink requests sent in batches
+(``nlbatch``, encoded as pyroute2 encodes them); reads (addresses, routes, neighbours) go
+through a pyroute2 socket opened there on first use. Nothing here spawns a process; the one
+ioctl (checksum offload) goes through a socket of that namespace.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import socket
 import struct
 from contextlib import contextmanager
 
-from pyroute2 import IPBatch, IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2 import IPRoute
 
-from lab.runtime.nlbatch import Batch, KernelError, link_index
+from lab.runtime import nlbatch
+from lab.runtime.nlbatch import Batch, KernelError
 
-IFF_UP = 1
 MAX_OPEN_NETNS = 128    # peer namespaces held open by one batch before it is sent
 NUD_PERMANENT = 0x80
 SIOCETHTOOL = 0x8946
@@ -28,8 +29,7 @@ ETHTOOL_STXCSUM = 0x00000017
 class Links:
     """Links, addresses and routes of one namespace.
 
-    Changes go out as batches (``nlbatch``: pyroute2-compiled requests, many to one
-    ``sendto``). Outside ``batched()`` each call is a batch of its own; inside, requests are
+    Changes go out as batches (``nlbatch``: many requests to one ``sendto``). Outside ``batched()`` each call is a batch of its own; inside, requests are
     queued and sent when the block ends: new bridges first, then one RTM_GETLINK round for
     every device a later request needs by index (a master, an address's device), then the
     rest in the order given, then the checksum ioctls, once every device exists."""
@@ -59,14 +59,11 @@ class Links:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _batch(self) -> Batch:
-        return Batch(self.where, IPBatch())
-
-    def _request(self, what: str, method: str, *args, needs: tuple[str, ...] = (),
-                 first: bool = False, **kwargs) -> None:
-        """One request; NEEDS are device names whose index fills the keyword of the same
-        name in KWARGS (given as the name)."""
-        entry = (what, method, args, kwargs, needs, first)
+    def _request(self, what: str, build, *, needs: tuple[str, ...] = (), first: bool = False,
+                 **kwargs) -> None:
+        """One request: BUILD(**KWARGS) encodes it (nlbatch). NEEDS name the keywords given
+        as a device name whose index replaces it when the request is encoded."""
+        entry = (what, build, kwargs, needs, first)
         if self._queue is not None:
             self._queue.append(entry)
         else:
@@ -81,25 +78,24 @@ class Links:
             queue = self._queue
         finally:
             self._queue = None
-        self._send([e for e in queue if e[5]] + [e for e in queue if not e[5]])
+        self._send([e for e in queue if e[4]] + [e for e in queue if not e[4]])
         offload, self._offload = self._offload, []
         self.tx_checksum_off(*offload)
 
     def _send(self, entries: list[tuple]) -> None:
-        batch = self._batch()
+        batch = Batch(self.where)
         fds: list[int] = []
         try:
-            for i, (what, method, args, kwargs, needs, _) in enumerate(entries):
+            for i, (what, build, kwargs, needs, _) in enumerate(entries):
                 if any(kwargs[k] not in self._index for k in needs) or len(fds) >= MAX_OPEN_NETNS:
                     batch.send()
                     _close(fds)
                     self._resolve(entries[i:])
                 kwargs = {k: (self._index[v] if k in needs else v) for k, v in kwargs.items()}
-                if "peer" in kwargs and "netns" in kwargs["peer"]:
-                    peer = dict(kwargs["peer"])
-                    fds.append(_open_netns(peer.pop("netns")))
-                    kwargs["peer"] = peer | {"net_ns_fd": fds[-1]}
-                batch.add(what, method, *args, **kwargs)
+                if kwargs.get("peer_netns"):
+                    fds.append(_open_netns(kwargs["peer_netns"]))
+                    kwargs["peer_netns"] = fds[-1]
+                batch.add(what, build(**kwargs))
             batch.send()
         finally:
             _close(fds)
@@ -107,9 +103,9 @@ class Links:
     def _resolve(self, entries: list[tuple]) -> None:
         """Find the index of every device ENTRIES need that exists now (those a later entry
         makes are found when their turn comes); the first entry's must be among them."""
-        made = {e[3].get("ifname") for e in entries if e[1] == "link" and e[2] == ("add",)}
-        first = {entries[0][3][k] for k in entries[0][4]} - set(self._index)
-        later = {e[3][k] for e in entries for k in e[4]} - set(self._index) - made
+        made = {e[2]["ifname"] for e in entries if e[1] in (_veth, _bridge)}
+        first = {entries[0][2][k] for k in entries[0][3]} - set(self._index)
+        later = {e[2][k] for e in entries for k in e[3]} - set(self._index) - made
         self._lookup(first | later)
         missing = sorted(n for n in first if n not in self._index)
         if missing:
@@ -117,10 +113,10 @@ class Links:
 
     def _lookup(self, names: set[str]) -> None:
         """Indexes of NAMES (one RTM_GETLINK each, one batch); a name not found stays out."""
-        batch = self._batch()
-        seqs = {batch.add(f"finding interface {n}", "link", "get", ifname=n): n for n in sorted(names)}
+        batch = Batch(self.where)
+        seqs = {batch.add(f"finding interface {n}", nlbatch.link_get(n)): n for n in sorted(names)}
         for seq, reply in batch.send(check=False).items():
-            self._index[seqs[seq]] = link_index(reply)
+            self._index[seqs[seq]] = nlbatch.link_index(reply)
 
     def index(self, ifname: str) -> int:
         """Interface index by name: one RTM_GETLINK for that name (no dump), then cached."""
@@ -139,64 +135,41 @@ class Links:
 
     def veth(self, ifname: str, peer: str, *, peer_netns: str | None = None,
              peer_mac: str | None = None, mtu: int | None = None, master: str | None = None,
-             up: bool = False, mac: str | None = None, peer_up: bool = False) -> None:
+             up: bool = False, mac: str | None = None) -> None:
         """A veth pair: IFNAME here (optionally already in bridge MASTER and up, in the same
-        request), PEER here or straight in PEER_NETNS (down unless PEER_UP)."""
-        peer_spec: dict = {"ifname": peer}
-        if peer_netns:
-            peer_spec["netns"] = peer_netns     # opened when the request is compiled
-        if peer_mac:
-            peer_spec["address"] = peer_mac
-        if mtu:
-            peer_spec["mtu"] = mtu
-        if peer_up:
-            peer_spec["flags"] = IFF_UP
-        spec: dict = {"ifname": ifname, "kind": "veth", "peer": peer_spec}
-        if mtu:
-            spec["mtu"] = mtu
-        if mac:
-            spec["address"] = mac
-        if up:
-            spec["state"] = "up"
-        needs: tuple[str, ...] = ()
-        if master:
-            spec["master"] = master
-            needs = ("master",)
-        self._request(f"creating veth {ifname} <-> {peer}", "link", "add", needs=needs, **spec)
+        request), PEER here or straight in PEER_NETNS. The peer starts down."""
+        self._request(f"creating veth {ifname} <-> {peer}", _veth, needs=("master",) if master else (),
+                      ifname=ifname, peer=peer, peer_netns=peer_netns, peer_mac=peer_mac, mtu=mtu,
+                      master=master, up=up, mac=mac)
 
     def bridge(self, ifname: str, mtu: int | None = None, up: bool = False) -> None:
         """A Linux bridge without STP or forwarding delay (a port plug's bridge, the wires)."""
-        spec: dict = {"ifname": ifname, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
-        if mtu:
-            spec["mtu"] = mtu
-        if up:
-            spec["state"] = "up"
-        self._request(f"creating bridge {ifname}", "link", "add", first=True, **spec)
+        self._request(f"creating bridge {ifname}", _bridge, first=True, ifname=ifname, mtu=mtu, up=up)
 
     def delete(self, ifname: str) -> None:
-        self._request(f"deleting {ifname}", "link", "del", needs=("index",), index=ifname)
+        self._request(f"deleting {ifname}", nlbatch.link_del, needs=("index",), index=ifname)
         self._index.pop(ifname, None)
 
     def up(self, *ifnames: str) -> None:
         for ifname in ifnames:
-            self._request(f"setting {ifname} up", "link", "set", ifname=ifname, state="up")
+            self._request(f"setting {ifname} up", nlbatch.link_up, ifname=ifname)
 
     def add_address(self, ifname: str, ip: str, prefixlen: int) -> None:
-        self._request(f"adding {ip}/{prefixlen} to {ifname}", "addr", "add", needs=("index",),
-                      index=ifname, address=ip, prefixlen=prefixlen)
+        self._request(f"adding {ip}/{prefixlen} to {ifname}", nlbatch.addr_add, needs=("index",),
+                      index=ifname, ip=ip, prefixlen=prefixlen)
 
     def has_address(self, ifname: str, ip: str) -> bool:
         return any(a.get("address") == ip for a in self.ipr.get_addr(index=self.index(ifname)))
 
     def default_route(self, gateway: str, ifname: str) -> None:
         # on-link: the gateway may not answer yet (routers come later), the route still stands
-        self._request(f"adding default route via {gateway}", "route", "add", needs=("oif",),
-                      dst="0.0.0.0/0", gateway=gateway, oif=ifname)
+        self._request(f"adding default route via {gateway}", nlbatch.default_route, needs=("oif",),
+                      gateway=gateway, oif=ifname)
 
     def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
         """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
-        self._request(f"adding neighbour {ip} {mac} on {ifname}", "neigh", "replace", needs=("ifindex",),
-                      dst=ip, lladdr=mac, ifindex=ifname, state=NUD_PERMANENT)
+        self._request(f"adding neighbour {ip} {mac} on {ifname}", nlbatch.neigh_replace, needs=("index",),
+                      index=ifname, ip=ip, mac=mac, state=NUD_PERMANENT)
 
     def neighbours(self, ifname: str) -> dict[str, tuple[str, int]]:
         """IP -> (MAC, NUD state) of IFNAME's neighbour table."""
@@ -235,3 +208,13 @@ def _open_netns(name: str) -> int:
 def _close(fds: list[int]) -> None:
     while fds:
         os.close(fds.pop())
+
+
+def _veth(*, ifname: str, peer: str, peer_netns: int | None, peer_mac: str | None, mtu: int | None,
+          master: int | None, up: bool, mac: str | None) -> tuple[int, int, bytes]:
+    data = nlbatch.veth_data(peer, netns_fd=peer_netns, mtu=mtu, mac=peer_mac)
+    return nlbatch.link_add(ifname, "veth", up=up, master=master, mtu=mtu, mac=mac, data=data)
+
+
+def _bridge(*, ifname: str, mtu: int | None, up: bool) -> tuple[int, int, bytes]:
+    return nlbatch.link_add(ifname, "bridge", up=up, mtu=mtu, data=nlbatch.bridge_data())
