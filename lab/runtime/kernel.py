@@ -15,8 +15,6 @@ import socket
 import struct
 from contextlib import contextmanager
 
-from pyroute2 import IPRoute
-
 from lab.runtime import nlbatch
 from lab.runtime.nlbatch import Batch, KernelError
 
@@ -36,16 +34,17 @@ class Links:
 
     def __init__(self, where: str):
         self.where = where  # for error messages: the namespace name
-        self._ipr: IPRoute | None = None
+        self._ipr = None
         self._index: dict[str, int] = {}
         self._queue: list[tuple] | None = None
         self._offload: list[str] = []      # checksum ioctls owed when the batch is sent
 
     @property
-    def ipr(self) -> IPRoute:
-        """A pyroute2 socket for reads (dumps), opened on first use in the calling thread's
-        namespace."""
+    def ipr(self):
+        """A pyroute2 IPRoute for reads (dumps), opened on first use in the calling thread's
+        namespace; imported then too (0.1 s), so `up` and `down` never pay for it."""
         if self._ipr is None:
+            from pyroute2 import IPRoute
             self._ipr = IPRoute()
         return self._ipr
 
