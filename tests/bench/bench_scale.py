@@ -206,17 +206,15 @@ def main() -> int:
             path = Path(tmp) / f"{key}.yaml"
             path.write_text(text)
             row = results.setdefault(key, {"instances": n})
-            if "lab" in args.only:
-                row["lab"] = run_lab(path, f"bs-{key}")
-                print(key, "lab", row["lab"], flush=True)
-            if "floor" in args.only:
-                row["floor"] = run_floor(path, f"bf-{key}")
-                print(key, "floor", row["floor"], flush=True)
-            if "mininet" in args.only and key.startswith("l2-"):
-                row["mininet"] = run_mininet(n)
-                print(key, "mininet", row["mininet"], flush=True)
-            row["machine"] = machine()
-            results_path.write_text(json.dumps(results, indent=1))
+            runs = [("lab", lambda: run_lab(path, f"bs-{key}")), ("floor", lambda: run_floor(path, f"bf-{key}"))]
+            if key.startswith("l2-"):
+                runs.append(("mininet", lambda: run_mininet(n)))
+            for what, run in runs:
+                if what in args.only:
+                    row[what] = run()
+                    row["machine"] = machine()
+                    print(key, what, row[what], flush=True)
+                    results_path.write_text(json.dumps(results, indent=1))     # kept if a later one fails
     text = table(results)
     print(text)
     if args.write:

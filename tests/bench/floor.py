@@ -21,6 +21,7 @@ from pathlib import Path
 from lab.core.plan import Plan
 from lab.core.render import NodeRender, udhcpc_script
 from lab.runtime import ovs
+from lab.runtime.agents import DHCP_WINDOW
 
 
 def _veth(name: str, peer: str, peer_ns: str | None, *, mtu: int | None = None, master: str | None = None,
@@ -173,7 +174,8 @@ def _dhcp_clients(plan: Plan, out: Path) -> list[str]:
     script.write_text(udhcpc_script())
     script.chmod(0o755)
     (out / "dhcp.list").write_text("".join(f"{p.netns}\n" for p in ports))
-    return [f"xargs -P {len(ports)} -L 1 sh -c 'ip netns exec $0 busybox udhcpc -i eth0 -f -q -n -t 8 -T 1 "
+    # as many clients at once as lab up runs (agents.DHCP_WINDOW)
+    return [f"xargs -P {DHCP_WINDOW} -L 1 sh -c 'ip netns exec $0 busybox udhcpc -i eth0 -f -q -n -t 8 -T 1 "
             f"-O mtu -O staticroutes -s {shlex.quote(str(script))} >/dev/null' < dhcp.list"]
 
 
