@@ -74,3 +74,61 @@ def test_error_ack_names_the_request_and_the_kernels_reason():
     body = struct.pack("=i", -17) + request + attr
     msg = HEADER.pack(HEADER.size + len(body), nlbatch.NLMSG_ERROR, 0, 42, 0) + body
     assert nlbatch._ext_message(msg) == "Device already exists"
+
+
+class FakeBatch:
+    """Stands in for nlbatch.Batch: records what each send carried; RTM_GETLINK answers
+    with an index for the devices that 'exist'."""
+
+    sends: list[list[str]] = []
+    existing: dict[str, int] = {}
+
+    def __init__(self, where):
+        self.items = []
+
+    def add(self, what, request):
+        self.items.append((what, request))
+        return len(FakeBatch.sends) * 1000 + len(self.items)
+
+    def send(self, check=True):
+        if not self.items:
+            return {}
+        FakeBatch.sends.append([w for w, _ in self.items])
+        replies = {}
+        for i, (what, (kind, _flags, payload)) in enumerate(self.items, 1):
+            name = what.removeprefix("finding interface ")
+            if kind == nlbatch.RTM_GETLINK and name in FakeBatch.existing:
+                reply = HEADER.pack(32, nlbatch.RTM_NEWLINK, 0, 0, 0) + nlbatch.IFINFO.pack(
+                    0, 0, FakeBatch.existing[name], 0, 0)
+                replies[(len(FakeBatch.sends) - 1) * 1000 + i] = reply
+        self.items = []
+        return replies
+
+
+def test_a_batched_block_is_bridges_then_one_lookup_then_the_rest(monkeypatch):
+    monkeypatch.setattr(kernel, "Batch", FakeBatch)
+    offloaded = []
+    monkeypatch.setattr(kernel.Links, "tx_checksum_off",
+                        lambda self, *names: offloaded.extend(names) if self._queue is None else self._offload.extend(names))
+    FakeBatch.sends, FakeBatch.existing = [], {"qbr1": 11, "qbr2": 12}
+    links = kernel.Links("nlab.t.node")
+    with links.batched():
+        for i in (1, 2):
+            links.bridge(f"qbr{i}", mtu=1450, up=True)
+            links.veth(f"tap{i}", "eth0", master=f"qbr{i}", up=True)
+            links.tx_checksum_off(f"tap{i}")
+            links.up(f"qvo{i}")
+        assert FakeBatch.sends == [] and offloaded == []       # nothing sent inside the block
+    assert FakeBatch.sends == [["creating bridge qbr1", "creating bridge qbr2"],
+                               ["finding interface qbr1", "finding interface qbr2"],
+                               ["creating veth tap1 <-> eth0", "setting qvo1 up",
+                                "creating veth tap2 <-> eth0", "setting qvo2 up"]]
+    assert offloaded == ["tap1", "tap2"]                        # once the devices exist
+
+
+def test_a_device_that_is_not_there_is_named(monkeypatch):
+    monkeypatch.setattr(kernel, "Batch", FakeBatch)
+    FakeBatch.sends, FakeBatch.existing = [], {}
+    links = kernel.Links("nlab.t.node")
+    with pytest.raises(kernel.KernelError, match="no interface eth9 in netns nlab.t.node"):
+        links.add_address("eth9", "10.0.0.2", 24)
