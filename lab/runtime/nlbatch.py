@@ -42,7 +42,8 @@ IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
 NLMSGERR_ATTR_MSG = 1
 HEADER = struct.Struct("=LHHLL")     # nlmsghdr: length, type, flags, seq, pid
 IFINFO = struct.Struct("=BxHiII")    # ifinfomsg: family, type, index, flags, change
-CHUNK = 48 * 1024                    # bytes per sendto: the ACKs must fit the receive buffer
+CHUNK = 32                           # requests per sendto (see Batch.send)
+RCVBUF = 1 << 22                     # asked for with SO_RCVBUFFORCE (root), else rmem_max applies
 _seq = itertools.count(1)
 
 
@@ -173,16 +174,19 @@ class Batch:
         if not what:
             return {}
         replies: dict[int, bytes] = {}
-        with _socket() as sock:
-            start = 0
-            while start < len(data):
-                end = max((b for b in bounds if b - start <= CHUNK), default=start)
-                if end <= start:      # one message larger than a chunk
-                    end = next(b for b in bounds if b > start)
-                expected = {HEADER.unpack_from(data, off)[3] for off in bounds if start <= off < end}
-                sock.sendto(data[start:end], (0, 0))
-                self._read_acks(sock, expected, what, replies, check)
-                start = end
+        try:
+            with _socket() as sock:
+                # CHUNK requests a sendto: their ACKs (and a RTM_GETLINK's reply, a few kB of
+                # kernel memory each) must fit the socket's receive buffer, or they are lost
+                count = len(bounds) - 1
+                for first in range(0, count, CHUNK):
+                    last = min(first + CHUNK, count)
+                    start, end = bounds[first], bounds[last]
+                    expected = {HEADER.unpack_from(data, off)[3] for off in bounds[first:last]}
+                    sock.sendto(data[start:end], (0, 0))
+                    self._read_acks(sock, expected, what, replies, check)
+        except OSError as exc:
+            raise KernelError(f"netlink in netns {self.where}: {exc.strerror or exc}") from None
         return replies
 
     def _read_acks(self, sock: socket.socket, expected: set[int], what: dict[int, str],
@@ -211,7 +215,10 @@ class Batch:
 
 def _socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):      # short ACKs, with the kernel's reason
         try:
             sock.setsockopt(SOL_NETLINK, opt, 1)

@@ -132,3 +132,49 @@ def test_a_device_that_is_not_there_is_named(monkeypatch):
     links = kernel.Links("nlab.t.node")
     with pytest.raises(kernel.KernelError, match="no interface eth9 in netns nlab.t.node"):
         links.add_address("eth9", "10.0.0.2", 24)
+
+
+class FakeSocket:
+    """A netlink socket that ACKs every request of each sendto (error -17 for seqs in fail)."""
+
+    def __init__(self, fail=()):
+        self.sent, self.pending, self.fail = [], [], set(fail)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def sendto(self, data, addr):
+        off, seqs = 0, []
+        while off < len(data):
+            length, _k, _f, seq, _p = HEADER.unpack_from(data, off)
+            seqs.append(seq)
+            off += length
+        self.sent.append(len(seqs))
+        for seq in seqs:
+            body = struct.pack("=i", -17 if seq in self.fail else 0) + HEADER.pack(16, 16, 0, seq, 0)
+            self.pending.append(HEADER.pack(HEADER.size + len(body), nlbatch.NLMSG_ERROR, 0, seq, 0) + body)
+
+    def recv(self, size):
+        out, self.pending = b"".join(self.pending), []
+        return out
+
+
+def test_a_big_batch_goes_in_chunks_whose_acks_fit_the_socket(monkeypatch):
+    sock = FakeSocket()
+    monkeypatch.setattr(nlbatch, "_socket", lambda: sock)
+    batch = nlbatch.Batch("nlab.x")
+    for i in range(500):
+        batch.add(f"bridge {i}", kernel._bridge(ifname=f"qbr{i}", mtu=None, up=True))
+    batch.send()
+    assert sum(sock.sent) == 500 and max(sock.sent) == nlbatch.CHUNK
+
+
+def test_a_failed_request_is_named(monkeypatch):
+    batch = nlbatch.Batch("nlab.x")
+    seqs = [batch.add(f"creating bridge qbr{i}", kernel._bridge(ifname=f"qbr{i}", mtu=None, up=True)) for i in range(3)]
+    monkeypatch.setattr(nlbatch, "_socket", lambda: FakeSocket(fail={seqs[1]}))
+    with pytest.raises(nlbatch.KernelError, match=r"creating bridge qbr1 in netns nlab.x: File exists \(errno 17\)"):
+        batch.send()
