@@ -25,6 +25,7 @@ import struct
 from lab.errors import LabError
 
 NETLINK_ROUTE = 0
+SO_RCVBUFFORCE = 33                  # asm-generic/socket.h (Python's socket module lacks it)
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
@@ -216,7 +217,7 @@ class Batch:
 def _socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):      # short ACKs, with the kernel's reason
