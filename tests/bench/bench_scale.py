@@ -50,6 +50,7 @@ from lab.runtime import lifecycle, ovs  # noqa: E402
 
 CLI = [sys.executable, "-m", "lab.cli"]
 MININET_PY = "/usr/bin/python3"
+SETTLE = 3.0     # seconds of quiet before each measurement: the kernel finishes freeing what the last one released
 
 
 def l2(n: int) -> str:
@@ -211,6 +212,7 @@ def main() -> int:
                 runs.append(("mininet", lambda: run_mininet(n)))
             for what, run in runs:
                 if what in args.only:
+                    time.sleep(SETTLE)
                     row[what] = run()
                     row["machine"] = machine()
                     print(key, what, row[what], flush=True)
