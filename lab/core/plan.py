@@ -29,6 +29,7 @@ class PortRule:
     port_max: int | None
     remotes: tuple[str, ...]        # CIDRs
     remote_group: str | None = None # the group the remotes are the members of (None: a CIDR rule)
+    remote_group_id: str | None = None  # that group's id (its ipset: naming.ipset_name)
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class NodePlan:
     agent_mode: str | None = None       # the L3 agent's agent_mode (None: no L3 agent)
     dvr_mac: str | None = None          # this host's DVR MAC (OVS agent in DVR mode)
     dvr_interfaces: tuple[DvrInterface, ...] = ()
+    enable_ipset: bool = True           # [securitygroup] enable_ipset: remote groups as ipsets (lab/core/ipsets.py)
 
     @property
     def nics(self) -> tuple[str, ...]:
@@ -438,7 +440,8 @@ def from_data(tp, value):
 def _port_rules(scenario: Scenario, inst, networks: dict[str, Network],
                 members: dict[tuple[str, str], list[str]]) -> tuple[PortRule, ...]:
     """Every rule of the port's groups. The default group: egress anywhere, ingress from its
-    members. Remote groups become the /32s of their members, as with enable_ipset = False."""
+    members. A remote-group rule lists the /32s of every member (the port's own included) and
+    the group's id: its node renders it as an ipset or expanded (lab/core/ipsets.py)."""
     project = networks[inst.network].project
     rules: list[PortRule] = []
 
@@ -449,13 +452,16 @@ def _port_rules(scenario: Scenario, inst, networks: dict[str, Network],
     for group in inst.security_groups:
         if group == "default":
             rules.append(PortRule("egress", "any", None, None, ("0.0.0.0/0",)))
-            rules.append(PortRule("ingress", "any", None, None, remotes_of("default"), "default"))
+            rules.append(PortRule("ingress", "any", None, None, remotes_of("default"), "default",
+                                  naming.security_group_uuid(scenario.name, project, "default")))
             continue
         sg = scenario.security_group(project, group)
         for r in sg.rules:
             remotes = (r.remote_ip,) if r.remote_ip else remotes_of(r.remote_group)
             rules.append(PortRule(r.direction, r.protocol, r.port_min, r.port_max, remotes,
-                                  None if r.remote_ip else r.remote_group))
+                                  None if r.remote_ip else r.remote_group,
+                                  None if r.remote_ip else naming.security_group_uuid(scenario.name, project,
+                                                                                     r.remote_group)))
     return tuple(dict.fromkeys(rules))  # same rule from two groups: once
 
 
@@ -497,7 +503,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                               physical_bridges=_physical_bridges(scenario, node.name, local_vlans, nic_of),
                               local_vlans=tuple(local_vlans.items()), ports=tuple(ports),
                               firewall_driver=plugger.name, dhcp_servers=tuple(dhcp_servers),
-                              agent_mode=node.agent_mode))
+                              agent_mode=node.agent_mode, enable_ipset=node.enable_ipset))
     router_plans = tuple(RouterPlan(r.name, r.router_id, r.project, r.external_network,
                                     tuple(instances[r.name])) for r in scenario.routers)
     nodes = _with_tunnels(scenario, nodes, router_plans, nic_of, datapath)
