@@ -160,3 +160,22 @@ def test_without_ipset_rules_grow_as_n_squared(n):
     plan, renders = _rendered(n, enable_ipset=False)
     assert sum(ipsets.rule_count(node) for node in plan.nodes) == 2 * n * (n - 1) == _sg_rules(renders)
     assert all(r.ipset == "" for r in renders.values())
+
+
+def test_a_group_without_members_gets_an_empty_set_that_its_rule_matches():
+    """The server sends the ethertype with an empty member list; IpsetManager.set_members
+    still creates the set, and _generate_ipset_rule_args references it (it exists)."""
+    text = scaled(2).replace("remote_group: web}", "remote_group: web}\n"
+                             "      - {direction: ingress, protocol: icmp, remote_group: nobody}") \
+        .replace("security_groups:\n", "security_groups:\n  nobody: {project: demo, rules: []}\n")
+    plan = build_plan(parse(text))
+    node = plan.node("compute1")
+    rule = next(r for r in node.ports[0].rules if r.remote_group == "nobody")
+    name = naming.ipset_name(rule.remote_group_id)
+    assert rule.remotes == () and ipsets.node_sets(node)[name] == ()
+    render = render_plan(plan)["compute1"]
+    assert ipsets.parse_restore(render.ipset)[name] == set()
+    assert f"-p icmp -m set --match-set {name} src -j RETURN" in render.iptables
+    off = build_plan(parse(text.replace("compute1: {role: compute}", "compute1: {role: compute, enable_ipset: false}")))
+    assert "-p icmp" not in "".join(x for x in render_plan(off)["compute1"].iptables.splitlines()
+                                    if x.startswith("-A neutron-openvswi-i"))
