@@ -45,6 +45,7 @@ import floor  # noqa: E402
 from lab.core.plan import build_plan  # noqa: E402
 from lab.core.render import render_plan  # noqa: E402
 from lab.core.scenario import load_scenario  # noqa: E402
+from lab.errors import LabStateError  # noqa: E402
 from lab.paths import STATE_ROOT  # noqa: E402
 from lab.runtime import lifecycle, ovs  # noqa: E402
 
@@ -147,7 +148,10 @@ def run_floor(path: Path, name: str) -> dict:
         if proc.returncode == 0:
             plant_probes(plan.namespaces())
         t = time.monotonic()
-        lifecycle.cleanup(name)       # by marks: processes in the lab's namespaces, namespaces
+        try:
+            lifecycle.cleanup(name)   # by marks: processes in the lab's namespaces, namespaces
+        except LabStateError:         # then the state directory: dnsmasq's files, no ledger
+            pass
         t_down = time.monotonic() - t
         shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
     if proc.returncode != 0:
