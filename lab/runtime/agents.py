@@ -13,7 +13,7 @@ from pathlib import Path
 from lab.budget import budget
 from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
-from lab.runtime.kernel import NUD_PERMANENT, Links
+from lab.runtime.kernel import Links
 from lab.paths import lab_dir
 from lab.core import naming, routers
 from lab.core.plan import DhcpPlan, Plan, RouterInstance
@@ -48,20 +48,6 @@ def router_neighbours(r: RouterInstance) -> None:
     with netns.entered(r.netns), Links(r.netns) as links:
         for n in r.neighbours:
             links.permanent_neighbour(n.dev, n.ip, n.mac)
-
-
-def router_problems(r: RouterInstance) -> list[str]:
-    """What a router instance that exists lacks: DVR's permanent neighbour entries."""
-    if not r.neighbours or not netns.exists(r.netns):
-        return []
-    problems = []
-    with netns.entered(r.netns), Links(r.netns) as links:
-        tables = {dev: links.neighbours(dev) for dev in {n.dev for n in r.neighbours} if links.has(dev)}
-        for n in r.neighbours:
-            mac, state = tables.get(n.dev, {}).get(n.ip, (None, 0))
-            if mac != n.mac or not state & NUD_PERMANENT:
-                problems.append(f"{r.name}: no permanent neighbour entry {n.ip} {n.mac} on {n.dev}")
-    return problems
 
 
 def router_rules(plan: Plan, r: RouterInstance, rules: str) -> None:

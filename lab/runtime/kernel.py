@@ -117,6 +117,13 @@ class Links:
         self._do(f"adding default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0",
                  gateway=gateway, oif=self.index(ifname))
 
+    def route(self, dst: str, gateway: str | None, ifname: str) -> None:
+        """ip route replace DST [via GATEWAY] dev IFNAME (main table)."""
+        spec: dict = {"dst": dst, "oif": self.index(ifname)}
+        if gateway:
+            spec["gateway"] = gateway
+        self._do(f"adding route {dst} via {gateway or 'on-link'} on {ifname}", self.ipr.route, "replace", **spec)
+
     def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
         """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
         self._do(f"adding neighbour {ip} {mac} on {ifname}", self.ipr.neigh, "replace", dst=ip, lladdr=mac,

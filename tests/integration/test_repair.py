@@ -106,6 +106,85 @@ def test_ovs_restarted_is_seen_by_its_canary_flow(state):
     _repair_and_check("compute2")
 
 
+def _router(state):
+    return state.plan.router_instances[0]
+
+
+def _qr(state):
+    return next(p for p in _router(state).ports if p.device_owner == "network:router_interface")
+
+
+def _break_router_address(state):
+    r, qr = _router(state), _qr(state)
+    in_ns(r.netns, "ip", "addr", "del", f"{qr.ip}/{qr.prefixlen}", "dev", qr.ns_dev)
+    return f"router {r.name}", f"{qr.ns_dev} lacks its address {qr.ip}/{qr.prefixlen}"
+
+
+def _break_router_route(state):
+    r = _router(state)
+    in_ns(r.netns, "ip", "route", "del", "default")
+    return f"router {r.name}", f"no default route via {r.external_gateway_ip} on {r.gateway.ns_dev}"
+
+
+def _break_router_gateway_link(state):
+    r = _router(state)
+    in_ns(r.netns, "ip", "link", "set", r.gateway.ns_dev, "down")
+    return f"router {r.name}", f"{r.gateway.ns_dev} is down"
+
+
+def _break_router_sysctl(state):
+    r = _router(state)
+    in_ns(r.netns, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+    return f"router {r.name}", "sysctl net.ipv4.ip_forward is 0, expected 1"
+
+
+def _break_dhcp_port_link(state):
+    d = state.plan.dhcp_servers[0]
+    in_ns(d.netns, "ip", "link", "set", d.port.ns_dev, "down")
+    return f"DHCP server {d.name}", f"{d.port.ns_dev} is down"
+
+
+def _break_node_nic(state):
+    node = state.plan.node("compute1")
+    in_ns(node.netns, "ip", "link", "set", node.nics[0], "down")
+    return "compute1", f"{node.nics[0]} is down"
+
+
+def _break_wire_port(state):
+    wire = state.plan.wires[0]
+    member = wire.members[-1]
+    in_ns(wire.netns, "ip", "link", "set", member.wire_ifname, "down")
+    return f"wire {wire.name}", f"{member.wire_ifname} is down"
+
+
+def _break_instance_metadata_route(state):
+    vm = state.plan.port("vm1")
+    in_ns(vm.netns, "ip", "route", "del", "169.254.169.254/32")
+    return "instance vm1", "no route to 169.254.169.254/32 via"
+
+
+def _break_flow_table(state):
+    node = state.plan.node("compute1")
+    subprocess.run(["ovs-ofctl", "del-flows", "br-int", "table=60"], check=True,
+                   env={**os.environ, "OVS_RUNDIR": node.rundir})
+    return "compute1", "br-int table 60 has 0 of the lab's"
+
+
+@pytest.mark.parametrize("inject", [_break_router_address, _break_router_route, _break_router_gateway_link,
+                                    _break_router_sysctl, _break_dhcp_port_link, _break_node_nic,
+                                    _break_wire_port, _break_instance_metadata_route, _break_flow_table],
+                         ids=lambda f: f.__name__[len("_break_"):])
+def test_kernel_and_flow_faults(state, inject):
+    """What the plan says each namespace holds (lab/core/expect.py) and each bridge table's
+    flows: one fault of each kind, named by `status` (and in `--json` faults), put back by `up`."""
+    who, words = inject(state)
+    problems = _status_names(who, words)
+    faults = json.loads(lab("status", NAME, "--json", check=False).stdout)["faults"]
+    assert any(words in f["text"] for f in faults), faults
+    assert len(problems) == 1, problems       # one fault, not the ones it explains
+    _repair_and_check(who)
+
+
 def test_an_instance_namespace_deleted(state):
     """The instance comes back: namespace, plug, and a DHCP lease obtained again."""
     vm = next(p for p in state.plan.ports if p.address == "dhcp")
