@@ -102,6 +102,8 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
     missing = []
     deadline = time.monotonic() + budget(timeout)
     for p in ports:
+        client_record(directory, p.instance).unlink(missing_ok=True)   # a new exchange, or none
+    for p in ports:
         proc = clients[p.instance]
         try:
             out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
@@ -114,4 +116,14 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
             missing.append(f"{p.instance}: no lease ({said[-1] if said else 'no answer from the client'})")
         elif lease.group(1) != p.ip:
             missing.append(f"{p.instance}: leased {lease.group(1)}, expected {p.ip}")
+        if lease is not None:
+            record = client_record(directory, p.instance)
+            record.parent.mkdir(exist_ok=True)
+            record.write_text(lease.string[lease.start():].splitlines()[0] + "\n")
     return missing
+
+
+def client_record(directory: Path, instance: str) -> Path:
+    """What an instance's DHCP client said when it was bound (the udhcpc script's `lease ...`
+    line, printed only after a DHCPACK): lab/tools/leases.py reads it."""
+    return Path(directory) / "clients" / f"{instance}.lease"

@@ -85,6 +85,44 @@ def test_dnsmasq_killed_keeps_its_leases(state):
     _status_names(f"dnsmasq of {d.name} is not running")
     _repair_and_check(f"dnsmasq of {d.name}")
     assert leases.read_text() == before
+    # the kept file still agrees with what each client was acked (expiry = bound + lease time)
+    vm = next(state.plan.port(c.source) for c in state.scenario().checks
+              if c.proto == "lease" and state.plan.port(c.source).network == d.network)
+    result = _lease_check(state, vm.instance)
+    assert result.passed and "DHCPACK from" in result.evidence[0], result.evidence
+    assert "= bound + 86400 s" in result.evidence[2], result.evidence
+
+
+def _lease_check(state, instance: str):
+    from lab.tools import checks
+    c = next(c for c in state.scenario().checks if c.proto == "lease" and c.source == instance)
+    return checks.run_check(state.plan, c)
+
+
+def test_the_lease_check_can_fail(state):
+    """A lease gone from dnsmasq's file, or an instance whose client never reported a DHCPACK
+    (its address put back by hand), fails the check; put back, it passes."""
+    vm = state.plan.port("vm1")
+    d = next(d for d in state.plan.dhcp_servers if d.network == vm.network)
+    leases = Path(d.dir, "leases")
+    record = Path(state.directory, "clients", "vm1.lease")
+    before, acked = leases.read_text(), record.read_text()
+    try:
+        leases.write_text("".join(line for line in before.splitlines(True) if vm.mac not in line))
+        result = _lease_check(state, "vm1")
+        assert not result.passed and f"has no lease for {vm.mac}" in "\n".join(result.evidence), result.evidence
+        leases.write_text(before)
+        record.unlink()
+        in_ns(vm.netns, "ip", "addr", "flush", "dev", "eth0")
+        in_ns(vm.netns, "ip", "addr", "add", f"{vm.ip}/{vm.prefixlen}", "dev", "eth0")
+        result = _lease_check(state, "vm1")
+        assert not result.passed and "never reported a DHCPACK" in result.evidence[0], result.evidence
+        assert result.evidence[1].startswith("ok")     # the address alone does not pass it
+    finally:
+        leases.write_text(before)
+        record.write_text(acked)
+    assert _lease_check(state, "vm1").passed
+    _repair_and_check("instance vm1")     # the routes flushed with the address come back
 
 
 @pytest.mark.parametrize("daemon, node", [("ovs-vswitchd", "compute1"), ("ovsdb-server", "network1")])
