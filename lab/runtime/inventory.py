@@ -21,8 +21,6 @@ from lab.errors import LabError
 from lab.runtime import gateway, netns, ovs, processes
 from lab.runtime.kernel import NUD_PERMANENT, Links
 
-IFF_UP = 1
-
 
 @dataclass(frozen=True)
 class Fault:
@@ -68,27 +66,8 @@ class Seen:
 
 def read(e: Expected, links: Links) -> Seen:
     """What the namespace the caller entered holds of what E names."""
-    ipr = links.ipr
-    names = {}
-    up = {}
-    for link in ipr.get_links():
-        name = link.get_attr("IFLA_IFNAME")
-        names[link["index"]] = name
-        up[name] = bool(link["flags"] & IFF_UP)
-    addresses = {(names.get(a["index"], "?"), a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                 for a in ipr.get_addr(family=2)}
-    routes = set()
-    if e.routes:
-        for r in ipr.get_routes(family=2, table=254):
-            dst = f"{r.get_attr('RTA_DST') or '0.0.0.0'}/{r['dst_len']}"
-            routes.add((dst, r.get_attr("RTA_GATEWAY"), names.get(r.get_attr("RTA_OIF"), "?")))
-    neighbours = {}
-    if e.neighbours:
-        for n in ipr.get_neighbours(family=2):
-            if n.get_attr("NDA_DST") and n.get_attr("NDA_LLADDR"):
-                neighbours[(names.get(n["ifindex"], "?"), n.get_attr("NDA_DST"))] = (n.get_attr("NDA_LLADDR"),
-                                                                                     n["state"])
-    return Seen(up, addresses, routes, neighbours, {k: _sysctl(k) for k, _ in e.sysctls})
+    d = links.dump(routes=bool(e.routes), neighbours=bool(e.neighbours))
+    return Seen(d["links"], d["addresses"], d["routes"], d["neighbours"], {k: _sysctl(k) for k, _ in e.sysctls})
 
 
 def _sysctl(key: str) -> str | None:
