@@ -57,16 +57,22 @@ def _held(lock: str | None):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _proc(pid: str) -> tuple[bytes, str, str, int] | None:
-    """(cmdline, comm, state, netns inode) of a live process, or None."""
+def _proc(pid: str) -> tuple[bytes, str, str, int | None, int] | None:
+    """(cmdline, comm, state, netns inode, parent pid) of a process, or None when it is gone.
+    A zombie has no namespace (None) and an empty command line."""
     p = Path("/proc", pid)
     try:
         stat = (p / "stat").read_text()
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        return ((p / "cmdline").read_bytes(), comm, stat.rsplit(") ", 1)[1][0],
-                os.stat(p / "ns" / "net").st_ino)
+        fields = stat.rsplit(") ", 1)[1].split()
+        cmd = (p / "cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return None
+    try:
+        ns = os.stat(p / "ns" / "net").st_ino
+    except OSError:
+        ns = None
+    return cmd, comm, fields[0], ns, int(fields[1])
 
 
 def _fds(pid: str) -> int:
@@ -102,20 +108,21 @@ def _processes(lab_inodes: set[int], mark: bytes) -> dict[str, int]:
     out = {"procs": 0, "zombies": 0, "lab_procs": 0, "lab_zombies": 0}
     for name in DAEMONS:
         out[f"{name}_n"] = out[f"{name}_fds"] = out[f"{name}_rss_kb"] = 0
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or (info := _proc(p.name)) is None:
-            continue
-        cmd, comm, state, ns = info
+    procs = {p.name: info for p in Path("/proc").iterdir() if p.name.isdigit() and (info := _proc(p.name))}
+    ours = {pid for pid, (cmd, _, _, ns, _) in procs.items() if ns in lab_inodes or mark in cmd}
+    for pid, (cmd, comm, state, ns, ppid) in procs.items():
         out["procs"] += 1
         out["zombies"] += state == "Z"
-        if ns not in lab_inodes and mark not in cmd:
+        # a zombie is the lab's when a process of the lab is its parent (a detached daemon's
+        # parent is PID 1: it cannot be told apart, and counts host-wide only)
+        if pid not in ours and not (state == "Z" and str(ppid) in ours):
             continue
         out["lab_procs"] += 1
         out["lab_zombies"] += state == "Z"
         if comm in DAEMONS:
             out[f"{comm}_n"] += 1
-            out[f"{comm}_fds"] += _fds(p.name)
-            out[f"{comm}_rss_kb"] += _rss_kb(p.name)
+            out[f"{comm}_fds"] += _fds(pid)
+            out[f"{comm}_rss_kb"] += _rss_kb(pid)
     return out
 
 
