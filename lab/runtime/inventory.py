@@ -24,7 +24,7 @@ from lab.runtime.kernel import NUD_PERMANENT, Links
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str        # link-missing, link-down, address, route, neighbour, sysctl, flows, daemon
+    kind: str        # link-missing, link-down, address, route, neighbour, sysctl, flows, foreign-flows, daemon
     who: str         # "instance vm1", "router router1", "compute1"
     netns: str
     what: str        # the object: a device, an address, a route, a sysctl, a bridge table
@@ -47,6 +47,7 @@ _PHRASES = {
     "neighbour": lambda f: f"no permanent neighbour entry {f.expected} on {f.what}",
     "sysctl": lambda f: f"sysctl {f.what} is {f.found}, expected {f.expected}",
     "flows": lambda f: f"{f.what} has {f.found} of the lab's {f.expected} flows",
+    "foreign-flows": lambda f: f"{f.what} has {f.found} flow(s) the lab did not install (another cookie)",
     "daemon": lambda f: f"{f.what} is not running",
 }
 
@@ -218,26 +219,38 @@ def _tables(lines) -> dict[int, int]:
     return counts
 
 
+def _cookie(line: str) -> int | None:
+    field = next((f for f in line.replace(",", " ").split() if f.startswith("cookie=")), None)
+    try:
+        return int(field.split("=")[1], 16) if field else None
+    except ValueError:
+        return None
+
+
 def flow_faults(node, cookie: str, lab: str) -> list[Fault]:
-    """Each bridge's flows with the lab's cookie, per table, against the flows last applied
-    (the bridge's flow file): one dump-flows per bridge."""
+    """Each bridge's flows, per table, against the flows last applied (the bridge's flow
+    file): the lab's cookie counted, any other cookie a foreign flow. One dump per bridge."""
     out = []
     for flow_file in sorted(Path(node.rundir).glob(naming.flow_file("*"))):
         bridge = flow_file.stem
+        again = f"`lab up {lab}` re-applies {bridge}'s flows"
         want = _tables(line for line in flow_file.read_text().splitlines() if line.startswith("cookie="))
         try:
-            dump = gateway.run(["ovs-ofctl", "dump-flows", bridge, f"cookie={cookie}/-1"],
-                               env=ovs.env(node.rundir)).stdout
+            dump = gateway.run(["ovs-ofctl", "dump-flows", bridge], env=ovs.env(node.rundir)).stdout
         except LabError as exc:
-            out.append(Fault("flows", node.name, node.netns, bridge, "readable", f"unreadable ({exc})",
-                             f"`lab up {lab}` re-applies {bridge}'s flows"))
+            out.append(Fault("flows", node.name, node.netns, bridge, "readable", f"unreadable ({exc})", again))
             continue
         # flows br-tun's learn action made carry the cookie too, with a hard_timeout of their own
-        have = _tables(line for line in dump.splitlines()
-                       if "cookie=" in line and "hard_timeout=" not in line.split(" actions=")[0])
+        lines = [line for line in dump.splitlines()
+                 if "cookie=" in line and "hard_timeout=" not in line.split(" actions=")[0]]
+        ours = int(cookie, 16)
+        have = _tables(line for line in lines if _cookie(line) == ours)
+        foreign = _tables(line for line in lines if _cookie(line) != ours)
         for table in sorted(set(want) | set(have)):
             if want.get(table, 0) != have.get(table, 0):
                 out.append(Fault("flows", node.name, node.netns, f"{bridge} table {table}",
-                                 str(want.get(table, 0)), str(have.get(table, 0)),
-                                 f"`lab up {lab}` re-applies {bridge}'s flows"))
+                                 str(want.get(table, 0)), str(have.get(table, 0)), again))
+        out += [Fault("foreign-flows", node.name, node.netns, f"{bridge} table {table}", "0", str(n),
+                      f"`lab up {lab}` replaces {bridge}'s flows with the lab's")
+                for table, n in sorted(foreign.items())]
     return out

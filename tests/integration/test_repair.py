@@ -208,7 +208,14 @@ def _break_flow_table(state):
     return "compute1", "br-int table 60 has 0 of the lab's"
 
 
-@pytest.mark.parametrize("inject", [_break_router_address, _break_router_route, _break_router_gateway_link,
+def _break_foreign_flow(state):
+    node = state.plan.node("compute2")
+    subprocess.run(["ovs-ofctl", "add-flow", "br-int", "table=0,priority=100,ip,nw_dst=192.168.1.12,actions=drop"],
+                   check=True, env={**os.environ, "OVS_RUNDIR": node.rundir})
+    return "compute2", "br-int table 0 has 1 flow(s) the lab did not install"
+
+
+@pytest.mark.parametrize("inject", [_break_foreign_flow, _break_router_address, _break_router_route, _break_router_gateway_link,
                                     _break_router_sysctl, _break_dhcp_port_link, _break_node_nic,
                                     _break_wire_port, _break_instance_metadata_route, _break_flow_table],
                          ids=lambda f: f.__name__[len("_break_"):])

@@ -129,3 +129,9 @@ def test_flows_are_counted_per_table():
     assert inventory._tables(rendered) == {0: 2, 60: 1}
     dumped = [" cookie=0x1, duration=3.1s, table=0, n_packets=0, n_bytes=0, priority=2,in_port=1 actions=drop"]
     assert inventory._tables(dumped) == {0: 1}
+
+
+def test_a_flow_is_the_labs_by_its_cookie_as_ovs_prints_it():
+    assert inventory._cookie(" cookie=0x4f198a62ea93a82, duration=1s, table=0, priority=1 actions=drop") \
+        == 0x04f198a62ea93a82
+    assert inventory._cookie("cookie=0x0,table=0,priority=100,actions=drop") == 0
