@@ -51,6 +51,7 @@ class Expected:
     neighbours: tuple[Neighbour, ...] = ()  # permanent entries
     sysctls: tuple[tuple[str, str], ...] = ()
     dhcp_client: bool = False               # eth0's address and routes come from a DHCP lease
+    remade: tuple[str, ...] = ()            # links `up` makes again when they are missing
 
 
 def _wires(plan: Plan) -> list[Expected]:
@@ -70,7 +71,7 @@ def _nodes(plan: Plan) -> list[Expected]:
             links.append(device)
         sysctls = IPV6_OFF + (BRIDGED_IPTABLES if plugs.driver(n.firewall_driver).iptables else ())
         out.append(Expected(n.netns, n.name, links=tuple(dict.fromkeys(links)), addresses=addresses,
-                            sysctls=sysctls))
+                            sysctls=sysctls, remade=tuple(owned)))
     return out
 
 
@@ -108,13 +109,14 @@ def _routers(plan: Plan) -> list[Expected]:
         out.append(Expected(r.netns, f"router {r.name}", links=tuple(p.ns_dev for p in r.ports),
                             addresses=tuple(addresses), routes=routes,
                             neighbours=tuple(Neighbour(n.dev, n.ip, n.mac) for n in r.neighbours),
-                            sysctls=IPV6_OFF + routers.QROUTER_SYSCTLS))
+                            sysctls=IPV6_OFF + routers.QROUTER_SYSCTLS, remade=tuple(p.ns_dev for p in r.ports)))
     return out
 
 
 def _dhcp_servers(plan: Plan) -> list[Expected]:
     return [Expected(d.netns, f"DHCP server {d.name}", links=(d.port.ns_dev,),
-                     addresses=(Address(d.port.ns_dev, d.port.ip, d.port.prefixlen),), sysctls=IPV6_OFF)
+                     addresses=(Address(d.port.ns_dev, d.port.ip, d.port.prefixlen),), sysctls=IPV6_OFF,
+                     remade=(d.port.ns_dev,))
             for d in plan.dhcp_servers]
 
 

@@ -176,6 +176,31 @@ def recreate_instances(plan: Plan, node, record_netns, prepare) -> list[str]:
     return [p.ovs_port for p in gone]
 
 
+def recreate_agent_ports(plan: Plan, node) -> list[str]:
+    """Router and DHCP ports of NODE whose veth pair is gone (deleting either end deletes
+    both) while their namespace stands: the pair again, as `up` makes it. Returns the br-int
+    ends, which the caller re-adds to OVS; inventory.repair gives the namespace end its
+    address, routes and state."""
+    owned = [(r.netns, p) for r in plan.routers_on(node.name) for p in r.ports]
+    owned += [(d.netns, d.port) for d in node.dhcp_servers]
+    rebuilt = []
+    for ns, port in owned:
+        if not netns.exists(ns):
+            continue
+        with netns.entered(ns), Links(ns) as links:
+            if links.has(port.ns_dev):
+                continue
+        with netns.entered(node.netns), Links(node.netns) as links:
+            if links.has(port.ovs_dev):
+                links.delete(port.ovs_dev)
+            links.veth(port.ovs_dev, port.ns_dev, peer_netns=ns, peer_mac=port.mac, mtu=port.mtu, up=True)
+            links.tx_checksum_off(port.ovs_dev)
+        with netns.entered(ns), Links(ns) as links:
+            links.tx_checksum_off(port.ns_dev)
+        rebuilt.append(port.ovs_dev)
+    return rebuilt
+
+
 def recreate_wires(plan: Plan, record_netns, prepare, wire_up) -> dict[str, list[str]]:
     """Wires whose namespace is gone: the namespace, its bridge and every member's veth again
     (WIRE_UP, as `up` makes them; the old veths went with the namespace, and with them the

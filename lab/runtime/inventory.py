@@ -92,19 +92,21 @@ def compare(e: Expected, seen: Seen, lab: str) -> list[Fault]:
     for dev in e.links:
         if dev not in seen.links:
             out.append(fault("link-missing", dev, "present", "missing",
+                             f"`lab up {lab}` makes its veth pair again" if dev in e.remade else
                              f"`lab up {lab}` cannot make it alone: run `lab down {lab}` and `lab up` again"))
             broken.add(dev)
         elif not seen.links[dev]:
             out.append(fault("link-down", dev, "up", "down", f"`lab up {lab}` brings it up"))
             broken.add(dev)
+    unaddressed = set()
     for a in e.addresses:
         if a.dev not in broken and (a.dev, a.ip, a.prefixlen) not in seen.addresses:
             how = "a DHCP client asks for it again" if e.dhcp_client else "puts it back"
             out.append(fault("address", f"{a.ip}/{a.prefixlen} on {a.dev}", f"{a.ip}/{a.prefixlen}", "absent",
                              f"`lab up {lab}` {how}"))
-            broken.add(a.dev)
+            unaddressed.add(a.dev)
     for r in e.routes:
-        if r.dev not in broken and (r.dst, r.gateway, r.dev) not in seen.routes:
+        if r.dev not in broken | unaddressed and (r.dst, r.gateway, r.dev) not in seen.routes:
             out.append(fault("route", route_words(r), "present", "absent", again))
     for n in e.neighbours:
         mac, state = seen.neighbours.get((n.dev, n.ip), (None, 0))

@@ -275,7 +275,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
             more_health.restart_ovs(node, plan.datapath, lambda daemon, pid, n=node: state.ledger.record(
                 "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
         rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
-        rebuilt += new_nics.get(node.name, [])
+        rebuilt += new_nics.get(node.name, []) + more_health.recreate_agent_ports(plan, node)
         for r in plan.routers_on(node.name):
             if not netns.exists(r.netns):
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)

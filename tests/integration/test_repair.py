@@ -93,6 +93,16 @@ def test_dnsmasq_killed_keeps_its_leases(state):
     assert "= bound + 86400 s" in result.evidence[2], result.evidence
 
 
+def test_a_router_gateway_port_deleted(state):
+    """Deleting qg- deletes its veth pair (the tap on br-int too), its addresses, the
+    floating IP and the default route: `up` makes the pair again and puts back the rest."""
+    r = _router(state)
+    in_ns(r.netns, "ip", "link", "del", r.gateway.ns_dev)
+    _status_names(f"router {r.name}: {r.gateway.ns_dev} is missing", "makes its veth pair again")
+    _repair_and_check(f"router {r.name}")
+    assert r.floating_ips[0].address in in_ns(r.netns, "ip", "-4", "addr", "show", r.gateway.ns_dev)
+
+
 def _lease_check(state, instance: str):
     from lab.tools import checks
     c = next(c for c in state.scenario().checks if c.proto == "lease" and c.source == instance)

@@ -135,3 +135,12 @@ def test_a_flow_is_the_labs_by_its_cookie_as_ovs_prints_it():
     assert inventory._cookie(" cookie=0x4f198a62ea93a82, duration=1s, table=0, priority=1 actions=drop") \
         == 0x04f198a62ea93a82
     assert inventory._cookie("cookie=0x0,table=0,priority=100,actions=drop") == 0
+
+
+def test_every_missing_address_of_a_device_is_named():
+    """A floating IP beside the gateway address: both gone, both named (and put back)."""
+    e = Expected("nlab.x.r", "router r1", links=("qg-1",),
+                 addresses=(Address("qg-1", "203.0.113.5", 24), Address("qg-1", "203.0.113.6", 32)),
+                 routes=(Route("0.0.0.0/0", "203.0.113.1", "qg-1"),))
+    faults = inventory.compare(e, seen(links={"qg-1": True}), "lab1")
+    assert [f.what for f in faults] == ["203.0.113.5/24 on qg-1", "203.0.113.6/32 on qg-1"]
