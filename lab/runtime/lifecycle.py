@@ -21,7 +21,7 @@ from typing import Callable
 
 from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
 from lab.runtime import health as more_health
-from lab.runtime import inventory
+from lab.runtime import inventory, ipsets
 from lab.core import naming
 from lab.core import plugs as core_plugs
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
@@ -151,6 +151,8 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
     chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
     check_kernel(plan)
+    if ipsets.needed(plan):
+        gateway.require("ipset")
     if plan.dhcp_servers:
         gateway.require("dnsmasq", "busybox")
     renders = render_plan(plan)
@@ -487,6 +489,10 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
         flow_file.write_text(text)
         ovs.replace_flows(node.rundir, bridge, str(flow_file))
     timings["flows"] = time.monotonic() - t
+    if render.ipset:        # the remote groups' sets, before the rules that match them
+        t = time.monotonic()
+        ipsets.apply(node, render.ipset)
+        timings["ipset"] = time.monotonic() - t
     if render.iptables:     # a firewall driver without iptables (noop) has no rules
         t = time.monotonic()
         rules = rundir / naming.NODE_IPTABLES_FILE
@@ -676,7 +682,8 @@ def health_report(state: LabState) -> tuple[list[str], list[inventory.Fault]]:
                 problems.append(f"{node.name}: port {name} has no OpenFlow port ({row.error or 'ofport -1'})")
         faults += inventory.flow_faults(node, state.plan.cookie, state.lab)
     faults += inventory.kernel_faults(state.plan)
-    problems += more_health.ovs_problems(state.plan) + more_health.iptables_problems(state.plan)
+    problems += (more_health.ovs_problems(state.plan) + ipsets.problems(state.plan)
+                 + more_health.iptables_problems(state.plan))
     return problems + [f.text() for f in faults], faults
 
 
