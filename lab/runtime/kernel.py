@@ -17,6 +17,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from lab.errors import LabError
 
 NUD_PERMANENT = 0x80
+IFF_UP = 0x1
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017
 
@@ -117,6 +118,13 @@ class Links:
         self._do(f"adding default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0",
                  gateway=gateway, oif=self.index(ifname))
 
+    def route(self, dst: str, gateway: str | None, ifname: str) -> None:
+        """ip route replace DST [via GATEWAY] dev IFNAME (main table)."""
+        spec: dict = {"dst": dst, "oif": self.index(ifname)}
+        if gateway:
+            spec["gateway"] = gateway
+        self._do(f"adding route {dst} via {gateway or 'on-link'} on {ifname}", self.ipr.route, "replace", **spec)
+
     def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
         """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
         self._do(f"adding neighbour {ip} {mac} on {ifname}", self.ipr.neigh, "replace", dst=ip, lladdr=mac,
@@ -129,6 +137,26 @@ class Links:
             ip, mac = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
             if ip and mac:
                 out[ip] = (mac, n["state"])
+        return out
+
+    def dump(self, routes: bool = True, neighbours: bool = True) -> dict:
+        """The namespace's IPv4 state in one dump per kind: {"links": {name: up},
+        "addresses": {(dev, ip, prefixlen)}, "routes": {(dst/len, gateway, dev)} (main table),
+        "neighbours": {(dev, ip): (mac, NUD state)}}; ROUTES/NEIGHBOURS False skip those dumps."""
+        names, up = {}, {}
+        for link in self.ipr.get_links():
+            names[link["index"]] = name = link.get_attr("IFLA_IFNAME")
+            up[name] = bool(link["flags"] & IFF_UP)
+        out: dict = {"links": up, "routes": set(), "neighbours": {},
+                     "addresses": {(names.get(a["index"], "?"), a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                                   for a in self.ipr.get_addr(family=socket.AF_INET)}}
+        for r in self.ipr.get_routes(family=socket.AF_INET, table=254) if routes else ():
+            out["routes"].add((f"{r.get_attr('RTA_DST') or '0.0.0.0'}/{r['dst_len']}", r.get_attr("RTA_GATEWAY"),
+                               names.get(r.get_attr("RTA_OIF"), "?")))
+        for n in self.ipr.get_neighbours(family=socket.AF_INET) if neighbours else ():
+            if n.get_attr("NDA_DST") and n.get_attr("NDA_LLADDR"):
+                out["neighbours"][(names.get(n["ifindex"], "?"), n.get_attr("NDA_DST"))] = \
+                    (n.get_attr("NDA_LLADDR"), n["state"])
         return out
 
     def tx_checksum_off(self, *ifnames: str) -> None:

@@ -260,7 +260,7 @@ def test_damage_is_reported_and_up_repairs_it(classic_vlan):
     status = lab("status", LAB, check=False)
     assert status.returncode == 1
     assert f"port {vm2.ovs_port} is missing from br-int" in status.stdout
-    assert "br-vlan has 0 of the lab's 3 flows" in status.stdout
+    assert "br-vlan table 0 has 0 of the lab's 3 flows" in status.stdout
     out = lab_up(SCENARIO)
     assert "repaired" in out.stdout
     assert lab("status", LAB).returncode == 0
