@@ -252,7 +252,9 @@ def test_router_without_gateway_has_no_nat():
     plan = golden_plan()
     bare = dataclasses.replace(plan.router("router1").instances[0], gateway=None, external_gateway_ip=None, floating_ips=())
     text = router_rules(plan, bare)
-    assert "SNAT" not in text and "DNAT" not in text and "MARK --set-xmark" not in text
+    assert "SNAT" not in text and "DNAT" not in text and "MARK --set-xmark 0x2/" not in text
+    # the metadata redirect does not need a gateway: it serves the qr- side
+    assert "-i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697" in text
     assert [x for x in text.splitlines() if x.startswith("*")] == ["*raw", "*mangle", "*nat", "*filter"]
 
 
