@@ -112,6 +112,8 @@ class Instance:
     line: int
     address: str = "static"        # dhcp | static: how eth0 gets its address
     floating_ip: str | None = None
+    user_data: str | None = None                        # served as metadata user-data
+    public_keys: tuple[tuple[str, str], ...] = ()       # (key name, OpenSSH public key), metadata public-keys
 
 
 @dataclass(frozen=True)
