@@ -21,6 +21,7 @@ from typing import Callable
 
 from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
 from lab.runtime import health as more_health
+from lab.runtime import metadata as metadata_service
 from lab.core import naming
 from lab.core import plugs as core_plugs
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
@@ -203,6 +204,9 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
         for host in plan.external_hosts:
             _external_host_up(host)
 
+        step = "starting the metadata service"
+        metadata_service.ensure(plan, scenario, lambda **e: ledger.record("process", **e))
+
         step = "waiting for DHCP leases"
         t = time.monotonic()
         dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
@@ -303,6 +307,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         _node_configure(node, render)
         if node.tunnel:
             _tunnel_endpoint(node)
+    metadata_service.ensure(plan, state.scenario(), lambda **e: state.ledger.record("process", **e))
     missing = more_health.repair_instances(plan, state.directory)
     left = health(state)
     if left:
@@ -686,7 +691,7 @@ def health(state: LabState) -> list[str]:
             if have != want:
                 problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
     return (problems + more_health.ovs_problems(state.plan) + more_health.iptables_problems(state.plan)
-            + more_health.instance_problems(state.plan))
+            + more_health.instance_problems(state.plan) + metadata_service.problems(state.plan))
 
 
 def _plug_problems(node: NodePlan) -> list[str]:
@@ -742,6 +747,7 @@ def status(lab: str | None = None) -> list[dict]:
                       "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
                       "pid": agents.dnsmasq_pid(d), "up": netns.exists(d.netns)}
                      for d in plan.dhcp_servers],
+            "metadata": metadata_service.status(plan),
             "external_hosts": [{"name": h.name, "netns": h.netns, "network": h.network, "ip": h.ip,
                                 "mac": h.mac, "wire": h.wire, "up": netns.exists(h.netns)}
                                for h in plan.external_hosts],
@@ -751,7 +757,8 @@ def status(lab: str | None = None) -> list[dict]:
 
 def _unreadable_status(lab: str, exc: StateDirError) -> dict:
     return {"lab": lab, "scenario": None, "datapath": None, "problems": [str(exc)], "nodes": [],
-            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": []}
+            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": [],
+            "metadata": []}
 
 
 # --------------------------------------------------------------------------- exec
