@@ -148,17 +148,17 @@ def instances_document(plan, scenario) -> dict:
     for p in plan.ports:
         inst = scenario.instance(p.instance)
         uuid = naming.object_uuid(plan.lab, "instance", p.instance)
-        out[uuid] = {"uuid": uuid, "ec2_id": ec2_id(scenario, p.instance), "name": p.instance, "hostname": p.instance,
+        out[uuid] = {"uuid": uuid, "ec2_id": ec2_id(plan, p.instance), "name": p.instance, "hostname": p.instance,
                      "project_id": project_id(plan.lab, p.project), "local_ipv4": p.ip,
                      "public_ipv4": p.floating_ip, "public_keys": dict(inst.public_keys),
                      "user_data": inst.user_data}
     return {"instances": out}
 
 
-def ec2_id(scenario, instance: str) -> str:
+def ec2_id(plan, instance: str) -> str:
     """The EC2 instance-id Nova serves: ``i-%08x`` of the instance's database id (here its
-    1-based position in the scenario's instances)."""
-    index = next(i for i, inst in enumerate(scenario.instances) if inst.name == instance)
+    1-based position among the plan's instance ports)."""
+    index = next(i for i, p in enumerate(plan.ports) if p.instance == instance)
     return "i-%08x" % (index + 1)
 
 

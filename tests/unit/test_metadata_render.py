@@ -70,7 +70,7 @@ def test_documents():
     inst = metadata.instances_document(plan, scenario)["instances"][vm1]
     assert inst["public_ipv4"] == "203.0.113.102" and inst["local_ipv4"] == "192.168.1.11"
     assert inst["user_data"].startswith("#!/bin/sh") and "demo-key" in inst["public_keys"]
-    assert inst["ec2_id"] == metadata.ec2_id(scenario, "vm1") and len(inst["project_id"]) == 32
+    assert inst["ec2_id"] == metadata.ec2_id(plan, "vm1") and len(inst["project_id"]) == 32
     router_ports = [p for p in metadata.ports_document(plan, scenario)["ports"]
                     if p["device_id"] == plan.router("router1").router_id]
     assert {p["device_owner"] for p in router_ports} == {"network:router_interface"}

@@ -55,7 +55,7 @@ def test_agent_finds_the_instance_by_router_and_address(services, lab_docs):
     plan, scenario, _, _ = lab_docs
     status, _, body = via_agent(services, {"X-Forwarded-For": plan.port("vm1").ip,
                                            "X-Neutron-Router-ID": _router_id(plan)})
-    assert (status, body.decode()) == (200, metadata.ec2_id(scenario, "vm1"))
+    assert (status, body.decode()) == (200, metadata.ec2_id(plan, "vm1"))
     status, _, body = via_agent(services, {"X-Forwarded-For": plan.port("vm1").ip,
                                            "X-Neutron-Router-ID": _router_id(plan)},
                                 "/openstack/latest/meta_data.json")
@@ -84,7 +84,7 @@ def test_forged_identity_headers_are_ignored(services, lab_docs):
         while chunk := s.recv(4096):
             reply += chunk
     assert reply.split(b"\r\n")[0].endswith(b"200 OK")
-    assert reply.rsplit(b"\r\n\r\n", 1)[1].decode() == metadata.ec2_id(scenario, "vm1")
+    assert reply.rsplit(b"\r\n\r\n", 1)[1].decode() == metadata.ec2_id(plan, "vm1")
 
 
 def test_unknown_address_or_both_ids_is_404(services, lab_docs):

@@ -105,7 +105,8 @@ def _parse(c: Checker, text: str, filename: str, default_name: str, override: bo
                           claim.of_kind("an instance"), {h.name: h for h in hosts},
                           router_targets(nodes, physnets, networks, instances, routers),
                           {f"dvr:{n.name}" for n in nodes if dvr}
-                          | {f"gateway:{i.network}" for r in routers for i in r.interfaces})
+                          | {f"gateway:{i.network}" for r in routers for i in r.interfaces},
+                          metadata_networks={i.network for r in routers for i in r.interfaces})
     # DVR with tunnels forces the ARP responder on (ovs_neutron_agent)
     arp_responder = arp_responder or (dvr and any(p.tunnels for p in physnets))
     return Scenario(name, description, filename, tuple(nodes), tuple(physnets), tuple(projects),
