@@ -89,7 +89,9 @@ def agents(plan) -> tuple[Agent, ...]:
 
 def proxies(plan) -> tuple[Proxy, ...]:
     """haproxy in every router instance's qrouter- (bound to 0.0.0.0:9697, behind the
-    REDIRECT); isolated networks' qdhcp- proxies come from ``dhcp_proxies``."""
+    REDIRECT), and with enable_isolated_metadata in the qdhcp- of every network no router
+    serves (bound to 169.254.169.254:80 on the DHCP port: the dhcp agent's
+    enable_isolated_metadata_proxy)."""
     out = []
     for r in plan.router_instances:
         node = plan.node(r.node)
@@ -97,6 +99,13 @@ def proxies(plan) -> tuple[Proxy, ...]:
         d = f"{node.rundir}/{PROXY_CONFIG_DIR}"
         out.append(Proxy(r.name, r.node, r.netns, "Router", router_id, "0.0.0.0", METADATA_PORT,
                          f"{d}/{router_id}.conf", f"{d}/{router_id}.pid", f"{node.rundir}/{AGENT_SOCKET}"))
+    for dhcp in plan.dhcp_servers:
+        if dhcp.metadata_proxy:
+            node = plan.node(dhcp.node)
+            d = f"{node.rundir}/{PROXY_CONFIG_DIR}"
+            out.append(Proxy(dhcp.name, dhcp.node, dhcp.netns, "Network", dhcp.network_id, METADATA_IP, 80,
+                             f"{d}/{dhcp.network_id}.conf", f"{d}/{dhcp.network_id}.pid",
+                             f"{node.rundir}/{AGENT_SOCKET}"))
     return tuple(out)
 
 
@@ -118,7 +127,8 @@ def for_instance(plan, instance: str) -> Proxy | None:
         if any(i.network == port.network for i in r.interfaces):
             if len(plan.router(r.router).instances) == 1 or r.node == port.node:
                 return by_name[r.name]
-    return None
+    dhcp = next((d for d in plan.dhcp_servers if d.network == port.network and d.metadata_proxy), None)
+    return by_name[dhcp.name] if dhcp else None
 
 
 def ports_document(plan, scenario) -> dict:

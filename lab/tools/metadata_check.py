@@ -46,20 +46,14 @@ def redirect_count(netns: str) -> int:
 
 
 def run(plan: Plan, c: Check) -> Result:
-    port = plan.port(c.source)
     proxy = metadata.for_instance(plan, c.source)
     expected = metadata.ec2_id(plan, c.source)
     what = f"instance-id {expected} ({c.source} -> http://{metadata.METADATA_IP}/latest/meta-data/instance-id)"
     if proxy is None:
         return Result(c, what, "no metadata proxy serves this instance", False, [])
-    router = next(r for r in plan.router_instances if r.name == proxy.name)
-    qr = next(i for i in router.interfaces if i.network == port.network)
-    caps = [Tcpdump(f"{router.name} {qr.ns_dev}", router.netns, qr.ns_dev)]
-    if router.gateway:
-        caps.append(Tcpdump(f"{router.name} {router.gateway.ns_dev}", router.netns, router.gateway.ns_dev,
-                            inbound=False))
+    caps, router = _capture_points(plan, proxy, plan.port(c.source).network)
     probe = new_probe("tcp", 80)
-    before = redirect_count(router.netns)
+    before = redirect_count(router.netns) if router else 0
     try:
         for cap in caps:
             cap.start()
@@ -70,16 +64,31 @@ def run(plan: Plan, c: Check) -> Result:
     finally:
         for cap in caps:
             cap.stop()
-    counted = redirect_count(router.netns) - before
-    judged = [_arrives(caps[0], port.ip, probe), _redirected(counted, router.name)]
-    if router.gateway:
-        judged.append(_never_leaves(caps[1]))
+    judged = [_arrives(caps[0], plan.port(c.source).ip, probe)]
+    if router:
+        judged.append(_redirected(redirect_count(router.netns) - before, router.name))
+    judged += [_never_leaves(cap) for cap in caps[1:]]
     seen = answer.get("error") or f"HTTP {answer['status']}: {answer['body'][:60]!r}"
     reached = answer.get("status") == 200 and answer.get("body") == expected
     evidence = [f"{s:<5}{t}" if s != UNPROVEN else f"{s} {t}" for s, t in judged]
     passed = reached and all(s == PASS for s, _ in judged)
     unproven = reached and not passed and all(s != FAIL for s, _ in judged)
     return Result(c, what, seen, passed, evidence, unproven)
+
+
+def _capture_points(plan: Plan, proxy: metadata.Proxy, network: str):
+    """(captures, router instance or None): the port the request arrives on (qr- of the
+    instance's network, or the qdhcp- port of an isolated network), then qg- if any."""
+    if proxy.resource == "Network":
+        dhcp = next(d for d in plan.dhcp_servers if d.name == proxy.name)
+        return [Tcpdump(f"{dhcp.name} {dhcp.port.ns_dev}", dhcp.netns, dhcp.port.ns_dev)], None
+    router = next(r for r in plan.router_instances if r.name == proxy.name)
+    qr = next(i for i in router.interfaces if i.network == network)
+    caps = [Tcpdump(f"{router.name} {qr.ns_dev}", router.netns, qr.ns_dev)]
+    if router.gateway:
+        caps.append(Tcpdump(f"{router.name} {router.gateway.ns_dev}", router.netns, router.gateway.ns_dev,
+                            inbound=False))
+    return caps, router
 
 
 def _arrives(cap: Tcpdump, src: str, probe) -> tuple[str, str]:

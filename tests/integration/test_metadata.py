@@ -50,6 +50,19 @@ def test_wget_in_the_instance_prints_its_id(state):
                f"http://{metadata.METADATA_IP}/latest/user-data").stdout.startswith("#!/bin/sh")
 
 
+def test_isolated_network_is_served_by_its_qdhcp(state):
+    """alt-net has no router; classic-vlan sets enable_isolated_metadata: the DHCP port holds
+    169.254.169.254/32, option 121 routes the address there, haproxy in qdhcp- answers."""
+    routes = lab("exec", NAME, "alt-vm1", "--", "ip", "-4", "route").stdout
+    dhcp = next(d for d in state.plan.dhcp_servers if d.network == "alt-net")
+    assert f"169.254.169.254 via {dhcp.port.ip} dev eth0" in routes, routes
+    out = lab("exec", NAME, "alt-vm1", "--", "wget", "-qO-", "-T", "10",
+              f"http://{metadata.METADATA_IP}/latest/meta-data/local-ipv4")
+    assert out.stdout == state.plan.port("alt-vm1").ip
+    proxy = metadata.for_instance(state.plan, "alt-vm1")
+    assert proxy.netns == dhcp.netns and metadata_runtime.proxy_alive(proxy)
+
+
 def test_forged_identity_headers_get_the_instances_own_data(state):
     vm3 = naming.object_uuid(NAME, "instance", "vm3")
     forged = (f"X-Instance-ID: {vm3}", f"X-Instance-ID-Signature: {metadata_server.sign(b'guess', vm3)}",
@@ -97,7 +110,7 @@ def _tcp_sockets(pid: int) -> set[str]:
 @pytest.mark.parametrize("what", ["haproxy", "agent", "server"])
 def test_killed_process_is_reported_and_restarted(state, what):
     plan = state.plan
-    proxy, = metadata.proxies(plan)
+    proxy = metadata.proxies(plan)[0]       # router1's
     pidfile = {"haproxy": proxy.pidfile, "agent": metadata.agents(plan)[0].pidfile,
                "server": metadata_runtime.server_of(plan).pidfile}[what]
     words = {"haproxy": "metadata proxy (haproxy) of router1", "agent": "metadata agent of network1",
@@ -116,7 +129,9 @@ def test_killed_process_is_reported_and_restarted(state, what):
 def test_down_ends_every_metadata_process(state):
     rows = json.loads(lab("status", NAME, "--json").stdout)["metadata"]
     pids = [r["pid"] for r in rows]
-    assert len(pids) == 3 and all(r["running"] for r in rows)
+    plan = state.plan
+    assert len(pids) == 1 + len(metadata.agents(plan)) + len(metadata.proxies(plan)) == 4   # server, agent, 2 haproxy
+    assert all(r["running"] for r in rows)
     lab("down", NAME)
     for pid in pids:
         assert processes.wait_gone(pid, 5), f"pid {pid} outlived `lab down`"

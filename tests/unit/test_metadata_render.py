@@ -41,7 +41,7 @@ def test_golden(name):
 
 def test_haproxy_config_is_neutrons():
     plan = build_plan(load_scenario("classic-vlan"))
-    (proxy,) = metadata.proxies(plan)
+    proxy = metadata.proxies(plan)[0]
     text = metadata.haproxy_config(proxy)
     router_id = plan.router("router1").router_id
     assert "    bind 0.0.0.0:9697\n" in text
@@ -74,4 +74,11 @@ def test_documents():
     router_ports = [p for p in metadata.ports_document(plan, scenario)["ports"]
                     if p["device_id"] == plan.router("router1").router_id]
     assert {p["device_owner"] for p in router_ports} == {"network:router_interface"}
-    assert metadata.for_instance(plan, "alt-vm1") is None       # alt-net has no router
+    # alt-net has no router: with enable_isolated_metadata its qdhcp- serves it on 169.254.169.254:80
+    isolated = metadata.for_instance(plan, "alt-vm1")
+    assert (isolated.name, isolated.resource, isolated.bind, isolated.port) == ("alt-net-dhcp", "Network",
+                                                                                "169.254.169.254", 80)
+    text = metadata.haproxy_config(isolated)
+    assert text.endswith("    http-request del-header X-Neutron-Router-ID\n"
+                         f"    http-request set-header X-Neutron-Network-ID {isolated.resource_id}\n")
+    assert metadata.for_instance(build_plan(load_scenario("classic-vxlan")), "alt-vm1") is None   # option off

@@ -70,8 +70,10 @@ def lab_dhcp_state(dhcp: DhcpPlan) -> str:
     """qdhcp-: the port's veth (lifecycle.py, MAC and MTU) and its address (agents.py,
     dhcp_links); restated from the plan like lab_router_state."""
     p = dhcp.port
-    return "".join(line + "\n" for line in sorted({f"link {p.ns_dev} mac {p.mac} mtu {p.mtu}",
-                                                     f"address {p.ns_dev} {p.ip}/{p.prefixlen}"}))
+    lines = {f"link {p.ns_dev} mac {p.mac} mtu {p.mtu}", f"address {p.ns_dev} {p.ip}/{p.prefixlen}"}
+    if dhcp.metadata_address:       # enable_isolated_metadata (agents.py, dhcp_links)
+        lines.add(f"address {p.ns_dev} 169.254.169.254/32")
+    return "".join(line + "\n" for line in sorted(lines))
 
 
 def lab_dumps(plan: Plan) -> dict[str, str]:

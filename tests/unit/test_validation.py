@@ -111,6 +111,11 @@ def with_check(text: str = BASE, path: str | None = None, **fields: str | None) 
     return text + "\n".join(lines) + "\n"
 
 
+def with_check_item(item: str, text: str = BASE) -> str:
+    """BASE with one more raw check item (checks[1])."""
+    return text + item
+
+
 def with_path(item: str) -> str:
     """BASE with the path of checks[0] replaced by one item (raw YAML, may span lines)."""
     lines = item.splitlines()
@@ -846,7 +851,14 @@ CASES += [
          "arp_responder: true", "agent.arp_responder",
          "the ARP responder answers from l2_population's entries: set l2_population: true too"),
     case("agent-unknown-key", with_agent("  tunnel_csum: true\n"), "tunnel_csum:", "agent.tunnel_csum",
-         "unknown key (expected one of: l2_population, arp_responder, enable_distributed_routing, dvr_base_mac)"),
+         "unknown key (expected one of: l2_population, arp_responder, enable_distributed_routing, dvr_base_mac, "
+         "enable_isolated_metadata)"),
+    case("agent-isolated-metadata-not-bool", with_agent("  enable_isolated_metadata: yes-please\n"),
+         "enable_isolated_metadata: yes-please", "agent.enable_isolated_metadata", "must be true or false"),
+    case("metadata-check-unknown-instance", with_check_item("  - metadata: vm9\n"), "metadata: vm9",
+         "checks[1].metadata", "unknown instance 'vm9'"),
+    case("metadata-check-no-router", with_check_item("  - metadata: vm1\n"), "metadata: vm1",
+         "checks[1].metadata", "no router serves metadata on vm1's network net1"),
     case("agent-l2pop-not-bool", with_agent("  l2_population: 1\n"), "l2_population: 1",
          "agent.l2_population", "must be true or false, not int 1"),
     case("agent-not-a-mapping", insert_before("nodes:\n", "agent: l2pop\n"), "agent: l2pop", "agent",

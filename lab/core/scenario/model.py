@@ -216,6 +216,7 @@ class Scenario:
     arp_responder: bool = False
     distributed_routing: bool = False     # the OVS agent's [agent] enable_distributed_routing
     dvr_base_mac: str = DVR_BASE_MAC
+    enable_isolated_metadata: bool = False  # the dhcp agent's option: metadata proxies in qdhcp- of networks without a router
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
