@@ -205,7 +205,9 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
             _external_host_up(host)
 
         step = "starting the metadata service"
-        metadata_service.ensure(plan, scenario, lambda **e: ledger.record("process", **e))
+        t = time.monotonic()
+        if metadata_service.ensure(plan, scenario, lambda **e: ledger.record("process", **e)):
+            phases["metadata"] = time.monotonic() - t
 
         step = "waiting for DHCP leases"
         t = time.monotonic()
