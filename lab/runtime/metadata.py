@@ -126,8 +126,8 @@ def server_alive(srv: metadata.Server) -> bool:
 
 
 def agent_alive(a: metadata.Agent) -> bool:
-    return processes.alive(processes.read_pidfile(a.pidfile), a.socket) and _in_netns(
-        processes.read_pidfile(a.pidfile), a.netns)
+    pid = processes.read_pidfile(a.pidfile)
+    return processes.alive(pid, a.socket) and _in_netns(pid, a.netns)
 
 
 def proxy_alive(p: metadata.Proxy) -> bool:

@@ -133,17 +133,13 @@ def make_handler(secret: bytes, instances: dict, log_file=None):
             if instance is None:
                 self.reply(status, why)
                 return
-            self.reply(*_swap(answer(instance, self.path)))
+            status, ctype, body = answer(instance, self.path)
+            self.reply(status, body, ctype)
 
         do_HEAD = do_GET
 
     MetadataHandler.log_file = log_file
     return MetadataHandler
-
-
-def _swap(result: tuple[int, str, str]) -> tuple[int, str, str]:
-    status, ctype, body = result
-    return status, body, ctype
 
 
 def main(argv: list[str] | None = None) -> None:
