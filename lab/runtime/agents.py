@@ -63,6 +63,8 @@ def dhcp_links(d: DhcpPlan) -> None:
     with netns.entered(d.netns), Links(d.netns) as links:
         links.tx_checksum_off(d.port.ns_dev)
         links.add_address(d.port.ns_dev, d.port.ip, d.port.prefixlen)
+        if d.metadata_address:      # enable_isolated_metadata (DeviceManager.setup)
+            links.add_address(d.port.ns_dev, "169.254.169.254", 32)
         links.up(d.port.ns_dev)
 
 

@@ -22,6 +22,7 @@ from typing import Callable
 from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
 from lab.runtime import health as more_health
 from lab.runtime import inventory, ipsets
+from lab.runtime import metadata as metadata_service
 from lab.core import naming
 from lab.core import plugs as core_plugs
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
@@ -206,6 +207,11 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
         for host in plan.external_hosts:
             _external_host_up(host)
 
+        step = "starting the metadata service"
+        t = time.monotonic()
+        if metadata_service.ensure(plan, scenario, lambda **e: ledger.record("process", **e)):
+            phases["metadata"] = time.monotonic() - t
+
         step = "waiting for DHCP leases"
         t = time.monotonic()
         dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
@@ -306,6 +312,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         _node_configure(node, render)
         if node.tunnel:
             _tunnel_endpoint(node)
+    metadata_service.ensure(plan, state.scenario(), lambda **e: state.ledger.record("process", **e))
     relearn = inventory.repair(plan)     # links up, addresses, routes, neighbours, sysctls
     missing = agents.dhcp_leases(plan, relearn, state.directory) if relearn else []
     left = health(state)
@@ -683,7 +690,7 @@ def health_report(state: LabState) -> tuple[list[str], list[inventory.Fault]]:
         faults += inventory.flow_faults(node, state.plan.cookie, state.lab)
     faults += inventory.kernel_faults(state.plan)
     problems += (more_health.ovs_problems(state.plan) + ipsets.problems(state.plan)
-                 + more_health.iptables_problems(state.plan))
+                 + more_health.iptables_problems(state.plan) + metadata_service.problems(state.plan))
     return problems + [f.text() for f in faults], faults
 
 
@@ -742,6 +749,7 @@ def status(lab: str | None = None) -> list[dict]:
                       "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
                       "pid": agents.dnsmasq_pid(d), "up": netns.exists(d.netns)}
                      for d in plan.dhcp_servers],
+            "metadata": metadata_service.status(plan),
             "external_hosts": [{"name": h.name, "netns": h.netns, "network": h.network, "ip": h.ip,
                                 "mac": h.mac, "wire": h.wire, "up": netns.exists(h.netns)}
                                for h in plan.external_hosts],
@@ -751,7 +759,8 @@ def status(lab: str | None = None) -> list[dict]:
 
 def _unreadable_status(lab: str, exc: StateDirError) -> dict:
     return {"lab": lab, "scenario": None, "datapath": None, "problems": [str(exc)], "faults": [], "nodes": [],
-            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": []}
+            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": [],
+            "metadata": []}
 
 
 # --------------------------------------------------------------------------- exec

@@ -267,6 +267,9 @@ def check_lease(plan: Plan, c: Check) -> Result:
 def run_check(plan: Plan, c: Check) -> Result:
     if c.proto == "lease":
         return check_lease(plan, c)
+    if c.proto == "metadata":
+        from lab.tools import metadata_check
+        return metadata_check.run(plan, c)
     src_ip = plan.endpoint_ip(c.source)
     dst_ip = plan.endpoint_ip(c.destination) or c.destination
     probe = new_probe(c.proto, c.port)

@@ -54,8 +54,10 @@ def test_dhcp_instance_expects_option_121_routes_and_a_static_one_its_default(pl
     assert vm1.dhcp_client and vm1.links == ("eth0",)
     assert Route("169.254.169.254/32", "192.168.1.1", "eth0") in vm1.routes
     assert Route("0.0.0.0/0", "192.168.1.1", "eth0") in vm1.routes
-    # alt-net has no router: no option 121, the default route via option 3
-    assert by_who(plan)["instance alt-vm1"].routes == (Route("0.0.0.0/0", "192.168.1.1", "eth0"),)
+    # alt-net has no router but isolated metadata: option 121 routes 169.254.169.254 via the
+    # DHCP port and the default via the gateway
+    assert set(by_who(plan)["instance alt-vm1"].routes) == {
+        Route("169.254.169.254/32", "192.168.1.2", "eth0"), Route("0.0.0.0/0", "192.168.1.1", "eth0")}
 
 
 def test_nodes_expect_their_nics_and_agent_taps_and_hybrid_nodes_bridged_iptables(plan):
