@@ -175,6 +175,9 @@ def cmd_status(args) -> int:
             print(f"  dhcp {d['name']:<12} {d['ip']:<15} on {d['node']} (dnsmasq pid {d['pid']})  netns {d['netns']}")
         for h in lab["external_hosts"]:
             print(f"  external host {h['name']:<6} {h['ip']:<15} on wire {h['wire']}  netns {h['netns']}")
+        for m in lab.get("metadata", []):
+            where = m.get("netns") or m.get("socket")
+            print(f"  metadata {m['name']:<20} pid {m['pid']} {'running' if m['running'] else 'NOT RUNNING'}  {where}")
     return 0 if all(not lab["problems"] for lab in labs) else 1
 
 

@@ -178,6 +178,10 @@ class DhcpPlan:
     # options 121 and 249 as "destination,next hop" pairs, as the dhcp agent writes them for
     # a subnet a router is attached to: 169.254.169.254/32 and 0.0.0.0/0 via the gateway
     classless_routes: tuple[str, ...] = ()
+    # the dhcp agent's enable_isolated_metadata: 169.254.169.254/32 on the port (whenever the
+    # option is on), and a metadata proxy here when no router serves the network
+    metadata_address: bool = False
+    metadata_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -619,8 +623,16 @@ def _dhcp_servers(scenario: Scenario, node: str, lvid, ns_port, state_root: str)
             netns=naming.agent_netns(lab, node, naming.QDHCP, net.network_id), port=port,
             cidr=net.cidr, gateway=net.gateway, mtu=net.mtu, hosts=hosts,
             dir=naming.dhcp_dir(state_root, lab, net.network_id),
-            classless_routes=_classless_routes(scenario, net)))
+            classless_routes=_classless_routes(scenario, net),
+            metadata_address=scenario.enable_isolated_metadata,
+            metadata_proxy=scenario.enable_isolated_metadata and not _routed(scenario, net)))
     return out
+
+
+def _routed(scenario: Scenario, net) -> bool:
+    """Dnsmasq.get_isolated_subnets: a subnet is not isolated when a router interface holds
+    its gateway address."""
+    return any(i.network == net.name and i.ip == net.gateway for r in scenario.routers for i in r.interfaces)
 
 
 def _router_ports_on(scenario: Scenario, network: str) -> list[tuple[str, str]]:
@@ -634,10 +646,13 @@ def _router_ports_on(scenario: Scenario, network: str) -> list[tuple[str, str]]:
 
 
 def _classless_routes(scenario: Scenario, net) -> tuple[str, ...]:
-    """Neutron's Dnsmasq._generate_opts_per_subnet with the agent's defaults (no isolated
-    metadata, no host routes on the subnet): a subnet with a router interface is not
-    isolated, so it gets the metadata address and the default route via its gateway."""
+    """Neutron's Dnsmasq._generate_opts_per_subnet (no host routes on the subnet): a subnet
+    with a router interface is not isolated, so it gets the metadata address and the default
+    route via its gateway; with enable_isolated_metadata an isolated one gets the metadata
+    address via the DHCP port (and the default route via its gateway, if it has one)."""
     attached = any(i.network == net.name for r in scenario.routers for i in r.interfaces)
+    if scenario.enable_isolated_metadata and not _routed(scenario, net) and net.dhcp_ip:
+        return (f"169.254.169.254/32,{net.dhcp_ip}",) + ((f"0.0.0.0/0,{net.gateway}",) if net.gateway else ())
     if not attached or not net.gateway:
         return ()
     return (f"169.254.169.254/32,{net.gateway}", f"0.0.0.0/0,{net.gateway}")

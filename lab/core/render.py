@@ -14,7 +14,7 @@ import ipaddress
 
 import jinja2
 
-from lab.core import ipsets, naming, plugs
+from lab.core import ipsets, metadata, naming, plugs
 from lab.paths import data_dir
 from lab.core.plan import DhcpPlan, InstancePort, NamespacePort, NodePlan, Plan, RouterInstance
 
@@ -134,7 +134,9 @@ def _namespace_ports(plan: Plan, node: NodePlan) -> list[NamespacePort]:
 def router_rules(plan: Plan, router: RouterInstance) -> str:
     """The l3 agent's iptables of one router instance (legacy: NAT and floating IPs)."""
     return render_template("l3-agent.rules.j2", lab=plan.lab, router=router,
-                           router_id=plan.router(router.router).router_id, wrap=naming.L3_WRAP)
+                           router_id=plan.router(router.router).router_id, wrap=naming.L3_WRAP,
+                           qr_any=naming.QR + "+", metadata_port=metadata.METADATA_PORT,
+                           metadata_mark=metadata.METADATA_MARK)
 
 
 DHCP_LEASE_SECONDS = 86400

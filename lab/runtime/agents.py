@@ -12,7 +12,7 @@ from pathlib import Path
 from lab.budget import budget
 from lab.runtime import gateway, netns, processes
 from lab.errors import LabError
-from lab.runtime.kernel import NUD_PERMANENT, Links
+from lab.runtime.kernel import Links
 from lab.paths import lab_dir
 from lab.core import naming, routers
 from lab.core.plan import DhcpPlan, Plan, RouterInstance
@@ -49,20 +49,6 @@ def router_neighbours(r: RouterInstance) -> None:
             links.permanent_neighbour(n.dev, n.ip, n.mac)
 
 
-def router_problems(r: RouterInstance) -> list[str]:
-    """What a router instance that exists lacks: DVR's permanent neighbour entries."""
-    if not r.neighbours or not netns.exists(r.netns):
-        return []
-    problems = []
-    with netns.entered(r.netns), Links(r.netns) as links:
-        tables = {dev: links.neighbours(dev) for dev in {n.dev for n in r.neighbours} if links.has(dev)}
-        for n in r.neighbours:
-            mac, state = tables.get(n.dev, {}).get(n.ip, (None, 0))
-            if mac != n.mac or not state & NUD_PERMANENT:
-                problems.append(f"{r.name}: no permanent neighbour entry {n.ip} {n.mac} on {n.dev}")
-    return problems
-
-
 def router_rules(plan: Plan, r: RouterInstance, rules: str) -> None:
     rules_file = lab_dir(plan.lab) / naming.router_rules_file(r.name)
     rules_file.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +62,8 @@ def dhcp_links(d: DhcpPlan) -> None:
     with netns.entered(d.netns), Links(d.netns) as links:
         links.tx_checksum_off(d.port.ns_dev)
         links.add_address(d.port.ns_dev, d.port.ip, d.port.prefixlen)
+        if d.metadata_address:      # enable_isolated_metadata (DeviceManager.setup)
+            links.add_address(d.port.ns_dev, "169.254.169.254", 32)
         links.up(d.port.ns_dev)
 
 
@@ -113,6 +101,8 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
     tries = str(max(8, math.ceil(budget(8))))   # one DISCOVER a second, for the budget
     argv = ["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", tries, "-T", "1", "-O", "mtu",
             "-O", "staticroutes", "-s", str(script)]
+    for p in ports:
+        client_record(directory, p.instance).unlink(missing_ok=True)   # a new exchange, or none
     waiting, running, outputs = list(ports), {}, {}
     deadline = time.monotonic() + budget(timeout) * max(1, math.ceil(len(ports) / DHCP_WINDOW))
     while waiting or running:
@@ -140,4 +130,14 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
             missing.append(f"{p.instance}: no lease ({said[-1] if said else 'no answer from the client'})")
         elif lease.group(1) != p.ip:
             missing.append(f"{p.instance}: leased {lease.group(1)}, expected {p.ip}")
+        if lease is not None:
+            record = client_record(directory, p.instance)
+            record.parent.mkdir(exist_ok=True)
+            record.write_text(lease.string[lease.start():].splitlines()[0] + "\n")
     return missing
+
+
+def client_record(directory: Path, instance: str) -> Path:
+    """What an instance's DHCP client said when it was bound (the udhcpc script's `lease ...`
+    line, printed only after a DHCPACK): lab/tools/leases.py reads it."""
+    return Path(directory) / "clients" / f"{instance}.lease"

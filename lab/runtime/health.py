@@ -5,9 +5,8 @@ in place (issue 13 §1-2):
   agent rules) it saves `iptables-save` of that namespace without counters beside the rules
   file (`<file>.applied`); `status` compares the namespace's rules now with it, so an
   `iptables -F` is seen; `up` re-applies the rendered file.
-- instances: `eth0` present and up, its address, its default route (a link set down loses
-  its routes); `up` brings it up and puts the address and route back (a DHCP instance that
-  lost its address asks dnsmasq again with a real client).
+- links, addresses, routes, neighbours and sysctls of every namespace (instances' eth0
+  too): lab/runtime/inventory.py, from the table lab/core/expect.py makes of the plan.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from lab.budget import budget
 from lab.core import naming
-from lab.core.plan import InstancePort, Plan
+from lab.core.plan import Plan
 from lab.errors import LabError
 from lab.runtime import gateway, netns
 from lab.runtime.kernel import Links
@@ -75,62 +74,6 @@ def iptables_problems(plan: Plan) -> list[str]:
         if p:
             out.append(p)
     return out
-
-
-# --------------------------------------------------------------------------- instances' eth0
-
-def _port_problems(p: InstancePort, links: Links, lab: str) -> list[str]:
-    if not links.has("eth0"):
-        return [f"instance {p.instance}: eth0 is missing; `lab up {lab}` cannot make it alone: "
-                f"run `lab down {lab}` and `lab up` again"]
-    link = links.ipr.get_links(links.index("eth0"))[0]
-    if not link["flags"] & 1:    # IFF_UP
-        return [f"instance {p.instance}: eth0 is down (it cannot send or receive); "
-                f"`lab up {lab}` brings it up"]
-    out = []
-    if not links.has_address("eth0", p.ip):
-        out.append(f"instance {p.instance}: eth0 lacks its address {p.ip}/{p.prefixlen}; "
-                   f"`lab up {lab}` puts it back")
-    elif p.gateway and not _has_default_route(links):
-        out.append(f"instance {p.instance}: no default route via {p.gateway}; `lab up {lab}` puts it back")
-    return out
-
-
-def _has_default_route(links: Links) -> bool:
-    return any(r.get("dst_len") == 0 for r in links.ipr.get_routes(family=2, table=254))
-
-
-def instance_problems(plan: Plan) -> list[str]:
-    """Each instance whose namespace exists: eth0 present and up, its address, its default route."""
-    out = []
-    for p in plan.ports:
-        if not netns.exists(p.netns):
-            continue
-        with netns.entered(p.netns), Links(p.netns) as links:
-            out += _port_problems(p, links, plan.lab)
-    return out
-
-
-def repair_instances(plan: Plan, directory: Path) -> list[str]:
-    """Bring each instance's eth0 back up with its address and default route. Returns the
-    DHCP instances that could not get their lease again ("vm1: why")."""
-    from lab.runtime import agents
-    relearn = []
-    for p in plan.ports:
-        if not netns.exists(p.netns):
-            continue
-        with netns.entered(p.netns), Links(p.netns) as links:
-            if not links.has("eth0") or not _port_problems(p, links, plan.lab):
-                continue
-            links.up("eth0")
-            if not links.has_address("eth0", p.ip):
-                if p.address == "dhcp":
-                    relearn.append(p)
-                    continue
-                links.add_address("eth0", p.ip, p.prefixlen)
-            if p.gateway and not _has_default_route(links):
-                links.default_route(p.gateway, "eth0")
-    return agents.dhcp_leases(plan, relearn, directory) if relearn else []
 
 
 # --------------------------------------------------------------------------- a node's Open vSwitch
@@ -210,7 +153,7 @@ def recreate_instances(plan: Plan, node, record_netns, prepare) -> list[str]:
     `up` does), then the port plugged again by the node's driver, after deleting what is left
     of the old plug in the node namespace (a veth whose other end vanished with the namespace
     goes with it). Returns the br-int ports to re-add (OVS must open the new devices); the
-    caller re-applies the OVSDB rows, and repair_instances gives eth0 its address (static, or
+    caller re-applies the OVSDB rows, and inventory.repair gives eth0 its address (static, or
     a real DHCP exchange)."""
     from lab.runtime import plugs
     gone = [p for p in node.ports if not netns.exists(p.netns)]
@@ -231,6 +174,31 @@ def recreate_instances(plan: Plan, node, record_netns, prepare) -> list[str]:
         with netns.entered(p.netns), Links(p.netns) as links:
             links.tx_checksum_off("eth0")
     return [p.ovs_port for p in gone]
+
+
+def recreate_agent_ports(plan: Plan, node) -> list[str]:
+    """Router and DHCP ports of NODE whose veth pair is gone (deleting either end deletes
+    both) while their namespace stands: the pair again, as `up` makes it. Returns the br-int
+    ends, which the caller re-adds to OVS; inventory.repair gives the namespace end its
+    address, routes and state."""
+    owned = [(r.netns, p) for r in plan.routers_on(node.name) for p in r.ports]
+    owned += [(d.netns, d.port) for d in node.dhcp_servers]
+    rebuilt = []
+    for ns, port in owned:
+        if not netns.exists(ns):
+            continue
+        with netns.entered(ns), Links(ns) as links:
+            if links.has(port.ns_dev):
+                continue
+        with netns.entered(node.netns), Links(node.netns) as links:
+            if links.has(port.ovs_dev):
+                links.delete(port.ovs_dev)
+            links.veth(port.ovs_dev, port.ns_dev, peer_netns=ns, peer_mac=port.mac, mtu=port.mtu, up=True)
+            links.tx_checksum_off(port.ovs_dev)
+        with netns.entered(ns), Links(ns) as links:
+            links.tx_checksum_off(port.ns_dev)
+        rebuilt.append(port.ovs_dev)
+    return rebuilt
 
 
 def recreate_wires(plan: Plan, record_netns, prepare, wire_up) -> dict[str, list[str]]:

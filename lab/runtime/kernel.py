@@ -20,6 +20,7 @@ from lab.runtime.nlbatch import Batch, KernelError
 
 MAX_OPEN_NETNS = 128    # peer namespaces held open by one batch before it is sent
 NUD_PERMANENT = 0x80
+IFF_UP = 0x1
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017
 
@@ -165,6 +166,11 @@ class Links:
         self._request(f"adding default route via {gateway}", nlbatch.default_route, needs=("oif",),
                       gateway=gateway, oif=ifname)
 
+    def route(self, dst: str, gateway: str | None, ifname: str) -> None:
+        """ip route replace DST [via GATEWAY] dev IFNAME (main table)."""
+        self._request(f"adding route {dst} via {gateway or 'on-link'} on {ifname}", nlbatch.route_replace,
+                      needs=("oif",), dst=dst, gateway=gateway, oif=ifname)
+
     def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
         """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
         self._request(f"adding neighbour {ip} {mac} on {ifname}", nlbatch.neigh_replace, needs=("index",),
@@ -177,6 +183,26 @@ class Links:
             ip, mac = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
             if ip and mac:
                 out[ip] = (mac, n["state"])
+        return out
+
+    def dump(self, routes: bool = True, neighbours: bool = True) -> dict:
+        """The namespace's IPv4 state in one dump per kind: {"links": {name: up},
+        "addresses": {(dev, ip, prefixlen)}, "routes": {(dst/len, gateway, dev)} (main table),
+        "neighbours": {(dev, ip): (mac, NUD state)}}; ROUTES/NEIGHBOURS False skip those dumps."""
+        names, up = {}, {}
+        for link in self.ipr.get_links():
+            names[link["index"]] = name = link.get_attr("IFLA_IFNAME")
+            up[name] = bool(link["flags"] & IFF_UP)
+        out: dict = {"links": up, "routes": set(), "neighbours": {},
+                     "addresses": {(names.get(a["index"], "?"), a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                                   for a in self.ipr.get_addr(family=socket.AF_INET)}}
+        for r in self.ipr.get_routes(family=socket.AF_INET, table=254) if routes else ():
+            out["routes"].add((f"{r.get_attr('RTA_DST') or '0.0.0.0'}/{r['dst_len']}", r.get_attr("RTA_GATEWAY"),
+                               names.get(r.get_attr("RTA_OIF"), "?")))
+        for n in self.ipr.get_neighbours(family=socket.AF_INET) if neighbours else ():
+            if n.get_attr("NDA_DST") and n.get_attr("NDA_LLADDR"):
+                out["neighbours"][(names.get(n["ifindex"], "?"), n.get_attr("NDA_DST"))] = \
+                    (n.get_attr("NDA_LLADDR"), n["state"])
         return out
 
     def tx_checksum_off(self, *ifnames: str) -> None:

@@ -21,7 +21,8 @@ from typing import Callable
 
 from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
 from lab.runtime import health as more_health
-from lab.runtime import ipsets
+from lab.runtime import inventory, ipsets
+from lab.runtime import metadata as metadata_service
 from lab.core import naming
 from lab.core import plugs as core_plugs
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
@@ -206,6 +207,11 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
         for host in plan.external_hosts:
             _external_host_up(host)
 
+        step = "starting the metadata service"
+        t = time.monotonic()
+        if metadata_service.ensure(plan, scenario, lambda **e: ledger.record("process", **e)):
+            phases["metadata"] = time.monotonic() - t
+
         step = "waiting for DHCP leases"
         t = time.monotonic()
         dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
@@ -277,7 +283,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
             more_health.restart_ovs(node, plan.datapath, lambda daemon, pid, n=node: state.ledger.record(
                 "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
         rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
-        rebuilt += new_nics.get(node.name, [])
+        rebuilt += new_nics.get(node.name, []) + more_health.recreate_agent_ports(plan, node)
         for r in plan.routers_on(node.name):
             if not netns.exists(r.netns):
                 _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
@@ -306,7 +312,9 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         _node_configure(node, render)
         if node.tunnel:
             _tunnel_endpoint(node)
-    missing = more_health.repair_instances(plan, state.directory)
+    metadata_service.ensure(plan, state.scenario(), lambda **e: state.ledger.record("process", **e))
+    relearn = inventory.repair(plan)     # links up, addresses, routes, neighbours, sysctls
+    missing = agents.dhcp_leases(plan, relearn, state.directory) if relearn else []
     left = health(state)
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
@@ -637,24 +645,26 @@ def _cleanup_one(lab: str, progress: Progress, lock_timeout: float | None) -> li
 # --------------------------------------------------------------------------- status
 
 def health(state: LabState) -> list[str]:
-    """What is missing from a lab that is up: namespaces gone, daemons dead, OVS ports gone
-    or mis-tagged (read from each node's OVSDB through the IDL)."""
+    return health_report(state)[0]
+
+
+def health_report(state: LabState) -> tuple[list[str], list[inventory.Fault]]:
+    """What is missing from a lab that is up, in words, and the faults among it that
+    lab/runtime/inventory.py found (for `status --json`): namespaces gone, daemons dead, OVS
+    ports gone or mis-tagged (read from each node's OVSDB through the IDL), flows per table,
+    iptables, and each namespace's links, addresses, routes, neighbours and sysctls."""
     from lab.runtime.ovsdb import OvsdbError, read_ports
     problems = []
+    faults: list[inventory.Fault] = []
     rebuilt = _rebuildable(state.plan)
     for ns in state.plan.namespaces():
         if not netns.exists(ns):
             problems.append(f"namespace {ns} is missing; " + (f"`lab up {state.lab}` rebuilds it" if ns in rebuilt
                             else f"it cannot be rebuilt in place: `lab down {state.lab}`, then `lab up`"))
+    dead = inventory.daemon_faults(state.plan)
+    faults += dead
     for node in state.plan.nodes:
-        alive = True
-        for daemon in ovs.DAEMONS:
-            pid = ovs.read_pid(node.rundir, daemon)
-            if pid is None or not processes.is_ours(pid, node.rundir):
-                problems.append(f"{daemon} of {node.name} is not running; `lab up {state.lab}` "
-                                "starts it again and re-applies the node's rows, flows and ports")
-                alive = False
-        if not alive:
+        if any(f.what in (f"{d} of {node.name}" for d in ovs.DAEMONS) for f in dead):
             continue
         try:
             ports = read_ports(node.rundir)
@@ -671,12 +681,7 @@ def health(state: LabState) -> list[str]:
         expected |= {p.ovs_dev: (naming.BR_INT, p.local_vlan)
                      for p in [d.port for d in node.dhcp_servers]
                      + [q for r in state.plan.routers_on(node.name) for q in r.ports]}
-        for d in node.dhcp_servers:
-            if not processes.alive(agents.dnsmasq_pid(d), d.dir):
-                problems.append(f"dnsmasq of {d.name} is not running; `lab up {state.lab}` restarts it, "
-                                "keeping its leases")
         problems += _plug_problems(node)
-        problems += [p for r in state.plan.routers_on(node.name) for p in agents.router_problems(r)]
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
             if row is None:
@@ -686,19 +691,11 @@ def health(state: LabState) -> list[str]:
                                 f"expected {bridge} tag {tag}")
             elif row.error or row.ofport in (None, -1):
                 problems.append(f"{node.name}: port {name} has no OpenFlow port ({row.error or 'ofport -1'})")
-        for flow_file in sorted(Path(node.rundir).glob(naming.flow_file("*"))):
-            bridge = flow_file.stem
-            want = sum(1 for line in flow_file.read_text().splitlines() if line.startswith("cookie="))
-            try:
-                have = ovs.count_flows(node.rundir, bridge, state.plan.cookie)
-            except LabError as exc:
-                problems.append(f"{node.name}: cannot read the flows of {bridge}: {exc}")
-                continue
-            if have != want:
-                problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
-    return (problems + more_health.ovs_problems(state.plan) + ipsets.problems(state.plan)
-            + more_health.iptables_problems(state.plan)
-            + more_health.instance_problems(state.plan))
+        faults += inventory.flow_faults(node, state.plan.cookie, state.lab)
+    faults += inventory.kernel_faults(state.plan)
+    problems += (more_health.ovs_problems(state.plan) + ipsets.problems(state.plan)
+                 + more_health.iptables_problems(state.plan) + metadata_service.problems(state.plan))
+    return problems + [f.text() for f in faults], faults
 
 
 def _plug_problems(node: NodePlan) -> list[str]:
@@ -722,11 +719,13 @@ def status(lab: str | None = None) -> list[dict]:
             out.append(_unreadable_status(name, exc))   # one bad lab does not hide the others
             continue
         plan = state.plan
+        problems, faults = health_report(state)
         out.append({
             "lab": name,
             "scenario": plan.scenario_file,
             "datapath": plan.datapath,
-            "problems": health(state),
+            "problems": problems,
+            "faults": [f.to_json() for f in faults],
             "nodes": [{"name": n.name, "netns": n.netns, "role": n.role, "ovs_rundir": n.rundir,
                        "up": netns.exists(n.netns),
                        "pids": {d: ovs.read_pid(n.rundir, d) for d in ovs.DAEMONS},
@@ -754,6 +753,7 @@ def status(lab: str | None = None) -> list[dict]:
                       "ip": d.port.ip, "device": d.port.ns_dev, "ovs_port": d.port.ovs_dev,
                       "pid": agents.dnsmasq_pid(d), "up": netns.exists(d.netns)}
                      for d in plan.dhcp_servers],
+            "metadata": metadata_service.status(plan),
             "external_hosts": [{"name": h.name, "netns": h.netns, "network": h.network, "ip": h.ip,
                                 "mac": h.mac, "wire": h.wire, "up": netns.exists(h.netns)}
                                for h in plan.external_hosts],
@@ -762,8 +762,9 @@ def status(lab: str | None = None) -> list[dict]:
 
 
 def _unreadable_status(lab: str, exc: StateDirError) -> dict:
-    return {"lab": lab, "scenario": None, "datapath": None, "problems": [str(exc)], "nodes": [],
-            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": []}
+    return {"lab": lab, "scenario": None, "datapath": None, "problems": [str(exc)], "faults": [], "nodes": [],
+            "instances": [], "wires": [], "routers": [], "dhcp": [], "external_hosts": [],
+            "metadata": []}
 
 
 # --------------------------------------------------------------------------- exec

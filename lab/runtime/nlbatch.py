@@ -138,6 +138,18 @@ def default_route(gateway: str, oif: int) -> tuple[int, int, bytes]:
     return RTM_NEWROUTE, CREATE, body + _attr(5, socket.inet_aton(gateway)) + _attr(4, _u32(oif))
 
 
+def route_replace(dst: str, gateway: str | None, oif: int) -> tuple[int, int, bytes]:
+    """ip route replace DST [via GATEWAY] dev OIF, main table (DST as a.b.c.d/len)."""
+    net, _, length = dst.partition("/")
+    prefixlen = int(length or 32)
+    body = struct.pack("=BBBBBBBBI", socket.AF_INET, prefixlen, 0, 0, 254, 4, 0, 1, 0)
+    if prefixlen:
+        body += _attr(1, socket.inet_aton(net))                            # RTA_DST
+    if gateway:
+        body += _attr(5, socket.inet_aton(gateway))                        # RTA_GATEWAY
+    return RTM_NEWROUTE, REPLACE, body + _attr(4, _u32(oif))              # RTA_OIF
+
+
 def neigh_replace(index: int, ip: str, mac: str, state: int) -> tuple[int, int, bytes]:
     body = struct.pack("=BxxxiHBB", socket.AF_INET, index, state, 0, 0)
     return RTM_NEWNEIGH, REPLACE, body + _attr(1, socket.inet_aton(ip)) + _attr(2, _mac(mac))

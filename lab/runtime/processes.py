@@ -90,7 +90,8 @@ def in_namespaces(inodes: set[tuple[int, int]]) -> list[int]:
     return found
 
 
-DAEMONS = ("ovsdb-server", "ovs-vswitchd", "dnsmasq")
+# comm names: the metadata agent and server name themselves (lab/services/daemon.py)
+DAEMONS = ("ovsdb-server", "ovs-vswitchd", "dnsmasq", "haproxy", "nlab-md-agent", "nlab-md-server")
 
 
 def daemons_under(directory: str) -> list[int]:

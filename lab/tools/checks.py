@@ -256,28 +256,20 @@ def _end(proc: subprocess.Popen) -> None:
 # --------------------------------------------------------------------------- running
 
 def check_lease(plan: Plan, c: Check) -> Result:
-    """The instance holds the address the scenario expects, and dnsmasq's lease file says so."""
+    """The instance obtained its lease: its client's DHCPACK, eth0 and dnsmasq's lease file
+    agree (lab/tools/leases.py)."""
+    from lab.tools import leases
     port = plan.port(c.source)
-    addrs = gateway.run(["ip", "-4", "-o", "address", "show", "dev", "eth0"], netns=port.netns).stdout
-    has = re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/(\d+)", addrs)
-    dhcp = next(d for d in plan.dhcp_servers if d.network == port.network)
-    try:
-        leases = Path(dhcp.dir, "leases").read_text().splitlines()
-    except OSError:
-        leases = []
-    lease = next((line for line in leases if port.mac in line), None)
-    evidence = [("ok   " if lease and port.ip in lease else "FAIL ")
-                + (f"{dhcp.name} leases file: {lease}" if lease else f"{dhcp.name} has no lease for {port.mac}"),
-                ("ok   " if (port.ip, str(port.prefixlen)) in has else "FAIL ")
-                + f"{c.source} eth0: {', '.join('/'.join(a) for a in has) or 'no IPv4 address'}"]
-    passed = all(e.startswith("ok") for e in evidence)
-    seen = f"{'/'.join(has[0]) if has else 'no address'}" + (" leased" if lease else "")
+    passed, seen, evidence = leases.prove(plan, c.source)
     return Result(c, f"lease {port.ip}/{port.prefixlen} for {port.mac}", seen, passed, evidence)
 
 
 def run_check(plan: Plan, c: Check) -> Result:
     if c.proto == "lease":
         return check_lease(plan, c)
+    if c.proto == "metadata":
+        from lab.tools import metadata_check
+        return metadata_check.run(plan, c)
     src_ip = plan.endpoint_ip(c.source)
     dst_ip = plan.endpoint_ip(c.destination) or c.destination
     probe = new_probe(c.proto, c.port)

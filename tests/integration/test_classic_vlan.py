@@ -41,13 +41,13 @@ def test_checks_pass_with_capture_evidence(classic_vlan):
 
 def test_check_table_and_exit_code(classic_vlan, tmp_path):
     out = lab("check", LAB, "--junit", str(tmp_path / "checks.xml"))
-    assert "15 passed, 0 failed" in out.stdout
+    assert "17 passed, 0 failed" in out.stdout
     assert "evidence:" in out.stdout
     import xml.etree.ElementTree as ET
     suite = ET.parse(tmp_path / "checks.xml").getroot().find("testsuite")
     assert suite.get("name") == f"lab check {LAB}" and suite.get("failures") == "0"
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert len(cases) == 15 and float(cases["same project, different hosts"].get("time")) > 0
+    assert len(cases) == 17 and float(cases["same project, different hosts"].get("time")) > 0
     assert "tagged VLAN 101" in cases["same project, different hosts"].find("system-out").text
 
 
@@ -205,13 +205,14 @@ def test_router_namespace_has_the_l3_agent_sysctls_and_rules(classic_vlan):
 
 def test_instance_routes_come_from_option_121(classic_vlan):
     """dnsmasq sends option 121 for a router-attached subnet and the instance installs those
-    routes (169.254.169.254/32 exists only in option 121); on alt-net, which has no router,
-    the default route comes from option 3."""
+    routes (169.254.169.254/32 exists only in option 121); alt-net has no router and
+    classic-vlan sets enable_isolated_metadata, so its option 121 routes 169.254.169.254 via
+    the DHCP port and the default via the gateway."""
     routes = lab("exec", LAB, "vm1", "--", "ip", "-4", "route").stdout
     assert "169.254.169.254 via 192.168.1.1 dev eth0" in routes, routes
     assert "default via 192.168.1.1 dev eth0" in routes, routes
     alt = lab("exec", LAB, "alt-vm1", "--", "ip", "-4", "route").stdout
-    assert "default via 192.168.1.1 dev eth0" in alt and "169.254.169.254" not in alt, alt
+    assert "default via 192.168.1.1 dev eth0" in alt and "169.254.169.254 via 192.168.1.2 dev eth0" in alt, alt
     net1 = next(d for d in classic_vlan.plan.dhcp_servers if d.name == "net1-dhcp")
     log = lab("exec", LAB, "net1-dhcp", "--", "cat", f"{net1.dir}/dnsmasq.log").stdout
     vm1 = classic_vlan.plan.port("vm1")
@@ -260,7 +261,7 @@ def test_damage_is_reported_and_up_repairs_it(classic_vlan):
     status = lab("status", LAB, check=False)
     assert status.returncode == 1
     assert f"port {vm2.ovs_port} is missing from br-int" in status.stdout
-    assert "br-vlan has 0 of the lab's 3 flows" in status.stdout
+    assert "br-vlan table 0 has 0 of the lab's 3 flows" in status.stdout
     out = lab_up(SCENARIO)
     assert "repaired" in out.stdout
     assert lab("status", LAB).returncode == 0

@@ -22,7 +22,9 @@ from lab.runtime import lifecycle, netns
 from . import hoststate
 from .conftest import PREFIX, REPO, lab, remove_ours
 
-LEDGER_ENTRIES = 26     # of classic-vlan's ledger: 1 state dir, 16 namespaces, 6 OVS daemons, 3 dnsmasq
+# of classic-vlan's ledger: 1 state dir, 16 namespaces, 6 OVS daemons, 3 dnsmasq, then the
+# metadata server, network1's metadata agent and 2 haproxy (router1, alt-net's qdhcp-)
+LEDGER_ENTRIES = 30
 
 
 @pytest.fixture
@@ -81,6 +83,7 @@ def test_classic_vlan_ledger_size_is_known(clean_host):
     (19, signal.SIGTERM),   # OVS daemons starting
     (23, signal.SIGHUP),    # every OVS daemon up: rows, flows, iptables
     (24, signal.SIGTERM),   # dnsmasq starting
+    (27, signal.SIGHUP),    # the metadata service starting
     (LEDGER_ENTRIES, signal.SIGTERM),   # waiting for DHCP leases
 ])
 def test_a_signal_during_up_rolls_back(clean_host, entries, signum):

@@ -328,12 +328,17 @@ def test_lease_check(monkeypatch, tmp_path):
     dhcp = next(d for d in plan.dhcp_servers if d.network == dhcp_port.network)
     Path(dhcp.dir).mkdir(parents=True)
     Path(dhcp.dir, "leases").write_text(f"1700000000 {dhcp_port.mac} {dhcp_port.ip} * *\n")
+    record = tmp_path / plan.lab / "clients" / f"{dhcp_port.instance}.lease"
+    record.parent.mkdir(parents=True)
+    record.write_text(f"lease ip={dhcp_port.ip} mask={dhcp_port.prefixlen} mtu= router= server={dhcp.port.ip} "
+                      "seconds=86400 at=1699913600 staticroutes=\n")
     addr = f"2: eth0    inet {dhcp_port.ip}/{dhcp_port.prefixlen} brd x scope global eth0\n"
     monkeypatch.setattr(checks.gateway, "run", _runner(addr=addr))
     c = Check("lease", dhcp_port.instance, "", "lease", None, "reach", (), 1)
     r = checks.run_check(plan, c)
-    assert r.passed and r.seen == f"{dhcp_port.ip}/{dhcp_port.prefixlen} leased", r.evidence
+    assert r.passed and r.seen == f"{dhcp_port.ip}/{dhcp_port.prefixlen} acked leased", r.evidence
     Path(dhcp.dir, "leases").write_text("")
+    record.unlink()
     monkeypatch.setattr(checks.gateway, "run", _runner(addr=""))
     r = checks.run_check(plan, c)
     assert not r.passed and r.seen == "no address" and r.evidence[0].startswith("FAIL ")

@@ -259,7 +259,9 @@ def test_router_without_gateway_has_no_nat():
     plan = golden_plan()
     bare = dataclasses.replace(plan.router("router1").instances[0], gateway=None, external_gateway_ip=None, floating_ips=())
     text = router_rules(plan, bare)
-    assert "SNAT" not in text and "DNAT" not in text and "MARK --set-xmark" not in text
+    assert "SNAT" not in text and "DNAT" not in text and "MARK --set-xmark 0x2/" not in text
+    # the metadata redirect does not need a gateway: it serves the qr- side
+    assert "-i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697" in text
     assert [x for x in text.splitlines() if x.startswith("*")] == ["*raw", "*mangle", "*nat", "*filter"]
 
 
@@ -277,8 +279,10 @@ def test_dnsmasq_files_and_argv():
                     f"tag:subnet-{net1.subnet_id},option:router,192.168.1.1"]   # no dns-server
     # the subnet's gateway is the router option even where no router serves it (dhcp agent)
     alt = next(d for d in plan.dhcp_servers if d.name == "alt-net-dhcp")
+    routes = "169.254.169.254/32,192.168.1.2,0.0.0.0/0,192.168.1.1"    # isolated: metadata via the DHCP port
     assert RENDERED["classic-vlan/network1/dhcp-alt-net-dhcp/opts"].splitlines() == \
-        [f"tag:subnet-{alt.subnet_id},option:router,192.168.1.1"]
+        [f"tag:subnet-{alt.subnet_id},option:classless-static-route,{routes}",
+         f"tag:subnet-{alt.subnet_id},249,{routes}", f"tag:subnet-{alt.subnet_id},option:router,192.168.1.1"]
     argv = RENDERED["classic-vlan/network1/dhcp-net1-dhcp/argv.txt"].splitlines()
     assert argv[0] == "dnsmasq"
     for arg in ("--dhcp-option-force=option:mtu,1500", f"--interface={net1.port.ns_dev}",

@@ -45,6 +45,11 @@ CASES = [
      dict(index=3, address="203.0.113.5", prefixlen=32)),
     ("default route", nlbatch.default_route("10.0.0.1", 7), ("route", "add"),
      dict(dst="0.0.0.0/0", gateway="10.0.0.1", oif=7)),
+    ("route via", nlbatch.route_replace("169.254.169.254/32", "192.168.1.1", 7), ("route", "replace"),
+     dict(dst="169.254.169.254/32", gateway="192.168.1.1", oif=7)),
+    ("route on-link", nlbatch.route_replace("10.0.0.0/8", None, 7), ("route", "replace"), dict(dst="10.0.0.0/8", oif=7)),
+    ("default route replaced", nlbatch.route_replace("0.0.0.0/0", "10.0.0.1", 7), ("route", "replace"),
+     dict(dst="0.0.0.0/0", gateway="10.0.0.1", oif=7)),
     ("permanent neighbour", nlbatch.neigh_replace(7, "10.0.0.5", "fa:16:3e:00:00:02", kernel.NUD_PERMANENT),
      ("neigh", "replace"), dict(dst="10.0.0.5", lladdr="fa:16:3e:00:00:02", ifindex=7, state=kernel.NUD_PERMANENT)),
 ]

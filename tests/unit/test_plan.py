@@ -191,7 +191,11 @@ def test_dhcp_servers(plan, scenario):
     assert net2.port.ip == "192.168.2.2"
     # alt-net overlaps net1 (other project): same addresses, its own namespace and port
     assert (alt.port.ip, [h.ip for h in alt.hosts]) == ("192.168.1.2", ["192.168.1.21"])
-    assert alt.classless_routes == ()       # no router on alt-net: an isolated subnet
+    # no router on alt-net: an isolated subnet; classic-vlan sets enable_isolated_metadata,
+    # so the metadata address goes via the DHCP port (which holds 169.254.169.254/32)
+    assert alt.classless_routes == ("169.254.169.254/32,192.168.1.2", "0.0.0.0/0,192.168.1.1")
+    assert (alt.metadata_address, alt.metadata_proxy) == (True, True)
+    assert (net1.metadata_address, net1.metadata_proxy) == (True, False)     # routed: the router serves it
     assert alt.port.port_id != net1.port.port_id and alt.netns != net1.netns
     # the router option is the subnet's gateway, router or not (as the dhcp agent sends it)
     assert (net1.gateway, net2.gateway, alt.gateway) == ("192.168.1.1", "192.168.2.1", "192.168.1.1")

@@ -37,6 +37,7 @@ def test_option_121_routes_replace_the_router_option(tmp_path):
                       "ip route replace 0.0.0.0/0 via 192.168.1.1 dev eth0"]
     assert "ip addr add 192.168.1.11/24 dev eth0" in calls
     assert "lease ip=192.168.1.11 mask=24 mtu=1450" in out
+    assert " server= seconds= at=" in out and out.split(" at=")[1].split()[0].isdigit()   # bound when
     assert "staticroutes=169.254.169.254/32 192.168.1.1 0.0.0.0/0 192.168.1.1" in out
 
 

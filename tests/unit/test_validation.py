@@ -111,6 +111,11 @@ def with_check(text: str = BASE, path: str | None = None, **fields: str | None) 
     return text + "\n".join(lines) + "\n"
 
 
+def with_check_item(item: str, text: str = BASE) -> str:
+    """BASE with one more raw check item (checks[1])."""
+    return text + item
+
+
 def with_path(item: str) -> str:
     """BASE with the path of checks[0] replaced by one item (raw YAML, may span lines)."""
     lines = item.splitlines()
@@ -303,7 +308,18 @@ CASES = [
          "instances.vm3.network", "unknown or invalid network 'net9'"),
     case("instance-unknown-key", with_instance(flavor="m1.tiny"), "flavor: m1.tiny",
          "instances.vm3.flavor",
-         "unknown key (expected one of: node, network, ip, mac, security_groups, address, floating_ip)"),
+         "unknown key (expected one of: node, network, ip, mac, security_groups, address, floating_ip, "
+         "user_data, public_keys)"),
+    case("instance-user-data-not-text", with_instance(user_data="[1, 2]"), "user_data: [1, 2]",
+         "instances.vm3.user_data", "must be a string, not a list"),
+    case("instance-public-keys-not-mapping", with_instance(public_keys="ssh-rsa AAAA"), "public_keys: ssh-rsa AAAA",
+         "instances.vm3.public_keys", "must be a mapping, not str"),
+    case("instance-public-key-not-openssh", with_instance(public_keys="{mykey: not-a-key}"),
+         "public_keys: {mykey: not-a-key}", "instances.vm3.public_keys.mykey",
+         "'not-a-key' is not an OpenSSH public key"),
+    case("instance-public-key-bad-name", with_instance(public_keys="{'my/key': 'ssh-ed25519 AAAA'}"),
+         "public_keys: {'my/key': 'ssh-ed25519 AAAA'}", "instances.vm3.public_keys.my/key",
+         "key name 'my/key' must be letters"),
     case("instance-name-too-long", with_instance("a-very-long-vm-name"), "a-very-long-vm-name:",
          "instances.a-very-long-vm-name", "is 19 characters; at most 15"),
     case("ip-outside-subnet", with_instance(ip="10.9.0.13"), "ip: 10.9.0.13", "instances.vm3.ip",
@@ -835,7 +851,14 @@ CASES += [
          "arp_responder: true", "agent.arp_responder",
          "the ARP responder answers from l2_population's entries: set l2_population: true too"),
     case("agent-unknown-key", with_agent("  tunnel_csum: true\n"), "tunnel_csum:", "agent.tunnel_csum",
-         "unknown key (expected one of: l2_population, arp_responder, enable_distributed_routing, dvr_base_mac)"),
+         "unknown key (expected one of: l2_population, arp_responder, enable_distributed_routing, dvr_base_mac, "
+         "enable_isolated_metadata)"),
+    case("agent-isolated-metadata-not-bool", with_agent("  enable_isolated_metadata: yes-please\n"),
+         "enable_isolated_metadata: yes-please", "agent.enable_isolated_metadata", "must be true or false"),
+    case("metadata-check-unknown-instance", with_check_item("  - metadata: vm9\n"), "metadata: vm9",
+         "checks[1].metadata", "unknown instance 'vm9'"),
+    case("metadata-check-no-router", with_check_item("  - metadata: vm1\n"), "metadata: vm1",
+         "checks[1].metadata", "no router serves metadata on vm1's network net1"),
     case("agent-l2pop-not-bool", with_agent("  l2_population: 1\n"), "l2_population: 1",
          "agent.l2_population", "must be true or false, not int 1"),
     case("agent-not-a-mapping", insert_before("nodes:\n", "agent: l2pop\n"), "agent: l2pop", "agent",

@@ -7,6 +7,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from lab.core.metadata import METADATA_IP
 from lab.core.scenario.checker import Checker, kind, shown
 from lab.core.scenario.model import (DEFAULT_TCP_PORT, EXPECTS, PACKET_KINDS, PATH_KINDS, TUNNEL_ID_MAX, Check,
                                      ExternalHost, Instance, PathAssertion, PhysicalNetwork)
@@ -27,6 +28,7 @@ class _Known:
     physnets: dict[str, PhysicalNetwork]
     routers: set[str]
     mac_names: set[str] = frozenset()    # dvr:<node> and gateway:<network> a source_mac may name
+    metadata_networks: set[str] = frozenset()   # networks whose instances reach a metadata proxy
 
     @property
     def endpoints(self) -> set[str]:
@@ -41,14 +43,16 @@ class _Known:
 
 def parse_checks(c: Checker, data: LineDict, instances: dict[str, Instance], targets: set[str],
                  physnets: dict[str, PhysicalNetwork], declared_instances: set[str],
-                 hosts: dict[str, ExternalHost], routers: set[str], mac_names: set[str] = frozenset()) -> list[Check]:
+                 hosts: dict[str, ExternalHost], routers: set[str], mac_names: set[str] = frozenset(),
+                 metadata_networks: set[str] = frozenset()) -> list[Check]:
     raw = data.get("checks")
     if raw is None:
         return []
     if not isinstance(raw, LineList):
         c.add(data.line_of("checks"), "checks", "must be a list of checks")
         return []
-    known = _Known(instances, declared_instances, hosts, targets, physnets, routers, set(mac_names))
+    known = _Known(instances, declared_instances, hosts, targets, physnets, routers, set(mac_names),
+                   set(metadata_networks))
     checks: list[Check] = []
     names: set[str] = set()
     for i, body in enumerate(raw):
@@ -56,7 +60,8 @@ def parse_checks(c: Checker, data: LineDict, instances: dict[str, Instance], tar
         if not isinstance(body, LineDict):
             c.add(line, where, f"must be a mapping, not {kind(body)}")
             continue
-        check = (_lease_check if "lease" in body else _probe_check)(c, body, line, where, known, names)
+        parse = _lease_check if "lease" in body else _metadata_check if "metadata" in body else _probe_check
+        check = parse(c, body, line, where, known, names)
         if check is not None:
             checks.append(check)
     return checks
@@ -79,6 +84,24 @@ def _lease_check(c: Checker, body: LineDict, line: int, where: str, known: _Know
         c.add(body.line_of("lease"), f"{where}.lease", f"{inst} has a static address, no lease")
     else:
         check = Check(name, inst, "", "lease", None, "reach", (), line)
+    _unique_name(c, name, line, where, names)
+    return check
+
+
+def _metadata_check(c: Checker, body: LineDict, line: int, where: str, known: _Known, names: set[str]) -> Check | None:
+    """metadata: INSTANCE fetches its own instance-id from http://169.254.169.254/ (lab/tools/metadata_check.py)."""
+    c.known_keys(body, ("name", "metadata"), where)
+    inst = str(body["metadata"])
+    name = str(body.get("name") or f"{inst} reads its own metadata")
+    check = None
+    if inst not in known.declared:
+        c.add(body.line_of("metadata"), f"{where}.metadata", f"unknown instance {shown(inst)}")
+    elif inst in known.instances and known.instances[inst].network not in known.metadata_networks:
+        c.add(body.line_of("metadata"), f"{where}.metadata",
+              f"no router serves metadata on {inst}'s network {known.instances[inst].network} "
+              "(attach the network to a router)")
+    else:
+        check = Check(name, inst, METADATA_IP, "metadata", 80, "reach", (), line)
     _unique_name(c, name, line, where, names)
     return check
 

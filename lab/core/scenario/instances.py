@@ -5,6 +5,7 @@ makes the ports once addresses are known (see ``addresses.py``)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from lab.core import naming
@@ -13,7 +14,10 @@ from lab.core.scenario.ipam import Addresses
 from lab.core.scenario.model import Instance, Network, Node, PhysicalNetwork, SecurityGroup
 from lab.core.scenario.yamlsource import LineDict
 
-KEYS = ("node", "network", "ip", "mac", "security_groups", "address", "floating_ip")
+KEYS = ("node", "network", "ip", "mac", "security_groups", "address", "floating_ip", "user_data", "public_keys")
+USER_DATA_MAX = 65535          # Nova's limit on user data (bytes)
+KEY_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.-]{0,254}$")
+KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$")
 
 
 @dataclass
@@ -30,6 +34,8 @@ class PendingInstance:
     line: int
     address: str
     fip: str | None
+    user_data: str | None = None
+    public_keys: tuple[tuple[str, str], ...] = ()
 
 
 def parse_instances(c: Checker, data: LineDict, nodes: list[Node], physnets: dict[str, PhysicalNetwork],
@@ -66,7 +72,8 @@ def parse_instances(c: Checker, data: LineDict, nodes: list[Node], physnets: dic
         if node is None or net is None:
             continue
         address = address or ("dhcp" if net.dhcp else "static")
-        pending.append(PendingInstance(nm, node, net, ip, mac, sgs, body, line, address, fip))
+        user_data, keys = _user_data(c, body, where), _public_keys(c, body, where)
+        pending.append(PendingInstance(nm, node, net, ip, mac, sgs, body, line, address, fip, user_data, keys))
     return pending
 
 
@@ -133,6 +140,33 @@ def _floating_ip(c: Checker, body: LineDict, where: str) -> str | None:
         return None
 
 
+def _user_data(c: Checker, body: LineDict, where: str) -> str | None:
+    """user_data: the text the metadata service serves as user-data (at most Nova's 64 KiB)."""
+    value = c.string(body, "user_data", f"{where}.user_data", required=False)
+    if value is not None and len(value.encode()) > USER_DATA_MAX:
+        c.add(body.line_of("user_data"), f"{where}.user_data",
+              f"is {len(value.encode())} bytes; Nova takes at most {USER_DATA_MAX}")
+        return None
+    return value
+
+
+def _public_keys(c: Checker, body: LineDict, where: str) -> tuple[tuple[str, str], ...]:
+    """public_keys: {key name: OpenSSH public key}, served as metadata public-keys."""
+    keys = c.mapping(body, "public_keys", f"{where}.public_keys")
+    if keys is None:
+        return ()
+    out = []
+    for name, key in keys.items():
+        kwhere, kline = f"{where}.public_keys.{name}", keys.line_of(name)
+        if not KEY_NAME_RE.match(str(name)):
+            c.add(kline, kwhere, f"key name {shown(name)} must be letters, digits, ' ', '_', '.', '-'")
+        elif not isinstance(key, str) or not KEY_RE.match(key.strip()):
+            c.add(kline, kwhere, f"{shown(key)} is not an OpenSSH public key (like 'ssh-ed25519 AAAA... comment')")
+        else:
+            out.append((str(name), key.strip()))
+    return tuple(out)
+
+
 def resolve_instances(c: Checker, lab: str, pending: list[PendingInstance], addresses: Addresses) -> list[Instance]:
     """Instances with their port: allocated address (when none was given), port id, MAC."""
     instances: list[Instance] = []
@@ -152,5 +186,6 @@ def resolve_instances(c: Checker, lab: str, pending: list[PendingInstance], addr
             continue
         macs[mac] = (p.name, p.line)
         instances.append(Instance(p.name, p.node, p.net.name, ip, mac, port_id, p.groups, p.line,
-                                  address=p.address, floating_ip=p.fip))
+                                  address=p.address, floating_ip=p.fip, user_data=p.user_data,
+                                  public_keys=p.public_keys))
     return instances

@@ -113,6 +113,8 @@ class Instance:
     line: int
     address: str = "static"        # dhcp | static: how eth0 gets its address
     floating_ip: str | None = None
+    user_data: str | None = None                        # served as metadata user-data
+    public_keys: tuple[tuple[str, str], ...] = ()       # (key name, OpenSSH public key), metadata public-keys
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,7 @@ class Scenario:
     arp_responder: bool = False
     distributed_routing: bool = False     # the OVS agent's [agent] enable_distributed_routing
     dvr_base_mac: str = DVR_BASE_MAC
+    enable_isolated_metadata: bool = False  # the dhcp agent's option: metadata proxies in qdhcp- of networks without a router
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

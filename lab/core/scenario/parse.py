@@ -101,16 +101,29 @@ def _parse(c: Checker, text: str, filename: str, default_name: str, override: bo
     hosts_raw = parse_external_hosts(c, data, net_by_name, claim)
     networks, instances, routers = assign_addresses(c, name, networks, pending, hosts_raw, routers_raw)
     hosts = resolve_external_hosts(name, hosts_raw)
+    isolated_metadata = _isolated_metadata(c, data)
     checks = parse_checks(c, data, {i.name: i for i in instances}, set(claim.targets), physnet_by_name,
                           claim.of_kind("an instance"), {h.name: h for h in hosts},
                           router_targets(nodes, physnets, networks, instances, routers),
                           {f"dvr:{n.name}" for n in nodes if dvr}
-                          | {f"gateway:{i.network}" for r in routers for i in r.interfaces})
+                          | {f"gateway:{i.network}" for r in routers for i in r.interfaces},
+                          metadata_networks={i.network for r in routers for i in r.interfaces}
+                          | ({n.name for n in networks if n.dhcp} if isolated_metadata else set()))
     # DVR with tunnels forces the ARP responder on (ovs_neutron_agent)
     arp_responder = arp_responder or (dvr and any(p.tunnels for p in physnets))
     return Scenario(name, description, filename, tuple(nodes), tuple(physnets), tuple(projects),
                     tuple(networks), tuple(instances), tuple(checks), tuple(groups),
-                    tuple(routers), tuple(hosts), l2pop, arp_responder, dvr, dvr_base_mac)
+                    tuple(routers), tuple(hosts), l2pop, arp_responder, dvr, dvr_base_mac,
+                    enable_isolated_metadata=isolated_metadata)
+
+
+def _isolated_metadata(c: Checker, data: LineDict) -> bool:
+    """agent.enable_isolated_metadata: the dhcp agent's option (dhcp_agent.ini): a metadata
+    proxy in the qdhcp- of each network no router serves."""
+    agent = data.get("agent")
+    if not isinstance(agent, LineDict):
+        return False
+    return c.boolean(agent, "enable_isolated_metadata", "agent.enable_isolated_metadata", default=False)
 
 
 def router_targets(nodes, physnets, networks, instances, routers) -> set[str]:
@@ -131,7 +144,8 @@ def _agent(c: Checker, data: LineDict) -> tuple[bool, bool, bool, str]:
     agent = c.mapping(data, "agent", "agent")
     if agent is None:
         return False, False, False, DVR_BASE_MAC
-    c.known_keys(agent, ("l2_population", "arp_responder", "enable_distributed_routing", "dvr_base_mac"), "agent")
+    c.known_keys(agent, ("l2_population", "arp_responder", "enable_distributed_routing", "dvr_base_mac",
+                         "enable_isolated_metadata"), "agent")
     l2pop = c.boolean(agent, "l2_population", "agent.l2_population", default=False)
     arp = c.boolean(agent, "arp_responder", "agent.arp_responder", default=False)
     dvr = c.boolean(agent, "enable_distributed_routing", "agent.enable_distributed_routing", default=False)
