@@ -99,14 +99,14 @@ TAP = "tap"      # an instance's tap; a router/DHCP port's OVS end (ovs_use_veth
 QR = "qr-"       # router interface (in qrouter-)
 QG = "qg-"       # router gateway (in qrouter-, or snat- with DVR)
 NS = "ns-"       # DHCP port (in qdhcp-)
-SG = "sg-"       # DVR: a router interface's SNAT port (in snat-)            (reserved)
+SG = "sg-"       # DVR: a router interface's SNAT port (in snat-)
 FG = "fg-"       # DVR: the floating IP agent gateway port (in fip-)          (reserved)
 RFP = "rfp-"     # DVR: qrouter- end of the qrouter- <-> fip- veth           (reserved)
 FPR = "fpr-"     # DVR: fip- end of that veth                                 (reserved)
 
 # --------------------------------------------------------------------------- agent namespaces
 QROUTER = "qrouter-"    # a router (legacy; DVR on computes and on the dvr_snat node)
-SNAT = "snat-"          # DVR: the centralized SNAT part of a router on the dvr_snat node (reserved)
+SNAT = "snat-"          # DVR: the centralized SNAT part of a router on the dvr_snat node
 FIP = "fip-"            # DVR: one per (node, external network), shared by routers (reserved)
 QDHCP = "qdhcp-"        # a DHCP server
 
@@ -129,6 +129,12 @@ def router_target(router: str, node: str, instances: int) -> str:
     """The exec/capture target of a router instance: the router's name when it has one
     instance (legacy), <router>@<node> when it has several (DVR: one per node)."""
     return router if instances == 1 else f"{router}@{node}"
+
+
+def snat_target(router: str) -> str:
+    """The exec/capture target of a distributed router's snat- namespace: <router>.snat (a
+    dot, which no scenario name may hold, so it never clashes with a router or node)."""
+    return f"{router}.snat"
 
 
 def dhcp_server(network: str) -> str:

@@ -101,6 +101,27 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class IpRule:
+    """A policy routing rule in a router namespace (ip rule add from SOURCE lookup TABLE
+    priority PRIORITY). DVR: the SNAT redirect of each qr- subnet."""
+
+    priority: int
+    table: int
+    source: str                     # a CIDR
+
+
+@dataclass(frozen=True)
+class TableRoute:
+    """A route in a routing table other than main (ip route add DESTINATION via VIA dev DEV
+    table TABLE). DVR: the SNAT redirect's default route via the subnet's sg- address."""
+
+    table: int
+    destination: str
+    via: str
+    dev: str
+
+
+@dataclass(frozen=True)
 class RouterInstance:
     """One place a router lives: a namespace on a node with a role (lab/core/routers.py).
     Legacy: qrouter-<router uuid> on a network node, with every port of the router."""
@@ -108,13 +129,15 @@ class RouterInstance:
     name: str                           # exec/capture target: router1, or router1@compute1 (several)
     router: str                         # the router's name
     node: str
-    role: str                           # legacy (reserved: dvr_local, dvr_snat)
+    role: str                           # legacy, dvr_local, dvr_snat (lab/core/routers.py)
     netns: str
     interfaces: tuple[NamespacePort, ...]
     gateway: NamespacePort | None
     external_gateway_ip: str | None     # the external subnet's gateway: the default route
     floating_ips: tuple[FloatingIP, ...]
     neighbours: tuple[Neighbour, ...] = ()  # dvr_local: every non-router port of its subnets
+    rules: tuple[IpRule, ...] = ()          # dvr_local with a gateway: the SNAT redirect
+    routes: tuple[TableRoute, ...] = ()     # ... and its tables
 
     @property
     def ports(self) -> tuple[NamespacePort, ...]:
@@ -486,8 +509,8 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
         for r in scenario.routers:
             for where, role in placed[r.name]:
                 if where == node.name:
-                    instances[r.name].append(routers.instance(lab, scenario, r, where, role, len(placed[r.name]),
-                                                              lvid, ns_port))
+                    instances[r.name].append(routers.instance(lab, scenario, r, where, role,
+                                                              routers.qrouter_count(placed[r.name]), lvid, ns_port))
         plugger = plugs.driver(node.firewall_driver)
         node_netns = naming.netns_name(lab, node.name)
         ports = [_instance_port(scenario, inst, lvid(inst.network), plugger.plug(node_netns, inst.port_id))
@@ -529,6 +552,9 @@ def _with_dvr(node: NodePlan, macs: dict[str, str], router_plans: tuple[RouterPl
     bridges = {b.physical_network: b.bridge for b in node.physical_bridges}
     here = [(p.network, p.mac, p.ovs_port) for p in node.ports]
     here += [(d.network, d.port.mac, d.port.ovs_dev) for d in node.dhcp_servers]
+    # _bind_centralized_snat_port_on_dvr_subnet: sg- ports are DVR-serviced like instances
+    here += [(p.network, p.mac, p.ovs_dev) for r in router_plans for i in r.instances
+             if i.node == node.name and i.role == routers.DVR_SNAT for p in i.interfaces]
     bound = []
     for r in router_plans:
         for inst in r.instances:
@@ -611,6 +637,7 @@ def _router_ports_on(scenario: Scenario, network: str) -> list[tuple[str, str]]:
     (it leaves out only DHCP, floating-IP, HA and distributed router ports)."""
     out = [(i.mac, i.ip) for r in scenario.routers for i in r.interfaces
            if i.network == network]
+    out += [(p.mac, p.ip) for r in scenario.routers for p in r.snat_ports if p.network == network]   # DVR sg-
     out += [(r.gateway_mac, r.gateway_ip) for r in scenario.routers
             if r.external_network == network and r.gateway_ip]
     return out

@@ -132,7 +132,8 @@ def _namespace_ports(plan: Plan, node: NodePlan) -> list[NamespacePort]:
 
 def router_rules(plan: Plan, router: RouterInstance) -> str:
     """The l3 agent's iptables of one router instance (legacy: NAT and floating IPs)."""
-    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router,
+    template = "dvr-snat.rules.j2" if router.role == "dvr_snat" else "l3-agent.rules.j2"
+    return render_template(template, lab=plan.lab, router=router,
                            router_id=plan.router(router.router).router_id, wrap=naming.L3_WRAP)
 
 
@@ -264,6 +265,10 @@ def describe(plan: Plan) -> str:
             if r.neighbours:
                 lines.append(f"    {len(r.neighbours)} permanent neighbour entries: "
                              + ", ".join(f"{x.ip} {x.mac} dev {x.dev}" for x in r.neighbours))
+            lines += [f"    rule from {x.source} lookup {x.table} priority {x.priority}" for x in r.rules]
+            lines += [f"    route {x.destination} via {x.via} dev {x.dev} table {x.table}" for x in r.routes]
+            if r.role == "dvr_snat":
+                lines.append(f"    route default via {r.external_gateway_ip} dev {r.gateway.ns_dev}")
         lines.append("")
     lines.append("instances")
     for p in plan.ports:

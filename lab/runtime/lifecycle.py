@@ -281,6 +281,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
                 agents.router_links(r)
                 rebuilt += [p.ovs_dev for p in r.ports]
             agents.router_neighbours(r)
+            agents.router_policy_routes(r)
             agents.router_rules(plan, r, render.routers[r.name])
         for d in node.dhcp_servers:
             pid = agents.dnsmasq_pid(d)

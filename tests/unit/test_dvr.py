@@ -69,28 +69,36 @@ def test_dvr_base_mac_is_used():
 def test_a_local_router_on_every_host_with_ports(plan):
     (router,) = plan.routers
     assert [(i.name, i.node, i.role) for i in router.instances] == [
-        ("router1@network1", "network1", "dvr_local"),    # its DHCP ports are DVR-serviced
+        ("router1@network1", "network1", "dvr_local"),    # its DHCP and sg- ports are DVR-serviced
+        ("router1.snat", "network1", "dvr_snat"),          # DvrEdgeRouter: the gateway's snat-
         ("router1@compute1", "compute1", "dvr_local"),
         ("router1@compute2", "compute2", "dvr_local")]
-    assert {i.netns.rsplit(".", 1)[1] for i in router.instances} == {f"qrouter-{router.router_id}"}
+    assert {i.netns.rsplit(".", 1)[1] for i in local(plan)} == {f"qrouter-{router.router_id}"}
+    assert plan.router_instances[1].netns.endswith(f".network1.snat-{router.router_id}")
+
+
+def local(plan):
+    return [i for i in plan.router_instances if i.role == "dvr_local"]
 
 
 def test_same_qr_ports_everywhere(plan):
-    ports = {tuple((q.ns_dev, q.ip, q.mac) for q in i.interfaces) for i in plan.router("router1").instances}
+    ports = {tuple((q.ns_dev, q.ip, q.mac) for q in i.interfaces) for i in local(plan)}
     assert len(ports) == 1
     (only,) = ports
     assert [ip for _, ip, _ in only] == ["192.168.1.1", "192.168.2.1"]
-    assert all(i.gateway is None and not i.floating_ips for i in plan.router_instances)
-    assert {q.device_owner for i in plan.router_instances for q in i.interfaces} == \
+    assert all(i.gateway is None and not i.floating_ips for i in local(plan))
+    assert {q.device_owner for i in local(plan) for q in i.interfaces} == \
         {"network:router_interface_distributed"}
 
 
 def test_permanent_neighbours_for_every_port_but_router_ports(plan):
-    inst = plan.router_instances[1]
+    inst = local(plan)[1]
     qr1, qr2 = (q.ns_dev for q in inst.interfaces)
     got = {(n.dev, n.ip, n.mac) for n in inst.neighbours}
     want = {(qr1 if p.network == "net1" else qr2, p.ip, p.mac) for p in plan.ports}
     want |= {(qr1 if d.network == "net1" else qr2, d.port.ip, d.port.mac) for d in plan.dhcp_servers}
+    snat = plan.router_instances_of("router1.snat")[0]
+    want |= {(qr1 if p.network == "net1" else qr2, p.ip, p.mac) for p in snat.interfaces}    # sg- ports
     assert got == want
     assert not {n.ip for n in inst.neighbours} & {"192.168.1.1", "192.168.2.1"}
 
@@ -105,7 +113,7 @@ def test_placement_helper_counts_dhcp_and_instances():
     s = load_scenario("dvr-vlan")
     (r,) = s.routers
     assert routers.placements(s, r) == (("network1", "dvr_local"), ("compute1", "dvr_local"),
-                                        ("compute2", "dvr_local"))
+                                        ("compute2", "dvr_local"), ("network1", "dvr_snat"))
 
 
 # --------------------------------------------------------------------------- flows
@@ -171,7 +179,7 @@ def test_distributed_needs_the_ovs_agents_dvr_mode():
         problem(text, f"  {node}: {{role", f"nodes.{node}.agent_mode", "needs the OVS agent's DVR mode", only=False)
     problem(text, "distributed: true", "routers.router1.distributed", "enable_distributed_routing: true", only=False)
     # without DVR there is no DVR MAC to name
-    problem(text, "source_mac: dvr:compute1", "checks[0].path[1].source_mac", "is not a MAC address", only=False)
+    problem(text, "source_mac: dvr:compute1", "checks[1].path[1].source_mac", "is not a MAC address", only=False)
 
 
 def test_agent_modes_per_role():
@@ -192,15 +200,19 @@ def test_dvr_no_external_is_accepted():
     s = parse(TEXT.replace("compute2: {role: compute, agent_mode: dvr}",
                            "compute2: {role: compute, agent_mode: dvr_no_external}"))
     assert s.node("compute2").agent_mode == "dvr_no_external"
-    assert len(build_plan(s).router_instances) == 3
+    assert len(local(build_plan(s))) == 3
 
 
-def test_north_south_is_not_built_yet():
-    text = TEXT.replace("    interfaces: [net1, net2]\n", "    interfaces: [net1, net2]\n    external_gateway: net1\n")
-    problem(text, "external_gateway: net1", "routers.router1.external_gateway", "is not built yet", only=False)
-    text = text.replace("{role: network, agent_mode: dvr_snat}", "{role: network}")
-    problem(text, "external_gateway: net1", "routers.router1.external_gateway",
+def test_a_gateway_needs_a_dvr_snat_node():
+    text = TEXT.replace("{role: network, agent_mode: dvr_snat}", "{role: network}")
+    problem(text, "external_gateway: ext-net", "routers.router1.external_gateway",
             "needs a node with agent_mode dvr_snat for its gateway", only=False)
+
+
+def test_floating_ips_on_a_distributed_router_are_not_built_yet():
+    text = TEXT.replace("  vm1: {node: compute1, network: net1, ip: 192.168.1.11}",
+                        "  vm1: {node: compute1, network: net1, ip: 192.168.1.11, floating_ip: auto}")
+    problem(text, "floating_ip: auto", "instances.vm1.floating_ip", "are not built yet")
 
 
 def test_dvr_over_tunnels_needs_l2pop_and_forces_the_arp_responder():
@@ -218,9 +230,9 @@ def test_dvr_base_mac_must_not_be_neutrons_base_mac():
 
 def test_source_mac_names():
     text = TEXT.replace("source_mac: dvr:compute1 ", "source_mac: dvr:compute9 ")
-    problem(text, "dvr:compute9", "checks[0].path[1].source_mac", "is not a MAC address, nor one of")
-    text = TEXT.replace("      - never_passes: router1@network1", "      - never_passes: router1@compute9")
-    problem(text, "router1@compute9", "checks[2].path[0].never_passes", "unknown router 'router1@compute9'")
+    problem(text, "dvr:compute9", "checks[1].path[1].source_mac", "is not a MAC address, nor one of")
+    text = TEXT.replace("      - never_passes: router1@network1\n", "      - never_passes: router1@compute9\n", 1)
+    problem(text, "router1@compute9", "checks[0].path[4].never_passes", "unknown router 'router1@compute9'")
 
 
 # --------------------------------------------------------------------------- source_mac in verdicts
@@ -262,7 +274,7 @@ def test_no_local_router_where_the_router_has_no_ports():
                      if "vm2" not in line and "vm4" not in line and "lease: vm4" not in line) + "\n"
     text = text[:text.index("checks:")] + "checks: []\n"
     plan = build_plan(parse(text))
-    assert [i.node for i in plan.router_instances] == ["network1", "compute1"]
+    assert [i.node for i in local(plan)] == ["network1", "compute1"]
     assert plan.node("compute2").dvr_interfaces == () and plan.node("compute2").dvr_mac
 
 

@@ -139,7 +139,7 @@ def test_every_router_and_dhcp_server_has_golden_files(name):
         for fname in DHCP_GOLDEN_FILES + ("argv.txt",):
             assert f"{name}/{d.node}/dhcp-{d.name}/{fname}" in mine
     assert len([p for p in mine if "/router-" in p]) == len(plan.router_instances)
-    assert len(plan.routers) == 1 and len(plan.router_instances) == (3 if name.startswith("dvr-") else 1)
+    assert len(plan.routers) == 1 and len(plan.router_instances) == (4 if name.startswith("dvr-") else 1)   # dvr: 3 qrouter- + snat-
     assert len([p for p in mine if p.endswith("/argv.txt")]) == len(plan.dhcp_servers)
     assert len(plan.dhcp_servers) == (2 if name.startswith("dvr-") else 3)
 

@@ -135,6 +135,9 @@ class Router:
     gateway_mac: str | None
     line: int
     distributed: bool = False       # DVR: a qrouter- on every host with a port on its networks
+    # DVR with an external gateway: one centralized SNAT port (sg-, in snat-) per interface,
+    # its own address and MAC on the interface's subnet (device_owner network:router_centralized_snat)
+    snat_ports: tuple[RouterInterface, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,6 @@ def _distributed(c: Checker, body: LineDict, line: int, where: str, nodes: list[
             c.add(gline, gwhere, "a distributed router needs a node with agent_mode dvr_snat for its gateway")
         elif node is None:
             c.add(line, f"{where}.node", f"is required when the scenario has {len(snat_nodes)} dvr_snat nodes")
-        else:
-            c.add(gline, gwhere, "north-south for distributed routers (snat-, sg-, fip-, floating IPs) is not "
-                                 "built yet: leave out external_gateway (east-west is built)")
     return node
 
 
@@ -202,7 +199,20 @@ def resolve_routers(lab: str, pending: list[PendingRouter], addresses: Addresses
         for n in r.interfaces:
             pid = naming.object_uuid(lab, "router-interface", f"{r.name}/{n.name}")
             interfaces.append(RouterInterface(n.name, pid, n.gateway, naming.port_mac(pid)))
+        snat = _snat_ports(lab, r, addresses) if r.distributed and ext is not None else ()
         routers.append(Router(r.name, r.project, r.node, naming.object_uuid(lab, "router", r.name),
                               tuple(interfaces), ext.name if ext else None, gw_port, gw_ip, gw_mac, r.line,
-                              distributed=r.distributed))
+                              distributed=r.distributed, snat_ports=snat))
     return routers
+
+
+def _snat_ports(lab: str, r: PendingRouter, addresses: Addresses) -> tuple[RouterInterface, ...]:
+    """DVR: the server's centralized SNAT ports (l3_dvr_db _create_snat_intf_ports_if_not_exists,
+    made when the gateway is set): one per interface subnet, the lowest free address there."""
+    out = []
+    for n in r.interfaces:
+        ip = addresses.allocate(n, f"SNAT port of router {r.name}", r.line, f"routers.{r.name}.external_gateway")
+        pid = naming.object_uuid(lab, "router-snat", f"{r.name}/{n.name}")
+        if ip is not None:
+            out.append(RouterInterface(n.name, pid, ip, naming.port_mac(pid)))
+    return tuple(out)
