@@ -137,7 +137,8 @@ class RouterInstance:
     floating_ips: tuple[FloatingIP, ...]
     neighbours: tuple[Neighbour, ...] = ()  # dvr_local: every non-router port of its subnets
     rules: tuple[IpRule, ...] = ()          # dvr_local with a gateway: the SNAT redirect
-    routes: tuple[TableRoute, ...] = ()     # ... and its tables
+    routes: tuple[TableRoute, ...] = ()     # ... and its tables; with floating IPs, table 16
+    fip_link: FipLink | None = None         # dvr_local with floating IPs here: rfp- to the node's fip-
 
     @property
     def ports(self) -> tuple[NamespacePort, ...]:
@@ -162,16 +163,51 @@ class RouterPlan:
 
 
 @dataclass(frozen=True)
-class FipNamespacePlan:
-    """DVR (reserved, never built yet): fip-<external network uuid> on one node, shared by the
-    routers with floating IPs on that node: an fg- port on the external network and an
-    rfp-/fpr- veth to each router's qrouter-."""
+class FipLink:
+    """DVR: the veth between a router's qrouter- (rfp-) and its node's fip- (fpr-), a /31 of
+    169.254.64.0/18 (rfp- the first address, fpr- the second), a permanent neighbour entry on
+    each side; TABLE is the fip- table of this router (the fpr- address as an integer)."""
 
+    router: str
+    rfp_dev: str
+    fpr_dev: str
+    rfp_ip: str
+    fpr_ip: str
+    rfp_mac: str
+    fpr_mac: str
+    mtu: int
+    table: int
+
+
+@dataclass(frozen=True)
+class FipRoute:
+    """In fip-: a floating IP's /32 via the router's rfp- address, out of fpr-."""
+
+    address: str
+    via: str
+    dev: str
+
+
+@dataclass(frozen=True)
+class FipNamespacePlan:
+    """DVR: fip-<external network uuid> on one node, shared by the routers with floating IPs on
+    that node: the fg- port on the external network (proxy ARP answers for the floating IPs),
+    an rfp-/fpr- veth to each router's qrouter-, a /32 route per floating IP to its router and,
+    per router, ``ip rule iif fpr- lookup <table>`` with a default route via the external
+    subnet's gateway."""
+
+    name: str                           # exec/capture target: fip-<network>@<node>
     node: str
     external_network: str
     netns: str
-    gateway: NamespacePort | None
-    routers: tuple[str, ...]
+    gateway: NamespacePort
+    external_gateway_ip: str | None
+    links: tuple[FipLink, ...]
+    routes: tuple[FipRoute, ...]
+
+    @property
+    def ports(self) -> tuple[NamespacePort, ...]:
+        return (self.gateway,)
 
 
 @dataclass(frozen=True)
@@ -337,7 +373,7 @@ class Plan:
     l2_population: bool = False
     arp_responder: bool = False
     routers: tuple[RouterPlan, ...] = ()
-    fip_namespaces: tuple[FipNamespacePlan, ...] = ()     # DVR (reserved): none yet
+    fip_namespaces: tuple[FipNamespacePlan, ...] = ()     # DVR: fip- per (node, external network)
     dvr_macs: tuple[tuple[str, str], ...] = ()            # (node, DVR MAC) of every node, DVR mode
 
     def mac_named(self, spec: str) -> str:
@@ -400,7 +436,8 @@ class Plan:
         """Every namespace of the lab, in creation order."""
         return ([w.netns for w in self.wires] + [n.netns for n in self.nodes]
                 + [p.netns for p in self.ports] + [h.netns for h in self.external_hosts]
-                + [r.netns for r in self.router_instances] + [d.netns for d in self.dhcp_servers])
+                + [r.netns for r in self.router_instances] + [d.netns for d in self.dhcp_servers]
+                + [f.netns for f in self.fip_namespaces])
 
     def targets(self) -> dict[str, tuple[str, str]]:
         """exec/capture target name -> (kind, netns)."""
@@ -417,7 +454,13 @@ class Plan:
             out[r.name] = ("router", r.netns)
         for d in self.dhcp_servers:
             out[d.name] = ("dhcp", d.netns)
+        for f in self.fip_namespaces:
+            out[f.name] = ("fip", f.netns)
         return out
+
+    def fips_on(self, node: str) -> tuple[FipNamespacePlan, ...]:
+        """The fip- namespaces on NODE."""
+        return tuple(f for f in self.fip_namespaces if f.node == node)
 
     def endpoint_ip(self, name: str) -> str | None:
         """The address of an instance or external host (check endpoints)."""
@@ -494,6 +537,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
     placed = {r.name: routers.placements(scenario, r) for r in scenario.routers}
     nodes: list[NodePlan] = []
     instances: dict[str, list[RouterInstance]] = {r.name: [] for r in scenario.routers}
+    fips: list[FipNamespacePlan] = []
     for node in scenario.nodes:
         # Local VLANs: 1, 2, ... per node, in the order its ports are bound: DHCP ports (made
         # with the subnet), router ports, then instance ports.
@@ -511,6 +555,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
                 if where == node.name:
                     instances[r.name].append(routers.instance(lab, scenario, r, where, role,
                                                               routers.qrouter_count(placed[r.name]), lvid, ns_port))
+        fips += routers.fip_namespaces(lab, scenario, node.name, instances, lvid, ns_port)
         plugger = plugs.driver(node.firewall_driver)
         node_netns = naming.netns_name(lab, node.name)
         ports = [_instance_port(scenario, inst, lvid(inst.network), plugger.plug(node_netns, inst.port_id))
@@ -529,7 +574,8 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,
                 cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires),
                 external_hosts=hosts, l2_population=scenario.l2_population,
-                arp_responder=scenario.arp_responder, routers=router_plans, dvr_macs=dvr_macs)
+                arp_responder=scenario.arp_responder, routers=router_plans, dvr_macs=dvr_macs,
+                fip_namespaces=tuple(fips))
 
 
 def _dvr_macs(scenario: Scenario) -> tuple[tuple[str, str], ...]:

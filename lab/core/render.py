@@ -32,6 +32,7 @@ class NodeRender:
     iptables: str                   # iptables-restore input
     routers: dict[str, str] = field(default_factory=dict)          # router instance -> iptables-restore input
     dhcp: dict[str, DhcpRender] = field(default_factory=dict)      # DHCP server -> files and argv
+    fips: dict[str, str] = field(default_factory=dict)             # DVR fip- namespace -> iptables-restore input
 
 
 @lru_cache(maxsize=1)
@@ -127,7 +128,8 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
 def _namespace_ports(plan: Plan, node: NodePlan) -> list[NamespacePort]:
     """Ports of the node's DHCP servers and router instances, in the order their VLANs were
     allocated."""
-    return [d.port for d in node.dhcp_servers] + [p for r in plan.routers_on(node.name) for p in r.ports]
+    return ([d.port for d in node.dhcp_servers] + [p for r in plan.routers_on(node.name) for p in r.ports]
+            + [f.gateway for f in plan.fips_on(node.name)])
 
 
 def router_rules(plan: Plan, router: RouterInstance) -> str:
@@ -192,7 +194,9 @@ def render_node(plan: Plan, node: NodePlan) -> NodeRender:
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
                       iptables=iptables_rules(plan, node),
                       routers={r.name: router_rules(plan, r) for r in plan.routers_on(node.name)},
-                      dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers})
+                      dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers},
+                      fips={f.name: render_template("dvr-fip.rules.j2", lab=plan.lab, fip=f, wrap=naming.L3_WRAP)
+                            for f in plan.fips_on(node.name)})
 
 
 def render_plan(plan: Plan) -> dict[str, NodeRender]:
@@ -269,6 +273,15 @@ def describe(plan: Plan) -> str:
             lines += [f"    route {x.destination} via {x.via} dev {x.dev} table {x.table}" for x in r.routes]
             if r.role == "dvr_snat":
                 lines.append(f"    route default via {r.external_gateway_ip} dev {r.gateway.ns_dev}")
+        for f in plan.fips_on(n.name):
+            g = f.gateway
+            lines.append(f"  {f.netns}  ({f.name})")
+            lines.append(f"    {g.ns_dev} {g.ip}/{g.prefixlen} {g.mac}  network {g.network} (proxy ARP); "
+                         f"{g.ovs_dev} on br-int tag={g.local_vlan}")
+            for x in f.links:
+                lines.append(f"    {x.fpr_dev} {x.fpr_ip}/31 <-> {x.rfp_dev} {x.rfp_ip}/31 in router {x.router}'s "
+                             f"qrouter-; rule iif {x.fpr_dev} lookup {x.table}: default via {f.external_gateway_ip}")
+            lines += [f"    route {x.address}/32 via {x.via} dev {x.dev}" for x in f.routes]
         lines.append("")
     lines.append("instances")
     for p in plan.ports:

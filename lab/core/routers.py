@@ -115,12 +115,14 @@ def instance(lab: str, scenario: "Scenario", router: "Router", node: str, role: 
                    for i in router.interfaces)
     if role == DVR_LOCAL:
         sg = {p.network: p for p in router.snat_ports}
+        fips, link = _local_floating_ips(lab, scenario, router, node)
         return RouterInstance(name=naming.router_target(router.name, node, count), router=router.name,
                               node=node, role=role,
                               netns=naming.agent_netns(lab, node, naming.QROUTER, router.router_id),
-                              interfaces=ifaces, gateway=None, external_gateway_ip=None, floating_ips=(),
+                              interfaces=ifaces, gateway=None, external_gateway_ip=None, floating_ips=fips,
                               neighbours=_neighbours(scenario, ifaces, sg),
-                              rules=_snat_redirect_rules(ifaces, sg), routes=_snat_redirect_routes(ifaces, sg))
+                              rules=_fip_rules(scenario, node, router, fips) + _snat_redirect_rules(ifaces, sg),
+                              routes=_fip_routes(link) + _snat_redirect_routes(ifaces, sg), fip_link=link)
     gateway, ext_gw, fips = None, None, ()
     if router.external_network:
         ext: Network = next(n for n in scenario.networks if n.name == router.external_network)
@@ -198,6 +200,100 @@ def sysctls(r: "RouterInstance") -> tuple[tuple[str, str], ...]:
         return SNAT_SYSCTLS
     if not r.rules:
         return QROUTER_SYSCTLS
-    redirecting = {route.dev for route in r.routes}
+    redirecting = {route.dev for route in r.routes if route.table != FIP_RT_TBL}
     return QROUTER_SYSCTLS + (("net.ipv4.conf.all.send_redirects", "0"),) + tuple(
         (f"net.ipv4.conf.{dev}.send_redirects", "0") for dev in sorted(redirecting))
+
+
+
+# --------------------------------------------------------------------------- floating IPs (fip-)
+
+FIP_RT_TBL = 16                 # dvr_fip_ns: the qrouter- table of the way out through fip-
+FIP_PR_START = 32768            # dvr_fip_ns: the first per-floating-IP rule priority
+DVR_FIP_LL_CIDR = "169.254.64.0/18"     # neutron-lib: the rfp-/fpr- /31s
+# FipNamespace.create (Namespace.create's sysctls, ip_nonlocal_bind=1); per fg- device:
+# proxy_arp=1 and proxy_delay=1 (_create_gateway_port)
+FIP_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv4.conf.all.arp_ignore", "1"),
+    ("net.ipv4.conf.all.arp_announce", "2"),
+    ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.ip_nonlocal_bind", "1"),
+)
+
+
+def fip_sysctls(fg_dev: str) -> tuple[tuple[str, str], ...]:
+    return FIP_SYSCTLS + ((f"net.ipv4.neigh.{fg_dev}.proxy_delay", "1"), (f"net.ipv4.conf.{fg_dev}.proxy_arp", "1"))
+
+
+def _fip_routers(scenario: "Scenario", node: str) -> list["Router"]:
+    """The distributed routers with a floating IP bound on NODE, in router order."""
+    return [r for r in scenario.routers if r.distributed and r.external_network
+            and any(p.node == node for p in r.fip_agent_ports)]
+
+
+def _node_floating_ips(scenario: "Scenario", router: "Router", node: str) -> tuple:
+    from lab.core.plan import FloatingIP
+    served = {i.network for i in router.interfaces}
+    return tuple(FloatingIP(i.floating_ip, i.ip, i.name) for i in scenario.instances
+                 if i.floating_ip and i.network in served and i.node == node)
+
+
+def _local_floating_ips(lab: str, scenario: "Scenario", router: "Router", node: str):
+    """The floating IPs of ROUTER bound on NODE and the rfp-/fpr- link they need: the
+    link-local allocator's /31s taken in router order (Neutron pops an arbitrary free one
+    and remembers it in fip-linklocal-networks; the lab takes them from the start)."""
+    from lab.core.plan import FipLink
+    fips = _node_floating_ips(scenario, router, node)
+    if not fips:
+        return (), None
+    index = [r.name for r in _fip_routers(scenario, node)].index(router.name)
+    rfp = ipaddress.IPv4Network(DVR_FIP_LL_CIDR).network_address + 2 * index
+    ext: Network = scenario.network(router.external_network)
+    ids = [naming.object_uuid(lab, kind, f"{router.name}/{node}") for kind in ("rfp", "fpr")]
+    return fips, FipLink(router=router.name, rfp_dev=naming.fip_link_device(naming.RFP, router.router_id),
+                         fpr_dev=naming.fip_link_device(naming.FPR, router.router_id), rfp_ip=str(rfp),
+                         fpr_ip=str(rfp + 1), rfp_mac=naming.port_mac(ids[0]), fpr_mac=naming.port_mac(ids[1]),
+                         mtu=ext.mtu, table=int(rfp + 1))
+
+
+def _fip_rules(scenario: "Scenario", node: str, router: "Router", fips) -> tuple:
+    """_add_floating_ip_rule: ip rule add from <fixed ip> lookup 16 priority <p>, p from 32768
+    (FipRulePriorityAllocator, shared by the node's routers: taken in router, then instance order)."""
+    from lab.core.plan import IpRule
+    before = 0
+    for r in _fip_routers(scenario, node):
+        if r.name == router.name:
+            break
+        before += len(_node_floating_ips(scenario, r, node))
+    return tuple(IpRule(priority=FIP_PR_START + before + n, table=FIP_RT_TBL, source=f"{f.fixed_ip}/32")
+                 for n, f in enumerate(fips))
+
+
+def _fip_routes(link) -> tuple:
+    """create_rtr_2_fip_link: default via the fpr- address dev rfp- table 16."""
+    from lab.core.plan import TableRoute
+    if link is None:
+        return ()
+    return (TableRoute(table=FIP_RT_TBL, destination="0.0.0.0/0", via=link.fpr_ip, dev=link.rfp_dev),)
+
+
+def fip_namespaces(lab: str, scenario: "Scenario", node: str, instances: dict, lvid, ns_port) -> list:
+    """NODE's fip-<external network uuid> namespaces: one per external network with a floating IP
+    of a distributed router here, holding the fg- port, each router's fpr- and the /32 routes.
+    INSTANCES: router name -> its router instances made so far (this node's included)."""
+    from lab.core.plan import FipNamespacePlan, FipRoute
+    out = []
+    for ext in dict.fromkeys(r.external_network for r in _fip_routers(scenario, node)):
+        net: Network = scenario.network(ext)
+        fg = next(p for r in scenario.routers for p in r.fip_agent_ports if p.node == node and p.network == ext)
+        locals_ = [i for r in _fip_routers(scenario, node) if r.external_network == ext
+                   for i in instances[r.name] if i.node == node and i.role == DVR_LOCAL and i.fip_link]
+        gateway = ns_port(ext, fg.port_id, naming.FG, fg.ip, fg.mac, lvid(ext), "network:floatingip_agent_gateway")
+        out.append(FipNamespacePlan(
+            name=naming.fip_target(ext, node), node=node, external_network=ext,
+            netns=naming.agent_netns(lab, node, naming.FIP, net.network_id), gateway=gateway,
+            external_gateway_ip=net.gateway, links=tuple(i.fip_link for i in locals_),
+            routes=tuple(FipRoute(f.address, i.fip_link.rfp_ip, i.fip_link.fpr_dev)
+                         for i in locals_ for f in i.floating_ips)))
+    return out

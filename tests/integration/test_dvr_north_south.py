@@ -1,8 +1,10 @@
 """DVR north-south for real, on dvr-vlan and dvr-vxlan: SNAT for an instance without a floating
 IP goes compute -> the network node's snat- -> qg-, the external host sees the router's
 gateway address; the SNAT redirect (ip rule + a table per qr- subnet) in every qrouter-, the
-sg- ports and the snat- namespace as DvrEdgeRouter makes them; a deleted snat- namespace and
-a lost redirect rule are reported and repaired; the host is unchanged afterwards."""
+sg- ports and the snat- namespace as DvrEdgeRouter makes them; vm1's floating IP on compute1
+through fip- (fg- proxy ARP, rfp-/fpr-, table 16, rule 32768), never the network node; a
+deleted snat- or fip- namespace and a lost redirect rule are reported and repaired; the host
+is unchanged afterwards."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from lab.tools import checks
 from .conftest import lab, lab_up, running, test_name
 
 SNAT_CHECK = "SNAT through the network node's snat-"
+FIP_IN = "floating IP inbound through compute1's fip-"
+FIP_OUT = "floating IP outbound leaves compute1 as the floating IP"
 
 
 @pytest.fixture(scope="module", params=["dvr-vlan", "dvr-vxlan"])
@@ -108,3 +112,66 @@ def test_lost_redirect_rule_is_reported_and_repaired(live):
         in status.stdout
     assert "repaired" in lab_up(scenario).stdout
     assert lab("status", name).returncode == 0
+
+
+def test_floating_ip_goes_through_compute1s_fip(live):
+    scenario, lab_ = live
+    name = test_name(scenario)
+    report = json.loads(lab("check", name, "--json").stdout)
+    results = {r["name"]: r for r in report["results"]}
+    assert results[FIP_IN]["passed"] and results[FIP_OUT]["passed"], json.dumps(report, indent=1)
+    (fip,) = lab_.plan.fip_namespaces
+    inbound = results[FIP_IN]["evidence"]
+    # the example frame may be the request or the reply: the addresses say which side of the NAT
+    assert f"[{fip.name} " in inbound[0] and "203.0.113.102" in inbound[0] and "192.168.1.11" not in inbound[0]
+    assert "[router1@compute1 qr-" in inbound[1] and "192.168.1.11" in inbound[1] and "203.0.113.102" not in inbound[1]
+    assert "never reach network1" in inbound[3] and "never pass through router router1.snat" in inbound[4]
+    outbound = results[FIP_OUT]["evidence"]
+    assert "[ext1 eth0]" in outbound[2] and "203.0.113.102" in outbound[2] and "192.168.1.11" not in outbound[2]
+    assert "never reach network1" in outbound[4]
+
+
+def test_fip_namespace_as_the_dvr_l3_agent_makes_it(live):
+    scenario, lab_ = live
+    name = test_name(scenario)
+    (fip,) = lab_.plan.fip_namespaces
+    (link,) = fip.links
+    assert (fip.node, fip.gateway.ip, link.rfp_ip, link.fpr_ip) == ("compute1", "203.0.113.103",
+                                                                  "169.254.64.0", "169.254.64.1")
+    addrs = lab("exec", name, fip.name, "--", "ip", "-4", "-o", "addr", "show").stdout
+    assert f"{fip.gateway.ns_dev}    inet 203.0.113.103/24" in addrs and f"{link.fpr_dev}    inet 169.254.64.1/31" in addrs
+    for key, value in ((f"net/ipv4/conf/{fip.gateway.ns_dev}/proxy_arp", "1"), ("net/ipv4/ip_nonlocal_bind", "1")):
+        assert lab("exec", name, fip.name, "--", "cat", f"/proc/sys/{key}").stdout.strip() == value
+    # proxy_delay=1 is in 1/100 s and kept in jiffies: it reads back 0 or 1 depending on HZ
+    delay = lab("exec", name, fip.name, "--", "cat", f"/proc/sys/net/ipv4/neigh/{fip.gateway.ns_dev}/proxy_delay")
+    assert delay.stdout.strip() in ("0", "1")
+    routes = lab("exec", name, fip.name, "--", "ip", "-4", "route", "show").stdout
+    assert f"203.0.113.102 via 169.254.64.0 dev {link.fpr_dev}" in routes, routes
+    rules = lab("exec", name, fip.name, "--", "ip", "-4", "rule", "show").stdout
+    assert f"{link.table}:\tfrom all iif {link.fpr_dev} lookup {link.table}" in rules, rules
+    table = lab("exec", name, fip.name, "--", "ip", "-4", "route", "show", "table", str(link.table)).stdout
+    assert f"default via 203.0.113.1 dev {fip.gateway.ns_dev}" in table
+    raw = lab("exec", name, fip.name, "--", "iptables-save", "-t", "raw").stdout
+    assert "-A neutron-l3-agent-PREROUTING -j CT --notrack" in raw
+    # the qrouter- side: rfp-, table 16, the floating IP's rule, its NAT
+    qrules = lab("exec", name, "router1@compute1", "--", "ip", "-4", "rule", "show").stdout
+    assert "32768:\tfrom 192.168.1.11 lookup 16" in qrules, qrules
+    t16 = lab("exec", name, "router1@compute1", "--", "ip", "-4", "route", "show", "table", "16").stdout
+    assert f"default via 169.254.64.1 dev {link.rfp_dev}" in t16
+    nat = lab("exec", name, "router1@compute1", "--", "iptables-save", "-t", "nat").stdout
+    assert f"-A neutron-l3-agent-PREROUTING -d 203.0.113.102/32 -i {link.rfp_dev} -j DNAT --to-destination " \
+           "192.168.1.11" in nat
+
+
+def test_deleted_fip_namespace_is_repaired(live):
+    scenario, lab_ = live
+    name = test_name(scenario)
+    (fip,) = lab_.plan.fip_namespaces
+    subprocess.run(["ip", "netns", "del", fip.netns], check=True)
+    status = lab("status", name, check=False)
+    assert status.returncode == 1 and f"namespace {fip.netns} is missing" in status.stdout
+    assert "repaired" in lab_up(scenario).stdout
+    assert lab("status", name).returncode == 0
+    for check in (c for c in lab_.scenario().checks if c.name in (FIP_IN, FIP_OUT)):
+        result = checks.run_check(lab_.plan, check)
+        assert result.passed, result.evidence

@@ -86,7 +86,8 @@ def test_same_qr_ports_everywhere(plan):
     assert len(ports) == 1
     (only,) = ports
     assert [ip for _, ip, _ in only] == ["192.168.1.1", "192.168.2.1"]
-    assert all(i.gateway is None and not i.floating_ips for i in local(plan))
+    assert all(i.gateway is None for i in local(plan))
+    assert [(i.name, f.address) for i in local(plan) for f in i.floating_ips] == [("router1@compute1", "203.0.113.102")]
     assert {q.device_owner for i in local(plan) for q in i.interfaces} == \
         {"network:router_interface_distributed"}
 
@@ -179,7 +180,7 @@ def test_distributed_needs_the_ovs_agents_dvr_mode():
         problem(text, f"  {node}: {{role", f"nodes.{node}.agent_mode", "needs the OVS agent's DVR mode", only=False)
     problem(text, "distributed: true", "routers.router1.distributed", "enable_distributed_routing: true", only=False)
     # without DVR there is no DVR MAC to name
-    problem(text, "source_mac: dvr:compute1", "checks[1].path[1].source_mac", "is not a MAC address", only=False)
+    problem(text, "source_mac: dvr:compute1", "checks[4].path[1].source_mac", "is not a MAC address", only=False)
 
 
 def test_agent_modes_per_role():
@@ -209,10 +210,13 @@ def test_a_gateway_needs_a_dvr_snat_node():
             "needs a node with agent_mode dvr_snat for its gateway", only=False)
 
 
-def test_floating_ips_on_a_distributed_router_are_not_built_yet():
-    text = TEXT.replace("  vm1: {node: compute1, network: net1, ip: 192.168.1.11}",
-                        "  vm1: {node: compute1, network: net1, ip: 192.168.1.11, floating_ip: auto}")
-    problem(text, "floating_ip: auto", "instances.vm1.floating_ip", "are not built yet")
+def test_a_floating_ip_needs_a_dvr_host_on_the_external_network():
+    text = TEXT.replace("    nodes: [network1, compute1] #", "    nodes: [network1]           #")
+    problem(text, "floating_ip: 203.0.113.102", "instances.vm1.floating_ip",
+            "compute1 is not attached to external, which carries ext-net", only=False)
+    text = TEXT.replace("  compute1: {role: compute, agent_mode: dvr}", "  compute1: {role: compute, agent_mode: dvr_no_external}")
+    problem(text, "floating_ip: 203.0.113.102", "instances.vm1.floating_ip",
+            "runs no L3 agent in dvr or dvr_snat mode", only=False)
 
 
 def test_dvr_over_tunnels_needs_l2pop_and_forces_the_arp_responder():
@@ -230,7 +234,7 @@ def test_dvr_base_mac_must_not_be_neutrons_base_mac():
 
 def test_source_mac_names():
     text = TEXT.replace("source_mac: dvr:compute1 ", "source_mac: dvr:compute9 ")
-    problem(text, "dvr:compute9", "checks[1].path[1].source_mac", "is not a MAC address, nor one of")
+    problem(text, "dvr:compute9", "checks[4].path[1].source_mac", "is not a MAC address, nor one of")
     text = TEXT.replace("      - never_passes: router1@network1\n", "      - never_passes: router1@compute9\n", 1)
     problem(text, "router1@compute9", "checks[0].path[4].never_passes", "unknown router 'router1@compute9'")
 

@@ -96,6 +96,8 @@ def rendered_files(name: str) -> dict[str, str]:
         files[f"{name}/{node}/iptables.rules"] = r.iptables
         for router, text in r.routers.items():
             files[f"{name}/{node}/router-{router}.rules"] = text
+        for fip, text in r.fips.items():
+            files[f"{name}/{node}/{fip}.rules"] = text
         for server, d in r.dhcp.items():
             for fname in DHCP_GOLDEN_FILES:
                 files[f"{name}/{node}/dhcp-{server}/{fname}"] = d.files[fname]

@@ -124,6 +124,7 @@ def router_targets(nodes, physnets, networks, instances, routers) -> set[str]:
         if r.distributed and r.external_network:
             hosts.add(r.node)       # DvrEdgeRouter: qrouter- and snat- on the dvr_snat node
             out.add(naming.snat_target(r.name))
+            out |= {naming.fip_target(p.network, p.node) for p in r.fip_agent_ports}    # fip- (checks: passes)
         out |= {naming.router_target(r.name, h, len(hosts)) for h in hosts}
     return out
 
