@@ -211,12 +211,14 @@ def sysctls(r: "RouterInstance") -> tuple[tuple[str, str], ...]:
 FIP_RT_TBL = 16                 # dvr_fip_ns: the qrouter- table of the way out through fip-
 FIP_PR_START = 32768            # dvr_fip_ns: the first per-floating-IP rule priority
 DVR_FIP_LL_CIDR = "169.254.64.0/18"     # neutron-lib: the rfp-/fpr- /31s
-# FipNamespace.create (Namespace.create's sysctls, ip_nonlocal_bind=1); per fg- device:
-# proxy_arp=1 and proxy_delay=1 (_create_gateway_port)
+# FipNamespace.create (Namespace.create's sysctls, ip_nonlocal_bind=1), promote_secondaries
+# from the interface driver's init_router_port of fg-; per fg- device: proxy_arp=1 and
+# proxy_delay=1 (_create_gateway_port)
 FIP_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net.ipv4.conf.all.arp_ignore", "1"),
     ("net.ipv4.conf.all.arp_announce", "2"),
     ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
+    ("net.ipv4.conf.all.promote_secondaries", "1"),
     ("net.ipv4.ip_forward", "1"),
     ("net.ipv4.ip_nonlocal_bind", "1"),
 )
