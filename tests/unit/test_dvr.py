@@ -299,3 +299,68 @@ def test_trace_expects_the_distributed_path(scenario):
     # the receiving side's ofproto/trace starts from the DVR MAC
     entry = next(fields for node, _, fields in builder.ovs_entries if node.name == "compute2")
     assert entry["dl_src"] == d1
+
+
+
+# --------------------------------------------------------------------------- north-south
+
+def test_snat_instance_and_its_redirect(plan):
+    snat = plan.router_instances_of("router1.snat")[0]
+    assert (snat.node, snat.role, snat.gateway.ip, snat.external_gateway_ip) == \
+        ("network1", "dvr_snat", "203.0.113.101", "203.0.113.1")
+    assert [(p.ns_dev[:3], p.ip, p.device_owner) for p in snat.interfaces] == [
+        ("sg-", "192.168.1.3", "network:router_centralized_snat"),
+        ("sg-", "192.168.2.3", "network:router_centralized_snat")]
+    assert routers.sysctls(snat)[-2:] == (("net.ipv4.ip_nonlocal_bind", "1"),
+                                          ("net.netfilter.nf_conntrack_tcp_loose", "0"))
+    c2 = plan.router_instances_of("router1@compute2")[0]
+    assert [(r.source, r.table, r.priority) for r in c2.rules] == [
+        ("192.168.1.0/24", 3232235777, 3232235777), ("192.168.2.0/24", 3232236033, 3232236033)]
+    assert [(r.table, r.via, r.dev) for r in c2.routes] == [
+        (3232235777, "192.168.1.3", c2.interfaces[0].ns_dev), (3232236033, "192.168.2.3", c2.interfaces[1].ns_dev)]
+    assert ("net.ipv4.conf.all.send_redirects", "0") in routers.sysctls(c2)
+    assert c2.fip_link is None and not c2.floating_ips
+
+
+def test_sg_ports_are_dvr_serviced_on_the_snat_node(plan, renders):
+    snat = plan.router_instances_of("router1.snat")[0]
+    f = flows(renders, "network1", "br-int")
+    for p in snat.interfaces:
+        vlan = 101 if p.network == "net1" else 102
+        assert f"table=60,priority=20,dl_vlan={vlan},dl_dst={p.mac},actions=strip_vlan,output:{p.ovs_dev}" in f
+
+
+def test_snat_rules_render(plan, renders):
+    snat = plan.router_instances_of("router1.snat")[0]
+    text = renders["network1"].routers["router1.snat"]
+    qg = snat.gateway.ns_dev
+    assert f"-A neutron-l3-agent-snat -o {qg} -j SNAT --to-source 203.0.113.101 --random-fully" in text
+    assert f"-A neutron-l3-agent-POSTROUTING ! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT" in text
+    assert "9697" not in text and "DNAT --to-destination" not in text     # no metadata, no floating IPs
+
+
+def test_floating_ip_on_its_compute(plan, renders):
+    (fip,) = plan.fip_namespaces
+    assert (fip.name, fip.node, fip.gateway.ip, fip.gateway.ns_dev[:3]) == \
+        ("fip-ext-net@compute1", "compute1", "203.0.113.103", "fg-")
+    (link,) = fip.links
+    assert (link.rfp_ip, link.fpr_ip, link.table) == ("169.254.64.0", "169.254.64.1", 2852012033)
+    assert [(r.address, r.via, r.dev) for r in fip.routes] == [("203.0.113.102", "169.254.64.0", link.fpr_dev)]
+    c1 = plan.router_instances_of("router1@compute1")[0]
+    assert c1.fip_link == link
+    assert (c1.rules[0].source, c1.rules[0].table, c1.rules[0].priority) == ("192.168.1.11/32", 16, 32768)
+    assert (c1.routes[0].table, c1.routes[0].via, c1.routes[0].dev) == (16, "169.254.64.1", link.rfp_dev)
+    text = renders["compute1"].routers["router1@compute1"]
+    assert f"-A neutron-l3-agent-PREROUTING -d 203.0.113.102/32 -i {link.rfp_dev} -j DNAT --to-destination " \
+           "192.168.1.11" in text
+    assert "-A neutron-l3-agent-OUTPUT -d 203.0.113.102/32" not in text    # the legacy router's, not DVR's
+    assert "-A neutron-l3-agent-PREROUTING -j CT --notrack" in renders["compute1"].fips[fip.name]
+    assert fip.gateway.ovs_dev in " ".join(renders["compute1"].ovsdb)
+    assert ("net.ipv4.conf." + fip.gateway.ns_dev + ".proxy_arp", "1") in routers.fip_sysctls(fip.gateway.ns_dev)
+
+
+def test_graph_draws_snat_and_fip(plan):
+    from lab.tools import graph
+    text = graph.to_text(graph.build(plan))
+    assert "(router1.snat)" in text and "(fip-ext-net@compute1)" in text
+    assert "fpr-20e473f8-3 169.254.64.1 = rfp-20e473f8-3 169.254.64.0" in text
