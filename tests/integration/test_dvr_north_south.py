@@ -175,3 +175,17 @@ def test_deleted_fip_namespace_is_repaired(live):
     for check in (c for c in lab_.scenario().checks if c.name in (FIP_IN, FIP_OUT)):
         result = checks.run_check(lab_.plan, check)
         assert result.passed, result.evidence
+
+
+def test_trace_walks_the_north_south_paths(live):
+    scenario, lab_ = live
+    name = test_name(scenario)
+    snat = json.loads(lab("trace", name, "vm2", "ext1", "--json").stdout)
+    assert snat["reached"] and snat["verdict"].startswith("delivered: every hop"), snat["verdict"]
+    where = [h["where"] for h in snat["hops"]]
+    assert "router1@compute2 routing" in where and any(w.startswith("router1.snat qg-") for w in where)
+    inbound = json.loads(lab("trace", name, "ext1", "203.0.113.102", "--json").stdout)
+    assert inbound["reached"] and inbound["verdict"].startswith("delivered: every hop"), inbound["verdict"]
+    where = [h["where"] for h in inbound["hops"]]
+    assert any(w.startswith("fip-ext-net@compute1 fg-") for w in where)
+    assert not any(w.startswith(("network1", "router1.snat")) for w in where)

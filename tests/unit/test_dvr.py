@@ -364,3 +364,25 @@ def test_graph_draws_snat_and_fip(plan):
     text = graph.to_text(graph.build(plan))
     assert "(router1.snat)" in text and "(fip-ext-net@compute1)" in text
     assert "fpr-20e473f8-3 169.254.64.1 = rfp-20e473f8-3 169.254.64.0" in text
+
+
+@pytest.mark.parametrize("scenario", ["dvr-vlan", "dvr-vxlan"])
+def test_trace_expects_the_north_south_paths(scenario):
+    from lab.tools.trace import build_path
+    plan = build_plan(load_scenario(scenario))
+    where = lambda b: [h.where for h in b.hops]     # noqa: E731
+    snat, _, _ = build_path(plan, "vm2", "ext1")     # no floating IP: SNAT on network1
+    w = where(snat)
+    assert w[w.index(next(x for x in w if x.startswith("router1@compute2 qr-"))) + 1] == "router1@compute2 routing"
+    assert any(x.startswith("router1.snat sg-") for x in w) and any(x.startswith("router1.snat qg-") for x in w)
+    assert w[-1] == "ext1 eth0" and "203.0.113.101 > 203.0.113.50" in snat.hops[-1].expected
+    assert "SNAT redirect: rule 3232235777" in next(h.expected for h in snat.hops if h.where == "router1@compute2 routing")
+    out, _, _ = build_path(plan, "vm1", "ext1")      # floating IP: out of compute1's fip-
+    w = where(out)
+    assert any(x.startswith("fip-ext-net@compute1 fg-") for x in w) and not any("network1" in x for x in w)
+    assert "203.0.113.102 > 203.0.113.50" in out.hops[-1].expected
+    inbound, dst, _ = build_path(plan, "ext1", "203.0.113.102")
+    w = where(inbound)
+    assert dst.name == "vm1" and w[0] == "ext1 eth0" and w[-1] == "vm1 eth0"
+    assert any(x.startswith("fip-ext-net@compute1 fg-") for x in w) and not any("network1" in x for x in w)
+    assert any(x.startswith("router1@compute1 rfp-") for x in w)
