@@ -68,6 +68,8 @@ def cmd_show(args) -> int:
             print(f"\n### {node}: ovs-vsctl {' '.join(r.ovsdb)}")
             for bridge, text in r.flows.items():
                 print(f"\n### {node}: flows of {bridge}\n{text}", end="")
+            if r.ipset:
+                print(f"\n### {node}: ipset restore -exist\n{r.ipset}", end="")
             print(f"\n### {node}: iptables-restore\n{r.iptables}", end="")
             for router, rules in r.routers.items():
                 print(f"\n### {node}: {router} iptables-restore\n{rules}", end="")

@@ -54,6 +54,19 @@ def sg_chain(direction: str, port_id: str) -> str:
     return f"{IPTABLES_WRAP}-{direction}{port_id[:10]}"
 
 
+def security_group_uuid(lab: str, project: str, group: str) -> str:
+    """A security group's id (groups are per project: each project has its own default)."""
+    return object_uuid(lab, "security-group", f"{project}/{group}")
+
+
+IPSET_NAME_MAX = 29     # ipset_manager.IPSET_NAME_MAX_LENGTH: 31 less the swap suffix "-n"
+
+
+def ipset_name(group_id: str, ethertype: str = "IPv4") -> str:
+    """ipset_manager.get_name: N<ethertype><remote group id>, cut to 29 characters."""
+    return ("N" + ethertype + group_id)[:IPSET_NAME_MAX]
+
+
 def netns_name(lab: str, target: str) -> str:
     """Namespace of a lab object: nlab.<lab>.<target>. The dots cannot occur in our names."""
     return f"{NETNS_PREFIX}{lab}.{target}"
@@ -181,6 +194,7 @@ def router_rules_file(target: str) -> str:
 
 
 NODE_IPTABLES_FILE = "iptables.rules"           # in the node's run directory
+NODE_IPSET_FILE = "ipset.restore"               # ditto: the remote groups' sets (ipset restore input)
 DHCP_PIDFILE = "pid"                            # dnsmasq's pid file, in the DHCP server's directory
 
 

@@ -29,6 +29,7 @@ class PortRule:
     port_max: int | None
     remotes: tuple[str, ...]        # CIDRs
     remote_group: str | None = None # the group the remotes are the members of (None: a CIDR rule)
+    remote_group_id: str | None = None  # that group's id (its ipset: naming.ipset_name)
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,7 @@ class NodePlan:
     agent_mode: str | None = None       # the L3 agent's agent_mode (None: no L3 agent)
     dvr_mac: str | None = None          # this host's DVR MAC (OVS agent in DVR mode)
     dvr_interfaces: tuple[DvrInterface, ...] = ()
+    enable_ipset: bool = True           # [securitygroup] enable_ipset: remote groups as ipsets (lab/core/ipsets.py)
 
     @property
     def nics(self) -> tuple[str, ...]:
@@ -501,27 +503,41 @@ def from_data(tp, value):
     return value
 
 
+def _group_members(scenario: Scenario) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(project, group) -> its members' /32s in address order. Made once per plan: every
+    rule naming the group shares the one tuple (1,000 ports of one group: O(N), issue 14)."""
+    networks = {n.name: n for n in scenario.networks}
+    members: dict[tuple[str, str], set[str]] = {}
+    for i in scenario.instances:
+        for group in i.security_groups:
+            members.setdefault((networks[i.network].project, group), set()).add(i.ip)
+    return {k: tuple(f"{ip}/32" for ip in sorted(v, key=ipaddress.IPv4Address)) for k, v in members.items()}
+
+
 def _port_rules(scenario: Scenario, inst, networks: dict[str, Network],
-                members: dict[tuple[str, str], list[str]]) -> tuple[PortRule, ...]:
+                members: dict[tuple[str, str], tuple[str, ...]]) -> tuple[PortRule, ...]:
     """Every rule of the port's groups. The default group: egress anywhere, ingress from its
-    members. Remote groups become the /32s of their members, as with enable_ipset = False."""
+    members. A remote-group rule lists the /32s of every member (the port's own included) and
+    the group's id: its node renders it as an ipset or expanded (lab/core/ipsets.py)."""
     project = networks[inst.network].project
     rules: list[PortRule] = []
 
     def remotes_of(group: str) -> tuple[str, ...]:
-        ips = sorted(set(members.get((project, group), [])), key=ipaddress.IPv4Address)
-        return tuple(f"{ip}/32" for ip in ips)
+        return members.get((project, group), ())
 
     for group in inst.security_groups:
         if group == "default":
             rules.append(PortRule("egress", "any", None, None, ("0.0.0.0/0",)))
-            rules.append(PortRule("ingress", "any", None, None, remotes_of("default"), "default"))
+            rules.append(PortRule("ingress", "any", None, None, remotes_of("default"), "default",
+                                  naming.security_group_uuid(scenario.name, project, "default")))
             continue
         sg = scenario.security_group(project, group)
         for r in sg.rules:
             remotes = (r.remote_ip,) if r.remote_ip else remotes_of(r.remote_group)
             rules.append(PortRule(r.direction, r.protocol, r.port_min, r.port_max, remotes,
-                                  None if r.remote_ip else r.remote_group))
+                                  None if r.remote_ip else r.remote_group,
+                                  None if r.remote_ip else naming.security_group_uuid(scenario.name, project,
+                                                                                     r.remote_group)))
     return tuple(dict.fromkeys(rules))  # same rule from two groups: once
 
 
@@ -538,6 +554,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
     nodes: list[NodePlan] = []
     instances: dict[str, list[RouterInstance]] = {r.name: [] for r in scenario.routers}
     fips: list[FipNamespacePlan] = []
+    members = _group_members(scenario)
     for node in scenario.nodes:
         # Local VLANs: 1, 2, ... per node, in the order its ports are bound: DHCP ports (made
         # with the subnet), router ports, then instance ports.
@@ -558,14 +575,14 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
         fips += routers.fip_namespaces(lab, scenario, node.name, instances, lvid, ns_port)
         plugger = plugs.driver(node.firewall_driver)
         node_netns = naming.netns_name(lab, node.name)
-        ports = [_instance_port(scenario, inst, lvid(inst.network), plugger.plug(node_netns, inst.port_id))
+        ports = [_instance_port(scenario, inst, lvid(inst.network), plugger.plug(node_netns, inst.port_id), members)
                  for inst in scenario.instances if inst.node == node.name]
         nodes.append(NodePlan(name=node.name, role=node.role, netns=node_netns,
                               rundir=naming.node_rundir(state_root, lab, node.name),
                               physical_bridges=_physical_bridges(scenario, node.name, local_vlans, nic_of),
                               local_vlans=tuple(local_vlans.items()), ports=tuple(ports),
                               firewall_driver=plugger.name, dhcp_servers=tuple(dhcp_servers),
-                              agent_mode=node.agent_mode))
+                              agent_mode=node.agent_mode, enable_ipset=node.enable_ipset))
     router_plans = tuple(RouterPlan(r.name, r.router_id, r.project, r.external_network,
                                     tuple(instances[r.name])) for r in scenario.routers)
     nodes = _with_tunnels(scenario, nodes, router_plans, nic_of, datapath)
@@ -699,12 +716,10 @@ def _classless_routes(scenario: Scenario, net) -> tuple[str, ...]:
     return (f"169.254.169.254/32,{net.gateway}", f"0.0.0.0/0,{net.gateway}")
 
 
-def _instance_port(scenario: Scenario, inst, local_vlan: int, plug: Plug) -> InstancePort:
+def _instance_port(scenario: Scenario, inst, local_vlan: int, plug: Plug,
+                   members: dict[tuple[str, str], tuple[str, ...]] | None = None) -> InstancePort:
     networks = {n.name: n for n in scenario.networks}
-    members: dict[tuple[str, str], list[str]] = {}   # (project, group) -> member addresses
-    for i in scenario.instances:
-        for group in i.security_groups:
-            members.setdefault((networks[i.network].project, group), []).append(i.ip)
+    members = _group_members(scenario) if members is None else members
     net = networks[inst.network]
     return InstancePort(
         instance=inst.name, node=inst.node, network=net.name, project=net.project,

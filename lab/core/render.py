@@ -14,7 +14,7 @@ import ipaddress
 
 import jinja2
 
-from lab.core import naming, plugs
+from lab.core import ipsets, naming, plugs
 from lab.paths import data_dir
 from lab.core.plan import DhcpPlan, InstancePort, NamespacePort, NodePlan, Plan, RouterInstance
 
@@ -30,6 +30,7 @@ class NodeRender:
     ovsdb: tuple[str, ...]          # ovs-vsctl arguments of the node's one transaction
     flows: dict[str, str]           # bridge -> flow file text
     iptables: str                   # iptables-restore input
+    ipset: str = ""                 # ipset restore input, applied before iptables (lab/core/ipsets.py)
     routers: dict[str, str] = field(default_factory=dict)          # router instance -> iptables-restore input
     dhcp: dict[str, DhcpRender] = field(default_factory=dict)      # DHCP server -> files and argv
     fips: dict[str, str] = field(default_factory=dict)             # DVR fip- namespace -> iptables-restore input
@@ -192,7 +193,7 @@ def render_node(plan: Plan, node: NodePlan) -> NodeRender:
             hexmac=lambda mac: "0x" + mac.replace(":", ""),
             hexip=lambda ip: "%#x" % int(ipaddress.IPv4Address(ip)))
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
-                      iptables=iptables_rules(plan, node),
+                      iptables=iptables_rules(plan, node), ipset=ipsets.restore_input(node, plug.iptables),
                       routers={r.name: router_rules(plan, r) for r in plan.routers_on(node.name)},
                       dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers},
                       fips={f.name: render_template("dvr-fip.rules.j2", lab=plan.lab, fip=f, wrap=naming.L3_WRAP)

@@ -22,6 +22,7 @@ from typing import Callable
 from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
 from lab.runtime import fip as fips_rt
 from lab.runtime import health as more_health
+from lab.runtime import ipsets
 from lab.core import naming
 from lab.core import plugs as core_plugs
 from lab.errors import ApplyError, LabError, LabStateError, NotRoot, StateDirError, UsageError
@@ -151,6 +152,8 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
     chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
     plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
     check_kernel(plan)
+    if ipsets.needed(plan):
+        gateway.require("ipset")
     if plan.dhcp_servers:
         gateway.require("dnsmasq", "busybox")
     renders = render_plan(plan)
@@ -511,6 +514,10 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
         flow_file.write_text(text)
         ovs.replace_flows(node.rundir, bridge, str(flow_file))
     timings["flows"] = time.monotonic() - t
+    if render.ipset:        # the remote groups' sets, before the rules that match them
+        t = time.monotonic()
+        ipsets.apply(node, render.ipset)
+        timings["ipset"] = time.monotonic() - t
     if render.iptables:     # a firewall driver without iptables (noop) has no rules
         t = time.monotonic()
         rules = rundir / naming.NODE_IPTABLES_FILE
@@ -713,7 +720,8 @@ def health(state: LabState) -> list[str]:
                 continue
             if have != want:
                 problems.append(f"{node.name}: {bridge} has {have} of the lab's {want} flows")
-    return (problems + more_health.ovs_problems(state.plan) + more_health.iptables_problems(state.plan)
+    return (problems + more_health.ovs_problems(state.plan) + ipsets.problems(state.plan)
+            + more_health.iptables_problems(state.plan)
             + more_health.instance_problems(state.plan))
 
 

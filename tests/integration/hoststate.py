@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -111,6 +112,7 @@ def snapshot(prefix: str) -> dict[str, str]:
         "routes": _run("ip", "route", "show", "table", "all") + _run("ip", "-6", "route", "show", "table", "all"),
         "rules": _run("ip", "rule", "show"),
         "iptables": _iptables(),
+        "ipsets": _run("ipset", "list", "-n") if shutil.which("ipset") else "",   # ipsets live in node namespaces
         "our namespaces": "\n".join(our_namespaces(prefix)),
         "our state directories": "\n".join(our_state_dirs(prefix)),
         "our lab processes": "\n".join(live_lab_processes(prefix)),

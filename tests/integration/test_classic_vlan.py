@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from lab.core import naming
 from lab.runtime import agents, lifecycle
 from lab.tools import checks
 from lab.core.scenario import Check, PathAssertion
@@ -129,9 +130,13 @@ def test_security_group_chains_read_like_the_agent(classic_vlan):
     assert "-N neutron-openvswi-sg-chain" in rules
     assert f"-A neutron-openvswi-sg-chain -m physdev --physdev-out {vm2.plug.host_device} --physdev-is-bridged" in rules
     assert f"-N neutron-openvswi-i{vm2.port_id[:10]}" in rules
-    # ingress from members of the default group only: vm1 is a member, alt-vm1 is not
-    assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -s 192.168.1.11/32 -j RETURN" in rules
-    assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -s 192.168.1.21/32 -j RETURN" not in rules
+    # ingress from members of the default group only (enable_ipset: its set, in compute2's
+    # namespace): vm1 is a member, alt-vm1 is not
+    default = next(r for r in vm2.rules if r.remote_group == "default")
+    name = naming.ipset_name(default.remote_group_id)
+    assert f"-A neutron-openvswi-i{vm2.port_id[:10]} -m set --match-set {name} src -j RETURN" in rules
+    members = lab("exec", LAB, "compute2", "--", "ipset", "list", name).stdout.splitlines()
+    assert "192.168.1.11" in members and "192.168.1.21" not in members
 
 
 def test_status_json(classic_vlan):

@@ -211,12 +211,16 @@ def test_show_render_prints_every_file_of_every_node(capsys):
         for bridge, text in r.flows.items():
             assert f"\n### {node}: flows of {bridge}\n{text}" in out
         assert f"\n### {node}: iptables-restore\n{r.iptables}" in out
+        if r.ipset:
+            assert f"\n### {node}: ipset restore -exist\n{r.ipset}" in out
         for router, rules in r.routers.items():
             assert f"\n### {node}: {router} iptables-restore\n{rules}" in out
         for name, d in r.dhcp.items():
             assert f"\n### {node}: {name}: {' '.join(d.argv)}\n" in out
             assert f"# host\n{d.files['host']}" in out
-    assert out.count("\n### ") == sum(2 + len(r.flows) + len(r.routers) + len(r.dhcp) for r in renders.values())
+    assert out.count("\n### ") == sum(2 + bool(r.ipset) + len(r.flows) + len(r.routers) + len(r.dhcp)
+                                      for r in renders.values())
+    assert sum(bool(r.ipset) for r in renders.values()) == 2      # compute1, compute2
     assert out.index("### network1: ovs-vsctl") < out.index("\nchecks\n")
 
 

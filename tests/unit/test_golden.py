@@ -10,6 +10,7 @@ Layout:
     tests/golden/<scenario>/<node>/ovsdb.txt        the node's ovs-vsctl transaction, one command a line
     tests/golden/<scenario>/<node>/<bridge>.flows   ovs-ofctl replace-flows input, per bridge
     tests/golden/<scenario>/<node>/iptables.rules   iptables-restore input (security groups)
+    tests/golden/<scenario>/<node>/ipset.restore    ipset restore input (remote groups' sets), if any
     tests/golden/<scenario>/<node>/router-<name>.rules
                                                     iptables-restore input of the router's
                                                     qrouter- namespace (l3 agent NAT chains)
@@ -36,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ScenarioError
+from lab.core import naming
 from lab.core.plan import build_plan
 from lab.core.render import describe, render_plan
 from lab.core.scenario import find_scenario, load_scenario, parse_scenario
@@ -44,7 +46,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py"
 
-SCENARIOS = ["classic-vlan", "classic-vxlan", "classic-gre", "dvr-vlan", "dvr-vxlan", "classic-ovsfw"]
+SCENARIOS = ["classic-vlan", "classic-vxlan", "classic-gre", "dvr-vlan", "dvr-vxlan", "classic-ovsfw", "remote-groups"]
 
 
 def check_golden(path: Path, actual: str) -> None:
@@ -94,6 +96,8 @@ def rendered_files(name: str) -> dict[str, str]:
         for bridge, text in r.flows.items():
             files[f"{name}/{node}/{bridge}.flows"] = text
         files[f"{name}/{node}/iptables.rules"] = r.iptables
+        if r.ipset:
+            files[f"{name}/{node}/ipset.restore"] = r.ipset
         for router, text in r.routers.items():
             files[f"{name}/{node}/router-{router}.rules"] = text
         for fip, text in r.fips.items():
@@ -141,8 +145,11 @@ def test_every_router_and_dhcp_server_has_golden_files(name):
         for fname in DHCP_GOLDEN_FILES + ("argv.txt",):
             assert f"{name}/{d.node}/dhcp-{d.name}/{fname}" in mine
     assert len([p for p in mine if "/router-" in p]) == len(plan.router_instances)
-    assert len(plan.routers) == 1 and len(plan.router_instances) == (4 if name.startswith("dvr-") else 1)   # dvr: 3 qrouter- + snat-
     assert len([p for p in mine if p.endswith("/argv.txt")]) == len(plan.dhcp_servers)
+    if name == "remote-groups":         # one network, no router: a security-group scenario
+        assert (len(plan.routers), len(plan.dhcp_servers)) == (0, 1)
+        return
+    assert len(plan.routers) == 1 and len(plan.router_instances) == (4 if name.startswith("dvr-") else 1)   # dvr: 3 qrouter- + snat-
     assert len(plan.dhcp_servers) == (2 if name.startswith("dvr-") else 3)
 
 
@@ -158,7 +165,7 @@ def test_every_bridge_has_golden_flows(name):
         if n.tunnel:
             expected.add(f"{name}/{n.name}/br-tun.flows")
     assert flows == expected
-    tunnels = not name.endswith("-vlan") and name != "classic-ovsfw"
+    tunnels = not name.endswith("-vlan") and name not in ("classic-ovsfw", "remote-groups")
     assert all((plan.node(n).tunnel is not None) == tunnels for n in ("network1", "compute1", "compute2"))
     assert len([p for p in flows if p.endswith("/br-tun.flows")]) == (3 if tunnels else 0)
 
@@ -290,9 +297,12 @@ def test_security_group_rules_in_iptables():
     text = RENDERED["classic-vlan/compute1/iptables.rules"].splitlines()
     vm1 = golden_plan().port("vm1")
     chain = f"neutron-openvswi-i{vm1.port_id[:10]}"
+    default_set = naming.ipset_name(naming.security_group_uuid("classic-vlan", "demo", "default"))
     for rule in (f"-A {chain} -p icmp -j RETURN", f"-A {chain} -p tcp -m tcp --dport 5001 -j RETURN",
-                 f"-A {chain} -s 192.168.2.11/32 -j RETURN"):
+                 f"-A {chain} -m set --match-set {default_set} src -j RETURN"):
         assert rule in text, rule
+    assert not any(x.startswith(f"-A {chain} -s ") for x in text)     # enable_ipset: members are in the set
+    assert "add " + default_set + "-n 192.168.2.11/32" in RENDERED["classic-vlan/compute1/ipset.restore"]
     vm4 = golden_plan().port("vm4")
     chain4 = f"neutron-openvswi-i{vm4.port_id[:10]}"
     rules4 = [x for x in RENDERED["classic-vlan/compute2/iptables.rules"].splitlines() if x.startswith(f"-A {chain4} ")]

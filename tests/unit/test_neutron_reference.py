@@ -101,6 +101,8 @@ def lab_dumps(plan: Plan) -> dict[str, str]:
         for bridge, text in r.flows.items():
             out[f"{node.name}/{bridge}.flows"] = norm.normalize_flows(text)
         out[f"{node.name}/iptables"] = norm.normalize_iptables(r.iptables)
+        if r.ipset:
+            out[f"{node.name}/ipset"] = norm.normalize_ipset(r.ipset)
         for router in plan.routers_on(node.name):
             out[f"{node.name}/router-{router.name}.iptables"] = norm.normalize_iptables(r.routers[router.name])
             out[f"{node.name}/router-{router.name}.net"] = lab_router_state(router)
@@ -285,10 +287,10 @@ def test_one_more_line_of_a_listed_kind_is_caught(entries):
     """A line that fits an entry's pattern still changes that entry's count."""
     _plan, lab, neutron = _vxlan()
     base = differences("classic-vxlan", lab, neutron)
-    entry = next(e for e in entries if e["id"] == "remote-group-expanded-members")
+    entry = next(e for e in entries if e["id"] == "conntrack-zone-order-and-comment")
     lines = lab["compute1/iptables"].splitlines(keepends=True)
     i = next(i for i, line in enumerate(lines) if re.search(entry["match"], line))
-    lines.insert(i + 1, re.sub(r"-s [0-9.]+/32", "-s 10.9.9.9/32", lines[i]))
+    lines.insert(i + 1, re.sub(r"--zone \d+", "--zone 9999", lines[i]))
     lab["compute1/iptables"] = "".join(lines)
     more = differences("classic-vxlan", lab, neutron)
     assert not unaccepted(more, entries)          # the pattern alone would let it through...

@@ -81,7 +81,8 @@ def test_port_rules(plan):
     assert vm1.rules == (
         # the default group: egress anywhere, ingress from the project's members (net1 and net2)
         PortRule("egress", "any", None, None, ("0.0.0.0/0",)),
-        PortRule("ingress", "any", None, None, DEMO_DEFAULT, "default"),
+        PortRule("ingress", "any", None, None, DEMO_DEFAULT, "default",
+                 naming.security_group_uuid("classic-vlan", "demo", "default")),
         # web: icmp and tcp 5001 from anywhere
         PortRule("ingress", "icmp", None, None, ("0.0.0.0/0",)),
         PortRule("ingress", "tcp", 5001, 5001, ("0.0.0.0/0",)),
@@ -93,7 +94,10 @@ def test_port_rules(plan):
     assert plan.port("vm4").rules == ()
     assert plan.port("alt-vm1").rules == (
         PortRule("egress", "any", None, None, ("0.0.0.0/0",)),
-        PortRule("ingress", "any", None, None, ("192.168.1.21/32",), "default"))
+        PortRule("ingress", "any", None, None, ("192.168.1.21/32",), "default",
+                 naming.security_group_uuid("classic-vlan", "alt", "default")))
+    # a group's id is its project's: alt's default is another group (another ipset)
+    assert plan.port("alt-vm1").rules[1].remote_group_id != vm1.rules[1].remote_group_id
     for name in ("vm2", "vm3", "vm5"):
         assert plan.port(name).rules == vm1.rules[:2], name
 

@@ -177,7 +177,7 @@ CASES = [
          "projects", "project name 'Alt' must be lowercase"),
     # ---- nodes
     case("unknown-node-key", mutate("    role: network\n", "    role: network\n    flavor: m1.small\n"),
-         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver, agent_mode)"),
+         "flavor:", "nodes.network1.flavor", "unknown key (expected one of: role, local_ip, firewall_driver, agent_mode, enable_ipset)"),
     case("bad-role", mutate("  compute2:\n    role: compute", "  compute2:\n    role: storage"),
          "role: storage", "nodes.compute2.role", "'storage' is not one of: network, compute"),
     case("network-project-is-a-list", mutate("    project: demo\n    type: vlan", "    project: [demo]\n    type: vlan"),

@@ -19,8 +19,10 @@ from pathlib import Path
 OUT = Path("/vm-out")
 READY_MARK = "nlab-vm: command starting"   # vmrunner.py waits for this line (boot timeout)
 # tun: /dev/net/tun, which the userspace datapath's bridges need (devtmpfs makes the node
-# only once the module is in; no udev or kmod static-nodes here)
-MODULES = ("openvswitch", "br_netfilter", "tun")
+# only once the module is in; no udev or kmod static-nodes here); ip_set, its hash:net type and
+# iptables' set match: the remote groups' ipsets (enable_ipset), loaded up front rather than
+# left to the kernel's on-demand loading
+MODULES = ("openvswitch", "br_netfilter", "tun", "ip_set", "ip_set_hash_net", "xt_set")
 EXIT_SETUP = 3
 RB_POWER_OFF = 0x4321FEDC
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -130,7 +130,7 @@ def prepare_kernel(cache: Path, package: str | None = None) -> Kernel:
     if not (modules / "modules.dep").exists():
         # the package leaves modules.dep to its postinst; make it in the cache, not the host
         run(["depmod", "-b", str(root), version])
-    for name in ("openvswitch", "br_netfilter"):
+    for name in ("openvswitch", "br_netfilter", "ip_set", "ip_set_hash_net", "xt_set"):
         if not module_path(modules, name):
             raise VmError(f"module missing: {name}.ko is not in {package}")
     return Kernel(version, images[-1], modules)

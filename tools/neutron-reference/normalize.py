@@ -197,6 +197,39 @@ def normalize_iptables(text: str) -> str:
 
 # ---------------------------------------------------------------- dnsmasq, router state
 
+def normalize_ipset(text: str) -> str:
+    """The sets an ipset command log (Neutron's ``ipset create/restore/swap/destroy`` calls,
+    each restore followed by its input lines) or an ``ipset restore`` input (the lab's) leaves
+    behind: ``create NAME TYPE family F`` then its ``add NAME MEMBER`` lines, sets by name,
+    members by address. The order the steps took means nothing once they are done."""
+    sets: dict[str, tuple[str, set[str]]] = {}
+    for line in text.splitlines():
+        words = [w for w in line.split() if w != "-exist"]
+        words = words[1:] if words[:1] == ["ipset"] else words
+        if len(words) < 2:
+            continue
+        verb, name, rest = words[0], words[1], words[2:]
+        if verb == "create":
+            sets.setdefault(name, (" ".join(rest), set()))
+        elif verb == "add" and rest and name in sets:
+            sets[name][1].add(rest[0] if "/" in rest[0] else rest[0] + "/32")
+        elif verb == "del" and rest and name in sets:
+            sets[name][1].discard(rest[0] if "/" in rest[0] else rest[0] + "/32")
+        elif verb == "flush" and name in sets:
+            sets[name][1].clear()
+        elif verb == "swap" and rest and name in sets and rest[0] in sets:
+            (ta, ma), (tb, mb) = sets[name], sets[rest[0]]
+            sets[name], sets[rest[0]] = (ta, mb), (tb, ma)
+        elif verb == "destroy":
+            sets.pop(name, None)
+    out = []
+    for name in sorted(sets):
+        kind, members = sets[name]
+        out.append(f"create {name} {kind}")
+        out += [f"add {name} {m}" for m in sorted(members, key=lambda m: ipaddress.ip_network(m, strict=False))]
+    return "".join(line + "\n" for line in out)
+
+
 def normalize_sorted_lines(text: str) -> str:
     """Files whose line order does not matter to their reader (dnsmasq hosts, opts, argv)."""
     return "".join(l + "\n" for l in sorted(l.strip() for l in text.splitlines() if l.strip()))
@@ -239,7 +272,7 @@ def dumps_from_raw(raw: Path) -> dict[str, str]:
         elif name == "iptables.restore":
             out[f"{node}/iptables"] = normalize_iptables(text)
         elif name == "ipset":
-            out[f"{node}/ipset"] = text
+            out[f"{node}/ipset"] = normalize_ipset(text)
         elif name.endswith(".iptables"):
             out[f"{node}/{name}"] = normalize_iptables(text)
         elif name.endswith(".calls"):

@@ -8,16 +8,6 @@ ipset input is recorded by ref_exec, never applied.
 
 from __future__ import annotations
 
-import uuid
-
-REF_NS = uuid.UUID("6f1d1b1e-0c3a-4f63-9a51-6e6575726f6e")
-
-
-def remote_group_id(remotes: list[str]) -> str:
-    """The plan lists a remote group's members; a stable id for that member list."""
-    return str(uuid.uuid5(REF_NS, ",".join(sorted(remotes))))
-
-
 def _rule(sg_id: str, r: dict, remote: str | None) -> dict:
     rule = {"direction": r["direction"], "ethertype": "IPv4", "stateful": True}
     if r["protocol"] != "any":
@@ -26,6 +16,8 @@ def _rule(sg_id: str, r: dict, remote: str | None) -> dict:
         rule["port_range_min"], rule["port_range_max"] = r["port_min"], r["port_max"]
     if remote is not None:
         rule["remote_group_id"] = remote
+    else:       # the server's DIRECTION_IP_PREFIX; a /0 becomes no match (_ip_prefix_arg)
+        rule["source_ip_prefix" if r["direction"] == "ingress" else "dest_ip_prefix"] = r["remotes"][0]
     return rule
 
 
@@ -33,16 +25,19 @@ def port_security_info(port: dict) -> tuple[dict, dict, dict]:
     """(device dict, {sg_id: rules}, {remote_sg_id: {IPv4: members}}) for one instance port.
 
     The plan keeps a port's rules in the order of its groups; they become one group with the
-    port's own id. A rule whose remotes are /32 members is a remote-group rule; 0.0.0.0/0 is
-    a rule without remote."""
+    port's own id. A remote-group rule names the group by the plan's remote_group_id (its
+    ipset is named after it) and its remotes are the group's members, the port's own
+    address included, as the server sends them. Members go out for IPv4 only: the server
+    sends a remote group's members for the ethertypes of the rules that name it
+    (security_group_info_for_ports), and the lab's rules are IPv4."""
     sg_id = f"sg-{port['port_id']}"
     rules, members = [], {}
     for r in port["rules"]:
-        if r["remotes"] == ["0.0.0.0/0"]:
+        gid = r.get("remote_group_id")
+        if gid is None:
             rules.append(_rule(sg_id, r, None))
             continue
-        gid = remote_group_id(r["remotes"])
-        members[gid] = {"IPv4": [(ip.split("/")[0], None) for ip in r["remotes"]], "IPv6": []}
+        members[gid] = {"IPv4": [(ip.split("/")[0], None) for ip in r["remotes"]]}
         rules.append(_rule(sg_id, r, gid))
     device = {"device": port["port_id"], "id": port["port_id"], "mac_address": port["mac"],
               "fixed_ips": [port["ip"]], "network_id": port["network"],

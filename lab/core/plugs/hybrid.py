@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lab.core import naming
+from lab.core import ipsets, naming
 from lab.core.plugs import NoFlowFirewall, Plug, PlugDevice, PlugHop
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +40,8 @@ class IptablesHybrid(NoFlowFirewall):
                   "s": naming.sg_chain("s", p.port_id), "zone": CONNTRACK_ZONE_BASE + 1 + index}
                  for index, p in enumerate(node.ports)]
         return render_template("iptables-hybrid.rules.j2", lab=plan.lab, node=node, ports=ports,
-                               wrap=naming.IPTABLES_WRAP)
+                               wrap=naming.IPTABLES_WRAP, match_set=lambda r: ipsets.match_set(node, r),
+                               expanded=lambda port, r: ipsets.expanded_remotes(node, port, r))
 
     def trace_hops(self, port: "InstancePort", direction: str) -> tuple[PlugHop, ...]:
         tap, qbr, qvb, qvo = (port.plug.device(r) for r in ("tap", "qbr", "qvb", "qvo"))

@@ -43,6 +43,7 @@ class Node:
     local_ip: str | None = None     # tunnel endpoint on the underlay
     firewall_driver: str = "iptables_hybrid"    # the OVS agent's [securitygroup] firewall_driver
     agent_mode: str | None = None   # the L3 agent's agent_mode; None: no L3 agent (a compute without DVR)
+    enable_ipset: bool = True       # the OVS agent's [securitygroup] enable_ipset
 
 
 @dataclass(frozen=True)

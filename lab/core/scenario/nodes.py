@@ -18,7 +18,7 @@ def parse_nodes(c: Checker, data: LineDict, claim: Claims) -> list[Node]:
     nodes: list[Node] = []
     for nm, body, line in items(c, data, "nodes"):
         where = f"nodes.{nm}"
-        c.known_keys(body, ("role", "local_ip", "firewall_driver", "agent_mode"), where)
+        c.known_keys(body, ("role", "local_ip", "firewall_driver", "agent_mode", "enable_ipset"), where)
         if not c.name(nm, line, where, naming.IFNAMSIZ):
             continue
         claim("a node", nm, line, where)
@@ -26,7 +26,9 @@ def parse_nodes(c: Checker, data: LineDict, claim: Claims) -> list[Node]:
         local_ip = c.string(body, "local_ip", f"{where}.local_ip", required=False)
         driver = firewall_driver(c, body, f"{where}.firewall_driver")
         mode = agent_mode(c, body, f"{where}.agent_mode", role or "compute")
-        nodes.append(Node(nm, role or "compute", line, local_ip, firewall_driver=driver, agent_mode=mode))
+        ipset = c.boolean(body, "enable_ipset", f"{where}.enable_ipset", default=True)
+        nodes.append(Node(nm, role or "compute", line, local_ip, firewall_driver=driver, agent_mode=mode,
+                          enable_ipset=ipset))
     return nodes
 
 
