@@ -109,7 +109,23 @@ def _routers(plan: Plan) -> list[Expected]:
         out.append(Expected(r.netns, f"router {r.name}", links=tuple(p.ns_dev for p in r.ports),
                             addresses=tuple(addresses), routes=routes,
                             neighbours=tuple(Neighbour(n.dev, n.ip, n.mac) for n in r.neighbours),
-                            sysctls=IPV6_OFF + routers.QROUTER_SYSCTLS, remade=tuple(p.ns_dev for p in r.ports)))
+                            sysctls=IPV6_OFF + routers.sysctls(r), remade=tuple(p.ns_dev for p in r.ports)))
+    return out
+
+
+def _fips(plan: Plan) -> list[Expected]:
+    """DVR's fip- namespaces: fg- with its address and proxy ARP, an fpr- per router link
+    (proxy_delay is left out: this kernel reads it back as 0, as it would under Neutron)."""
+    out = []
+    for f in plan.fip_namespaces:
+        g = f.gateway
+        out.append(Expected(f.netns, f"floating IP namespace {f.name}",
+                            links=(g.ns_dev, *(x.fpr_dev for x in f.links)),
+                            addresses=(Address(g.ns_dev, g.ip, g.prefixlen),
+                                       *(Address(x.fpr_dev, x.fpr_ip, 31) for x in f.links)),
+                            sysctls=IPV6_OFF + routers.FIP_SYSCTLS
+                            + ((f"net.ipv4.conf.{g.ns_dev}.proxy_arp", "1"),),
+                            remade=(g.ns_dev,)))
     return out
 
 
@@ -120,7 +136,7 @@ def _dhcp_servers(plan: Plan) -> list[Expected]:
             for d in plan.dhcp_servers]
 
 
-SOURCES = (_wires, _nodes, _instances, _external_hosts, _routers, _dhcp_servers)
+SOURCES = (_wires, _nodes, _instances, _external_hosts, _routers, _fips, _dhcp_servers)
 
 
 def expected(plan: Plan) -> list[Expected]:

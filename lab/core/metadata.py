@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.core import routers
+
 METADATA_IP = "169.254.169.254"     # neutron-lib METADATA_V4_IP
 METADATA_CIDR = METADATA_IP + "/32"
 METADATA_PORT = 9697                # the l3 agent's metadata_port default
@@ -94,6 +96,8 @@ def proxies(plan) -> tuple[Proxy, ...]:
     enable_isolated_metadata_proxy)."""
     out = []
     for r in plan.router_instances:
+        if r.role == routers.DVR_SNAT:      # the proxy runs in qrouter-, never in snat-
+            continue
         node = plan.node(r.node)
         router_id = plan.router(r.router).router_id
         d = f"{node.rundir}/{PROXY_CONFIG_DIR}"

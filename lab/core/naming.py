@@ -112,15 +112,15 @@ TAP = "tap"      # an instance's tap; a router/DHCP port's OVS end (ovs_use_veth
 QR = "qr-"       # router interface (in qrouter-)
 QG = "qg-"       # router gateway (in qrouter-, or snat- with DVR)
 NS = "ns-"       # DHCP port (in qdhcp-)
-SG = "sg-"       # DVR: a router interface's SNAT port (in snat-)            (reserved)
-FG = "fg-"       # DVR: the floating IP agent gateway port (in fip-)          (reserved)
-RFP = "rfp-"     # DVR: qrouter- end of the qrouter- <-> fip- veth           (reserved)
-FPR = "fpr-"     # DVR: fip- end of that veth                                 (reserved)
+SG = "sg-"       # DVR: a router interface's SNAT port (in snat-)
+FG = "fg-"       # DVR: the floating IP agent gateway port (in fip-)
+RFP = "rfp-"     # DVR: qrouter- end of the qrouter- <-> fip- veth
+FPR = "fpr-"     # DVR: fip- end of that veth
 
 # --------------------------------------------------------------------------- agent namespaces
 QROUTER = "qrouter-"    # a router (legacy; DVR on computes and on the dvr_snat node)
-SNAT = "snat-"          # DVR: the centralized SNAT part of a router on the dvr_snat node (reserved)
-FIP = "fip-"            # DVR: one per (node, external network), shared by routers (reserved)
+SNAT = "snat-"          # DVR: the centralized SNAT part of a router on the dvr_snat node
+FIP = "fip-"            # DVR: one per (node, external network), shared by routers
 QDHCP = "qdhcp-"        # a DHCP server
 
 
@@ -142,6 +142,24 @@ def router_target(router: str, node: str, instances: int) -> str:
     """The exec/capture target of a router instance: the router's name when it has one
     instance (legacy), <router>@<node> when it has several (DVR: one per node)."""
     return router if instances == 1 else f"{router}@{node}"
+
+
+def fip_link_device(prefix: str, router_id: str) -> str:
+    """DVR's router <-> fip- veth: rfp-<router uuid> (in qrouter-) / fpr-<router uuid> (in fip-),
+    cut to 14 like every device (dvr_fip_ns.get_rtr_ext_device_name / get_int_device_name)."""
+    assert prefix in (RFP, FPR), prefix
+    return (prefix + router_id)[:DEVICE_NAME_LEN]
+
+
+def fip_target(external_network: str, node: str) -> str:
+    """The exec/capture target of a node's fip-<external network uuid>: fip-<network>@<node>."""
+    return f"fip-{external_network}@{node}"
+
+
+def snat_target(router: str) -> str:
+    """The exec/capture target of a distributed router's snat- namespace: <router>.snat (a
+    dot, which no scenario name may hold, so it never clashes with a router or node)."""
+    return f"{router}.snat"
 
 
 def dhcp_server(network: str) -> str:

@@ -102,6 +102,27 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class IpRule:
+    """A policy routing rule in a router namespace (ip rule add from SOURCE lookup TABLE
+    priority PRIORITY). DVR: the SNAT redirect of each qr- subnet."""
+
+    priority: int
+    table: int
+    source: str                     # a CIDR
+
+
+@dataclass(frozen=True)
+class TableRoute:
+    """A route in a routing table other than main (ip route add DESTINATION via VIA dev DEV
+    table TABLE). DVR: the SNAT redirect's default route via the subnet's sg- address."""
+
+    table: int
+    destination: str
+    via: str
+    dev: str
+
+
+@dataclass(frozen=True)
 class RouterInstance:
     """One place a router lives: a namespace on a node with a role (lab/core/routers.py).
     Legacy: qrouter-<router uuid> on a network node, with every port of the router."""
@@ -109,13 +130,16 @@ class RouterInstance:
     name: str                           # exec/capture target: router1, or router1@compute1 (several)
     router: str                         # the router's name
     node: str
-    role: str                           # legacy (reserved: dvr_local, dvr_snat)
+    role: str                           # legacy, dvr_local, dvr_snat (lab/core/routers.py)
     netns: str
     interfaces: tuple[NamespacePort, ...]
     gateway: NamespacePort | None
     external_gateway_ip: str | None     # the external subnet's gateway: the default route
     floating_ips: tuple[FloatingIP, ...]
     neighbours: tuple[Neighbour, ...] = ()  # dvr_local: every non-router port of its subnets
+    rules: tuple[IpRule, ...] = ()          # dvr_local with a gateway: the SNAT redirect
+    routes: tuple[TableRoute, ...] = ()     # ... and its tables; with floating IPs, table 16
+    fip_link: FipLink | None = None         # dvr_local with floating IPs here: rfp- to the node's fip-
 
     @property
     def ports(self) -> tuple[NamespacePort, ...]:
@@ -140,16 +164,51 @@ class RouterPlan:
 
 
 @dataclass(frozen=True)
-class FipNamespacePlan:
-    """DVR (reserved, never built yet): fip-<external network uuid> on one node, shared by the
-    routers with floating IPs on that node: an fg- port on the external network and an
-    rfp-/fpr- veth to each router's qrouter-."""
+class FipLink:
+    """DVR: the veth between a router's qrouter- (rfp-) and its node's fip- (fpr-), a /31 of
+    169.254.64.0/18 (rfp- the first address, fpr- the second), a permanent neighbour entry on
+    each side; TABLE is the fip- table of this router (the fpr- address as an integer)."""
 
+    router: str
+    rfp_dev: str
+    fpr_dev: str
+    rfp_ip: str
+    fpr_ip: str
+    rfp_mac: str
+    fpr_mac: str
+    mtu: int
+    table: int
+
+
+@dataclass(frozen=True)
+class FipRoute:
+    """In fip-: a floating IP's /32 via the router's rfp- address, out of fpr-."""
+
+    address: str
+    via: str
+    dev: str
+
+
+@dataclass(frozen=True)
+class FipNamespacePlan:
+    """DVR: fip-<external network uuid> on one node, shared by the routers with floating IPs on
+    that node: the fg- port on the external network (proxy ARP answers for the floating IPs),
+    an rfp-/fpr- veth to each router's qrouter-, a /32 route per floating IP to its router and,
+    per router, ``ip rule iif fpr- lookup <table>`` with a default route via the external
+    subnet's gateway."""
+
+    name: str                           # exec/capture target: fip-<network>@<node>
     node: str
     external_network: str
     netns: str
-    gateway: NamespacePort | None
-    routers: tuple[str, ...]
+    gateway: NamespacePort
+    external_gateway_ip: str | None
+    links: tuple[FipLink, ...]
+    routes: tuple[FipRoute, ...]
+
+    @property
+    def ports(self) -> tuple[NamespacePort, ...]:
+        return (self.gateway,)
 
 
 @dataclass(frozen=True)
@@ -320,7 +379,7 @@ class Plan:
     l2_population: bool = False
     arp_responder: bool = False
     routers: tuple[RouterPlan, ...] = ()
-    fip_namespaces: tuple[FipNamespacePlan, ...] = ()     # DVR (reserved): none yet
+    fip_namespaces: tuple[FipNamespacePlan, ...] = ()     # DVR: fip- per (node, external network)
     dvr_macs: tuple[tuple[str, str], ...] = ()            # (node, DVR MAC) of every node, DVR mode
 
     def mac_named(self, spec: str) -> str:
@@ -383,7 +442,8 @@ class Plan:
         """Every namespace of the lab, in creation order."""
         return ([w.netns for w in self.wires] + [n.netns for n in self.nodes]
                 + [p.netns for p in self.ports] + [h.netns for h in self.external_hosts]
-                + [r.netns for r in self.router_instances] + [d.netns for d in self.dhcp_servers])
+                + [r.netns for r in self.router_instances] + [d.netns for d in self.dhcp_servers]
+                + [f.netns for f in self.fip_namespaces])
 
     def targets(self) -> dict[str, tuple[str, str]]:
         """exec/capture target name -> (kind, netns)."""
@@ -400,7 +460,13 @@ class Plan:
             out[r.name] = ("router", r.netns)
         for d in self.dhcp_servers:
             out[d.name] = ("dhcp", d.netns)
+        for f in self.fip_namespaces:
+            out[f.name] = ("fip", f.netns)
         return out
+
+    def fips_on(self, node: str) -> tuple[FipNamespacePlan, ...]:
+        """The fip- namespaces on NODE."""
+        return tuple(f for f in self.fip_namespaces if f.node == node)
 
     def endpoint_ip(self, name: str) -> str | None:
         """The address of an instance or external host (check endpoints)."""
@@ -491,6 +557,7 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
     placed = {r.name: routers.placements(scenario, r) for r in scenario.routers}
     nodes: list[NodePlan] = []
     instances: dict[str, list[RouterInstance]] = {r.name: [] for r in scenario.routers}
+    fips: list[FipNamespacePlan] = []
     members = _group_members(scenario)
     for node in scenario.nodes:
         # Local VLANs: 1, 2, ... per node, in the order its ports are bound: DHCP ports (made
@@ -507,8 +574,9 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
         for r in scenario.routers:
             for where, role in placed[r.name]:
                 if where == node.name:
-                    instances[r.name].append(routers.instance(lab, scenario, r, where, role, len(placed[r.name]),
-                                                              lvid, ns_port))
+                    instances[r.name].append(routers.instance(lab, scenario, r, where, role,
+                                                              routers.qrouter_count(placed[r.name]), lvid, ns_port))
+        fips += routers.fip_namespaces(lab, scenario, node.name, instances, lvid, ns_port)
         plugger = plugs.driver(node.firewall_driver)
         node_netns = naming.netns_name(lab, node.name)
         ports = [_instance_port(scenario, inst, lvid(inst.network), plugger.plug(node_netns, inst.port_id), members)
@@ -527,7 +595,8 @@ def build_plan(scenario: Scenario, datapath: str = "netdev", state_root: str = "
     return Plan(lab=lab, scenario_file=scenario.source, datapath=datapath,
                 cookie=naming.flow_cookie(lab), nodes=tuple(nodes), wires=tuple(wires),
                 external_hosts=hosts, l2_population=scenario.l2_population,
-                arp_responder=scenario.arp_responder, routers=router_plans, dvr_macs=dvr_macs)
+                arp_responder=scenario.arp_responder, routers=router_plans, dvr_macs=dvr_macs,
+                fip_namespaces=tuple(fips))
 
 
 def _dvr_macs(scenario: Scenario) -> tuple[tuple[str, str], ...]:
@@ -550,6 +619,9 @@ def _with_dvr(node: NodePlan, macs: dict[str, str], router_plans: tuple[RouterPl
     bridges = {b.physical_network: b.bridge for b in node.physical_bridges}
     here = [(p.network, p.mac, p.ovs_port) for p in node.ports]
     here += [(d.network, d.port.mac, d.port.ovs_dev) for d in node.dhcp_servers]
+    # _bind_centralized_snat_port_on_dvr_subnet: sg- ports are DVR-serviced like instances
+    here += [(p.network, p.mac, p.ovs_dev) for r in router_plans for i in r.instances
+             if i.node == node.name and i.role == routers.DVR_SNAT for p in i.interfaces]
     bound = []
     for r in router_plans:
         for inst in r.instances:
@@ -640,6 +712,7 @@ def _router_ports_on(scenario: Scenario, network: str) -> list[tuple[str, str]]:
     (it leaves out only DHCP, floating-IP, HA and distributed router ports)."""
     out = [(i.mac, i.ip) for r in scenario.routers for i in r.interfaces
            if i.network == network]
+    out += [(p.mac, p.ip) for r in scenario.routers for p in r.snat_ports if p.network == network]   # DVR sg-
     out += [(r.gateway_mac, r.gateway_ip) for r in scenario.routers
             if r.external_network == network and r.gateway_ip]
     return out

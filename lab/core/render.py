@@ -33,6 +33,7 @@ class NodeRender:
     ipset: str = ""                 # ipset restore input, applied before iptables (lab/core/ipsets.py)
     routers: dict[str, str] = field(default_factory=dict)          # router instance -> iptables-restore input
     dhcp: dict[str, DhcpRender] = field(default_factory=dict)      # DHCP server -> files and argv
+    fips: dict[str, str] = field(default_factory=dict)             # DVR fip- namespace -> iptables-restore input
 
 
 @lru_cache(maxsize=1)
@@ -128,12 +129,14 @@ def ovsdb_transaction(plan: Plan, node: NodePlan) -> tuple[str, ...]:
 def _namespace_ports(plan: Plan, node: NodePlan) -> list[NamespacePort]:
     """Ports of the node's DHCP servers and router instances, in the order their VLANs were
     allocated."""
-    return [d.port for d in node.dhcp_servers] + [p for r in plan.routers_on(node.name) for p in r.ports]
+    return ([d.port for d in node.dhcp_servers] + [p for r in plan.routers_on(node.name) for p in r.ports]
+            + [f.gateway for f in plan.fips_on(node.name)])
 
 
 def router_rules(plan: Plan, router: RouterInstance) -> str:
     """The l3 agent's iptables of one router instance (legacy: NAT and floating IPs)."""
-    return render_template("l3-agent.rules.j2", lab=plan.lab, router=router,
+    template = "dvr-snat.rules.j2" if router.role == "dvr_snat" else "l3-agent.rules.j2"
+    return render_template(template, lab=plan.lab, router=router,
                            router_id=plan.router(router.router).router_id, wrap=naming.L3_WRAP,
                            qr_any=naming.QR + "+", metadata_port=metadata.METADATA_PORT,
                            metadata_mark=metadata.METADATA_MARK)
@@ -194,7 +197,9 @@ def render_node(plan: Plan, node: NodePlan) -> NodeRender:
     return NodeRender(node=node.name, ovsdb=ovsdb_transaction(plan, node), flows=flows,
                       iptables=iptables_rules(plan, node), ipset=ipsets.restore_input(node, plug.iptables),
                       routers={r.name: router_rules(plan, r) for r in plan.routers_on(node.name)},
-                      dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers})
+                      dhcp={d.name: DhcpRender(dhcp_files(d), dnsmasq_argv(d)) for d in node.dhcp_servers},
+                      fips={f.name: render_template("dvr-fip.rules.j2", lab=plan.lab, fip=f, wrap=naming.L3_WRAP)
+                            for f in plan.fips_on(node.name)})
 
 
 def render_plan(plan: Plan) -> dict[str, NodeRender]:
@@ -267,6 +272,19 @@ def describe(plan: Plan) -> str:
             if r.neighbours:
                 lines.append(f"    {len(r.neighbours)} permanent neighbour entries: "
                              + ", ".join(f"{x.ip} {x.mac} dev {x.dev}" for x in r.neighbours))
+            lines += [f"    rule from {x.source} lookup {x.table} priority {x.priority}" for x in r.rules]
+            lines += [f"    route {x.destination} via {x.via} dev {x.dev} table {x.table}" for x in r.routes]
+            if r.role == "dvr_snat":
+                lines.append(f"    route default via {r.external_gateway_ip} dev {r.gateway.ns_dev}")
+        for f in plan.fips_on(n.name):
+            g = f.gateway
+            lines.append(f"  {f.netns}  ({f.name})")
+            lines.append(f"    {g.ns_dev} {g.ip}/{g.prefixlen} {g.mac}  network {g.network} (proxy ARP); "
+                         f"{g.ovs_dev} on br-int tag={g.local_vlan}")
+            for x in f.links:
+                lines.append(f"    {x.fpr_dev} {x.fpr_ip}/31 <-> {x.rfp_dev} {x.rfp_ip}/31 in router {x.router}'s "
+                             f"qrouter-; rule iif {x.fpr_dev} lookup {x.table}: default via {f.external_gateway_ip}")
+            lines += [f"    route {x.address}/32 via {x.via} dev {x.dev}" for x in f.routes]
         lines.append("")
     lines.append("instances")
     for p in plan.ports:

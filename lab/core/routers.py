@@ -10,10 +10,16 @@ namespace on a node with a role:
   router's networks: the **same** ``qr-`` ports (names, addresses, MACs) everywhere, and a
   permanent neighbour entry for every non-router port of its subnets
   (``DvrLocalRouter._set_subnet_arp_info``). East-west is routed here, on the sending host.
-- ``dvr_snat`` is reserved (not built yet): a ``snat-<router uuid>`` namespace (``sg-`` ports,
-  ``qg-``) on the ``dvr_snat`` node, and ``fip-<external network uuid>`` namespaces
-  (``FipNamespacePlan``) that belong to a (node, external network) pair and are shared by
-  the routers of that node.
+- ``dvr_snat``: a distributed router with an external gateway also gets ``snat-<router uuid>``
+  on its ``dvr_snat`` node (``DvrEdgeRouter``): one ``sg-`` port per internal subnet (the
+  server's centralized SNAT port: its own address and MAC on the subnet) and the ``qg-``
+  gateway, the gateway's SNAT rules and the SnatNamespace sysctls. Every ``dvr_local``
+  instance of such a router then redirects what has no better route to the subnet's ``sg-``
+  address (``DvrLocalRouter._snat_redirect_modify``: ``ip rule from <qr cidr> lookup <idx>
+  priority <idx>``, ``default via <sg- ip> dev qr- table <idx>``, idx = the qr- address as
+  an integer), and knows the ``sg-`` ports as permanent neighbours.
+- ``fip-<external network uuid>`` namespaces (``FipNamespacePlan``, floating IPs on the
+  compute) are reserved: a (node, external network) pair shared by the routers of that node.
 
 To add a router mode: give ``placements`` the (node, role) pairs it has and ``instance``
 the ports each role has; plan, runtime, checks, trace and graph iterate the instances.
@@ -21,6 +27,7 @@ the ports each role has; plan, runtime, checks, trace and graph iterate the inst
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Callable
 
 from lab.core import naming
@@ -30,8 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from lab.core.scenario import Network, Router, Scenario
 
 LEGACY = "legacy"
-DVR_LOCAL = "dvr_local"         # reserved: DVR's qrouter- on a compute (and on the dvr_snat node)
-DVR_SNAT = "dvr_snat"           # reserved: DVR's snat- on the dvr_snat node
+DVR_LOCAL = "dvr_local"         # DVR's qrouter- on a compute (and on the dvr_snat node)
+DVR_SNAT = "dvr_snat"           # DVR's snat- on the dvr_snat node
 
 # The sysctls Neutron's l3 agent sets in every qrouter- (Neutron 29, as the reference in
 # tests/golden/neutron/*/router-*.net records them): Namespace.create (arp_ignore=1,
@@ -45,8 +52,15 @@ QROUTER_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net.ipv4.conf.all.promote_secondaries", "1"),
     ("net.ipv4.ip_forward", "1"),
 )
-ROLES = (LEGACY, DVR_LOCAL)     # the roles built today
-RESERVED_ROLES = (DVR_SNAT,)
+# SnatNamespace.create: Namespace.create's sysctls, ip_nonlocal_bind=1 and
+# nf_conntrack_tcp_loose=0 (mid-stream TCP is not taken over by SNAT); promote_secondaries
+# from the interface driver's init_router_port, as in qrouter-.
+SNAT_SYSCTLS: tuple[tuple[str, str], ...] = QROUTER_SYSCTLS + (
+    ("net.ipv4.ip_nonlocal_bind", "1"),
+    ("net.netfilter.nf_conntrack_tcp_loose", "0"),
+)
+ROLES = (LEGACY, DVR_LOCAL, DVR_SNAT)     # the roles built today
+RESERVED_ROLES: tuple[str, ...] = ()
 DVR_AGENT_MODES = ("dvr", "dvr_snat", "dvr_no_external")    # L3 agents that host DVR local routers
 NAMESPACE_PREFIX = {LEGACY: naming.QROUTER, DVR_LOCAL: naming.QROUTER, DVR_SNAT: naming.SNAT}
 
@@ -58,7 +72,17 @@ def placements(scenario: "Scenario", router: "Router") -> tuple[tuple[str, str],
         return ((router.node, LEGACY),)
     hosts = dvr_hosts(scenario.nodes, scenario.physical_networks, scenario.networks,
                       [(i.node, i.network) for i in scenario.instances], router.interfaces)
-    return tuple((h, DVR_LOCAL) for h in hosts)
+    if not router.external_network:
+        return tuple((h, DVR_LOCAL) for h in hosts)
+    # DvrEdgeRouter on the gateway's dvr_snat node: its qrouter- (the sg- ports are DVR-serviced
+    # there) and snat-
+    hosts = tuple(n.name for n in scenario.nodes if n.name in set(hosts) | {router.node})
+    return tuple((h, DVR_LOCAL) for h in hosts) + ((router.node, DVR_SNAT),)
+
+
+def qrouter_count(placed: tuple[tuple[str, str], ...]) -> int:
+    """How many qrouter- instances a router has (what its targets are named after)."""
+    return sum(1 for _, role in placed if role != DVR_SNAT)
 
 
 def dvr_hosts(nodes, physnets, networks, ports, interfaces) -> tuple[str, ...]:
@@ -84,15 +108,21 @@ def instance(lab: str, scenario: "Scenario", router: "Router", node: str, role: 
     from lab.core.plan import FloatingIP, RouterInstance
     if role not in ROLES:
         raise ValueError(f"router role {role!r} is not built yet (built: {', '.join(ROLES)})")
+    if role == DVR_SNAT:
+        return _snat_instance(lab, scenario, router, node, lvid, ns_port)
     owner = "network:router_interface_distributed" if role == DVR_LOCAL else "network:router_interface"
     ifaces = tuple(ns_port(i.network, i.port_id, naming.QR, i.ip, i.mac, lvid(i.network), owner)
                    for i in router.interfaces)
     if role == DVR_LOCAL:
+        sg = {p.network: p for p in router.snat_ports}
+        fips, link = _local_floating_ips(lab, scenario, router, node)
         return RouterInstance(name=naming.router_target(router.name, node, count), router=router.name,
                               node=node, role=role,
                               netns=naming.agent_netns(lab, node, naming.QROUTER, router.router_id),
-                              interfaces=ifaces, gateway=None, external_gateway_ip=None, floating_ips=(),
-                              neighbours=_neighbours(scenario, ifaces))
+                              interfaces=ifaces, gateway=None, external_gateway_ip=None, floating_ips=fips,
+                              neighbours=_neighbours(scenario, ifaces, sg),
+                              rules=_fip_rules(scenario, node, router, fips) + _snat_redirect_rules(ifaces, sg),
+                              routes=_fip_routes(link) + _snat_redirect_routes(ifaces, sg), fip_link=link)
     gateway, ext_gw, fips = None, None, ()
     if router.external_network:
         ext: Network = next(n for n in scenario.networks if n.name == router.external_network)
@@ -108,9 +138,10 @@ def instance(lab: str, scenario: "Scenario", router: "Router", node: str, role: 
                           interfaces=ifaces, gateway=gateway, external_gateway_ip=ext_gw, floating_ips=fips)
 
 
-def _neighbours(scenario: "Scenario", ifaces) -> tuple:
+def _neighbours(scenario: "Scenario", ifaces, snat_ports) -> tuple:
     """DvrLocalRouter._set_subnet_arp_info: a permanent neighbour entry on each qr- for every
-    port of its subnet that is not a router interface: instances and the DHCP port."""
+    port of its subnet that is not a router interface: instances, the DHCP port and the
+    subnet's centralized SNAT (sg-) port (also what external_gateway_added adds)."""
     from lab.core.plan import Neighbour
     out = []
     for q in ifaces:
@@ -118,4 +149,153 @@ def _neighbours(scenario: "Scenario", ifaces) -> tuple:
         if net.dhcp and net.dhcp_ip:
             out.append(Neighbour(q.ns_dev, net.dhcp_ip, naming.port_mac(net.dhcp_port_id)))
         out += [Neighbour(q.ns_dev, i.ip, i.mac) for i in scenario.instances if i.network == q.network]
+        if q.network in snat_ports:
+            out.append(Neighbour(q.ns_dev, snat_ports[q.network].ip, snat_ports[q.network].mac))
     return tuple(out)
+
+
+def snat_index(ip: str) -> int:
+    """DvrLocalRouter._get_snat_idx for IPv4: the qr- address (of <ip>/<prefixlen>) as an integer,
+    both the table and the rule priority of that subnet's SNAT redirect."""
+    return int(ipaddress.IPv4Address(ip))
+
+
+def _snat_redirect_rules(ifaces, snat_ports) -> tuple:
+    """ip rule add from <qr ip>/<prefixlen> lookup <idx> priority <idx> (the kernel keeps the
+    network address of the prefix), for each qr- whose subnet has an sg- port."""
+    from lab.core.plan import IpRule
+    return tuple(IpRule(priority=snat_index(q.ip), table=snat_index(q.ip),
+                        source=str(ipaddress.ip_interface(f"{q.ip}/{q.prefixlen}").network))
+                 for q in ifaces if q.network in snat_ports)
+
+
+def _snat_redirect_routes(ifaces, snat_ports) -> tuple:
+    """ip route add default via <sg- ip> dev qr-... table <idx>."""
+    from lab.core.plan import TableRoute
+    return tuple(TableRoute(table=snat_index(q.ip), destination="0.0.0.0/0", via=snat_ports[q.network].ip,
+                            dev=q.ns_dev)
+                 for q in ifaces if q.network in snat_ports)
+
+
+def _snat_instance(lab: str, scenario: "Scenario", router: "Router", node: str, lvid, ns_port) -> "RouterInstance":
+    """DvrEdgeRouter's snat-<router uuid>: an sg- port per internal subnet and the qg- gateway
+    with the default route via the external subnet's gateway; no floating IPs (they are on the
+    computes' fip- namespaces)."""
+    from lab.core.plan import RouterInstance
+    ext: Network = scenario.network(router.external_network)
+    sg = tuple(ns_port(p.network, p.port_id, naming.SG, p.ip, p.mac, lvid(p.network),
+                       "network:router_centralized_snat") for p in router.snat_ports)
+    gateway = ns_port(ext.name, router.gateway_port_id, naming.QG, router.gateway_ip, router.gateway_mac,
+                      lvid(ext.name), "network:router_gateway")
+    return RouterInstance(name=naming.snat_target(router.name), router=router.name, node=node, role=DVR_SNAT,
+                          netns=naming.agent_netns(lab, node, naming.SNAT, router.router_id),
+                          interfaces=sg, gateway=gateway, external_gateway_ip=ext.gateway, floating_ips=())
+
+
+def sysctls(r: "RouterInstance") -> tuple[tuple[str, str], ...]:
+    """The sysctls the L3 agent sets in a router instance's namespace, in order. A DVR local
+    router with SNAT redirects also turns send_redirects off (external_gateway_added: all;
+    _snat_redirect_modify: each redirecting qr-)."""
+    if r.role == DVR_SNAT:
+        return SNAT_SYSCTLS
+    if not r.rules:
+        return QROUTER_SYSCTLS
+    redirecting = {route.dev for route in r.routes if route.table != FIP_RT_TBL}
+    return QROUTER_SYSCTLS + (("net.ipv4.conf.all.send_redirects", "0"),) + tuple(
+        (f"net.ipv4.conf.{dev}.send_redirects", "0") for dev in sorted(redirecting))
+
+
+
+# --------------------------------------------------------------------------- floating IPs (fip-)
+
+FIP_RT_TBL = 16                 # dvr_fip_ns: the qrouter- table of the way out through fip-
+FIP_PR_START = 32768            # dvr_fip_ns: the first per-floating-IP rule priority
+DVR_FIP_LL_CIDR = "169.254.64.0/18"     # neutron-lib: the rfp-/fpr- /31s
+# FipNamespace.create (Namespace.create's sysctls, ip_nonlocal_bind=1), promote_secondaries
+# from the interface driver's init_router_port of fg-; per fg- device: proxy_arp=1 and
+# proxy_delay=1 (_create_gateway_port)
+FIP_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv4.conf.all.arp_ignore", "1"),
+    ("net.ipv4.conf.all.arp_announce", "2"),
+    ("net.netfilter.nf_conntrack_tcp_be_liberal", "1"),
+    ("net.ipv4.conf.all.promote_secondaries", "1"),
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.ip_nonlocal_bind", "1"),
+)
+
+
+def fip_sysctls(fg_dev: str) -> tuple[tuple[str, str], ...]:
+    return FIP_SYSCTLS + ((f"net.ipv4.neigh.{fg_dev}.proxy_delay", "1"), (f"net.ipv4.conf.{fg_dev}.proxy_arp", "1"))
+
+
+def _fip_routers(scenario: "Scenario", node: str) -> list["Router"]:
+    """The distributed routers with a floating IP bound on NODE, in router order."""
+    return [r for r in scenario.routers if r.distributed and r.external_network
+            and any(p.node == node for p in r.fip_agent_ports)]
+
+
+def _node_floating_ips(scenario: "Scenario", router: "Router", node: str) -> tuple:
+    from lab.core.plan import FloatingIP
+    served = {i.network for i in router.interfaces}
+    return tuple(FloatingIP(i.floating_ip, i.ip, i.name) for i in scenario.instances
+                 if i.floating_ip and i.network in served and i.node == node)
+
+
+def _local_floating_ips(lab: str, scenario: "Scenario", router: "Router", node: str):
+    """The floating IPs of ROUTER bound on NODE and the rfp-/fpr- link they need: the
+    link-local allocator's /31s taken in router order (Neutron pops an arbitrary free one
+    and remembers it in fip-linklocal-networks; the lab takes them from the start)."""
+    from lab.core.plan import FipLink
+    fips = _node_floating_ips(scenario, router, node)
+    if not fips:
+        return (), None
+    index = [r.name for r in _fip_routers(scenario, node)].index(router.name)
+    rfp = ipaddress.IPv4Network(DVR_FIP_LL_CIDR).network_address + 2 * index
+    ext: Network = scenario.network(router.external_network)
+    ids = [naming.object_uuid(lab, kind, f"{router.name}/{node}") for kind in ("rfp", "fpr")]
+    return fips, FipLink(router=router.name, rfp_dev=naming.fip_link_device(naming.RFP, router.router_id),
+                         fpr_dev=naming.fip_link_device(naming.FPR, router.router_id), rfp_ip=str(rfp),
+                         fpr_ip=str(rfp + 1), rfp_mac=naming.port_mac(ids[0]), fpr_mac=naming.port_mac(ids[1]),
+                         mtu=ext.mtu, table=int(rfp + 1))
+
+
+def _fip_rules(scenario: "Scenario", node: str, router: "Router", fips) -> tuple:
+    """_add_floating_ip_rule: ip rule add from <fixed ip> lookup 16 priority <p>, p from 32768
+    (FipRulePriorityAllocator, shared by the node's routers: taken in router, then instance order)."""
+    from lab.core.plan import IpRule
+    before = 0
+    for r in _fip_routers(scenario, node):
+        if r.name == router.name:
+            break
+        before += len(_node_floating_ips(scenario, r, node))
+    return tuple(IpRule(priority=FIP_PR_START + before + n, table=FIP_RT_TBL, source=f"{f.fixed_ip}/32")
+                 for n, f in enumerate(fips))
+
+
+def _fip_routes(link) -> tuple:
+    """create_rtr_2_fip_link: default via the fpr- address dev rfp- table 16."""
+    from lab.core.plan import TableRoute
+    if link is None:
+        return ()
+    return (TableRoute(table=FIP_RT_TBL, destination="0.0.0.0/0", via=link.fpr_ip, dev=link.rfp_dev),)
+
+
+def fip_namespaces(lab: str, scenario: "Scenario", node: str, instances: dict, lvid, ns_port) -> list:
+    """NODE's fip-<external network uuid> namespaces: one per external network with a floating IP
+    of a distributed router here, holding the fg- port, each router's fpr- and the /32 routes.
+    INSTANCES: router name -> its router instances made so far (this node's included)."""
+    from lab.core.plan import FipNamespacePlan, FipRoute
+    out = []
+    for ext in dict.fromkeys(r.external_network for r in _fip_routers(scenario, node)):
+        net: Network = scenario.network(ext)
+        fg = next(p for r in scenario.routers for p in r.fip_agent_ports if p.node == node and p.network == ext)
+        locals_ = [i for r in _fip_routers(scenario, node) if r.external_network == ext
+                   for i in instances[r.name] if i.node == node and i.role == DVR_LOCAL and i.fip_link]
+        gateway = ns_port(ext, fg.port_id, naming.FG, fg.ip, fg.mac, lvid(ext), "network:floatingip_agent_gateway")
+        out.append(FipNamespacePlan(
+            name=naming.fip_target(ext, node), node=node, external_network=ext,
+            netns=naming.agent_netns(lab, node, naming.FIP, net.network_id), gateway=gateway,
+            external_gateway_ip=net.gateway, links=tuple(i.fip_link for i in locals_),
+            routes=tuple(FipRoute(f.address, i.fip_link.rfp_ip, i.fip_link.fpr_dev)
+                         for i in locals_ for f in i.floating_ips)))
+    return out

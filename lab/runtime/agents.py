@@ -20,13 +20,12 @@ from lab.core.render import DhcpRender
 
 
 def router_links(r: RouterInstance) -> None:
-    """A router instance's qrouter-: the l3 agent's sysctls (routers.QROUTER_SYSCTLS, every
-    role: forwarding, arp_ignore/announce, conntrack be_liberal, promote_secondaries),
-    addresses on qr- and qg-, floating IPs as /32 on qg-, default route. DVR (dvr_local): a
-    permanent neighbour entry for every port of its subnets."""
+    """A router instance's namespace (qrouter-, or DVR's snat-): the l3 agent's sysctls
+    (routers.sysctls: forwarding, arp_ignore/announce, conntrack be_liberal,
+    promote_secondaries; snat-: also ip_nonlocal_bind, tcp_loose), addresses on qr-/sg- and
+    qg-, floating IPs as /32 on qg-, default route. DVR (dvr_local): a permanent neighbour
+    entry for every port of its subnets, and the SNAT redirect's rules and tables."""
     with netns.entered(r.netns):
-        for key, value in routers.QROUTER_SYSCTLS:
-            netns.write_sysctl(key, value)
         with Links(r.netns) as links:
             for port in r.ports:
                 links.tx_checksum_off(port.ns_dev)
@@ -37,7 +36,21 @@ def router_links(r: RouterInstance) -> None:
                     links.add_address(r.gateway.ns_dev, f.address, 32)
                 if r.external_gateway_ip:
                     links.default_route(r.external_gateway_ip, r.gateway.ns_dev)
+        for key, value in routers.sysctls(r):      # after the links: some name a qr- device
+            netns.write_sysctl(key, value)
     router_neighbours(r)
+    router_policy_routes(r)
+
+
+def router_policy_routes(r: RouterInstance) -> None:
+    """DVR: the SNAT redirect of a local router (tables first, then the rules; idempotent)."""
+    if not r.rules and not r.routes:
+        return
+    with netns.entered(r.netns), Links(r.netns) as links:
+        for route in r.routes:
+            links.table_route(route.destination, route.via, route.dev, route.table)
+        for rule in r.rules:
+            links.rule(rule.priority, rule.table, rule.source)
 
 
 def router_neighbours(r: RouterInstance) -> None:
@@ -47,6 +60,17 @@ def router_neighbours(r: RouterInstance) -> None:
     with netns.entered(r.netns), Links(r.netns) as links:
         for n in r.neighbours:
             links.permanent_neighbour(n.dev, n.ip, n.mac)
+
+
+def router_problems(r: RouterInstance) -> list[str]:
+    """What a router instance that exists lacks of DVR's SNAT redirect rules (its permanent
+    neighbour entries are compared by lab/runtime/inventory.py)."""
+    if not r.rules or not netns.exists(r.netns):
+        return []
+    with netns.entered(r.netns), Links(r.netns) as links:
+        have = links.rules()
+    return [f"{r.name}: no rule from {x.source} lookup {x.table} priority {x.priority}"
+            for x in r.rules if (x.priority, x.table, x.source) not in have]
 
 
 def router_rules(plan: Plan, r: RouterInstance, rules: str) -> None:

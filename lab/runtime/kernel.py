@@ -171,6 +171,59 @@ class Links:
         self._request(f"adding route {dst} via {gateway or 'on-link'} on {ifname}", nlbatch.route_replace,
                       needs=("oif",), dst=dst, gateway=gateway, oif=ifname)
 
+    def table_route(self, destination: str, gateway: str, ifname: str, table: int) -> None:
+        """ip route replace DESTINATION via GATEWAY dev IFNAME table TABLE (idempotent)."""
+        self._do(f"adding route {destination} via {gateway} table {table}", self.ipr.route, "replace",
+                 dst=destination, gateway=gateway, oif=self.index(ifname), table=table)
+
+    def rules(self) -> set[tuple[int, int, str]]:
+        """(priority, table, source CIDR) of every IPv4 policy rule with a source."""
+        out = set()
+        for r in self.ipr.get_rules(family=socket.AF_INET):
+            src = r.get_attr("FRA_SRC")
+            if src:
+                out.add((r.get_attr("FRA_PRIORITY"), r.get_attr("FRA_TABLE") or r["table"],
+                         f"{src}/{r['src_len']}"))
+        return out
+
+    def rule(self, priority: int, table: int, source: str) -> None:
+        """ip rule add from SOURCE lookup TABLE priority PRIORITY, unless it is there."""
+        if (priority, table, source) in self.rules():
+            return
+        ip, _, plen = source.partition("/")
+        self._do(f"adding rule from {source} lookup {table} priority {priority}", self.ipr.rule, "add",
+                 family=socket.AF_INET, priority=priority, table=table, src=ip, src_len=int(plen))
+
+    def iif_rules(self) -> set[tuple[int, int, str]]:
+        """(priority, table, input device) of every IPv4 rule with an input device."""
+        out = set()
+        for r in self.ipr.get_rules(family=socket.AF_INET):
+            iif = r.get_attr("FRA_IIFNAME")
+            if iif:
+                out.add((r.get_attr("FRA_PRIORITY"), r.get_attr("FRA_TABLE") or r["table"], iif))
+        return out
+
+    def iif_rule(self, priority: int, table: int, iifname: str) -> None:
+        """ip rule add iif IIFNAME lookup TABLE priority PRIORITY, unless it is there."""
+        if (priority, table, iifname) in self.iif_rules():
+            return
+        self._do(f"adding rule iif {iifname} lookup {table} priority {priority}", self.ipr.rule, "add",
+                 family=socket.AF_INET, priority=priority, table=table, iifname=iifname)
+
+    def route_via(self, destination: str, gateway: str, ifname: str) -> None:
+        """ip route replace DESTINATION via GATEWAY dev IFNAME (main table, idempotent)."""
+        self._do(f"adding route {destination} via {gateway}", self.ipr.route, "replace",
+                 dst=destination, gateway=gateway, oif=self.index(ifname))
+
+    def routes_via(self) -> set[tuple[str, str]]:
+        """(destination/prefix, gateway) of the main table's IPv4 routes with a gateway."""
+        out = set()
+        for r in self.ipr.get_routes(family=socket.AF_INET, table=254):
+            gw = r.get_attr("RTA_GATEWAY")
+            if gw:
+                out.add((f"{r.get_attr('RTA_DST') or '0.0.0.0'}/{r['dst_len']}", gw))
+        return out
+
     def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
         """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
         self._request(f"adding neighbour {ip} {mac} on {ifname}", nlbatch.neigh_replace, needs=("index",),

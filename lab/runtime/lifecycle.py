@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, signals, statedir
+from lab.runtime import fip as fips_rt
 from lab.runtime import health as more_health
 from lab.runtime import inventory, ipsets
 from lab.runtime import metadata as metadata_service
@@ -284,13 +285,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
                 "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
         rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
         rebuilt += new_nics.get(node.name, []) + more_health.recreate_agent_ports(plan, node)
-        for r in plan.routers_on(node.name):
-            if not netns.exists(r.netns):
-                _agent_namespace(plan, node, r.netns, r.ports, state.ledger)
-                agents.router_links(r)
-                rebuilt += [p.ovs_dev for p in r.ports]
-            agents.router_neighbours(r)
-            agents.router_rules(plan, r, render.routers[r.name])
+        rebuilt += _repair_l3(plan, node, render, state.ledger)
         for d in node.dhcp_servers:
             pid = agents.dnsmasq_pid(d)
             if netns.exists(d.netns) and processes.alive(pid, d.dir):
@@ -321,10 +316,34 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     return UpResult(state.lab, time.monotonic() - started, repaired=problems, missing_leases=missing)
 
 
+def _repair_l3(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> list[str]:
+    """The L3 agent's namespaces of NODE (qrouter-, snat-, fip-): the missing ones remade with
+    their ports' veths, then (every one, idempotent) DVR's rfp-/fpr- links, addresses, routes,
+    rules, neighbours and iptables. Returns the br-int devices that are new."""
+    rebuilt, remade = [], set()
+    for owner in [*plan.routers_on(node.name), *plan.fips_on(node.name)]:
+        if not netns.exists(owner.netns):
+            _agent_namespace(plan, node, owner.netns, owner.ports, ledger)
+            rebuilt += [p.ovs_dev for p in owner.ports]
+            remade.add(owner.netns)
+    for f in plan.fips_on(node.name):
+        fips_rt.link_up(plan, f)
+    for r in plan.routers_on(node.name):
+        if r.netns in remade:
+            agents.router_links(r)
+        agents.router_neighbours(r)
+        agents.router_policy_routes(r)
+        agents.router_rules(plan, r, render.routers[r.name])
+    for f in plan.fips_on(node.name):
+        fips_rt.namespace_up(f)
+        fips_rt.rules(plan, f, render.fips[f.name])
+    return rebuilt
+
+
 def _rebuildable(plan: Plan) -> set[str]:
-    """Namespaces `up` rebuilds in place: routers', DHCP servers', instances', wires'."""
+    """Namespaces `up` rebuilds in place: routers', DHCP servers', instances', wires', fip-."""
     return ({r.netns for r in plan.router_instances} | {d.netns for d in plan.dhcp_servers}
-            | {p.netns for p in plan.ports} | {w.netns for w in plan.wires})
+            | {p.netns for p in plan.ports} | {w.netns for w in plan.wires} | {f.netns for f in plan.fip_namespaces})
 
 
 def _needs_address(host) -> bool:
@@ -434,6 +453,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
             # routers and DHCP servers: a veth each port, tap... here on br-int, qr-/qg-/ns-
             # in their namespace (ovs_use_veth = True)
             owned = [(r.netns, r.ports) for r in routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
+            owned += [(f.netns, f.ports) for f in plan.fips_on(node.name)]     # DVR: fg-
             for owner_netns, ports in owned:
                 for port in ports:
                     links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
@@ -448,8 +468,12 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                 links.up("eth0")
                 if p.address == "static":
                     links.default_route(p.gateway, "eth0")
+        for f in plan.fips_on(node.name):
+            fips_rt.link_up(plan, f)    # rfp-/fpr- first: qrouter-'s table 16 routes through rfp-
         for r in routers:
             agents.router_links(r)
+        for f in plan.fips_on(node.name):
+            fips_rt.namespace_up(f)
         for d in node.dhcp_servers:
             agents.dhcp_links(d)
         timings["links"] = time.monotonic() - t0
@@ -466,6 +490,8 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     t = time.monotonic()
     for r in routers:
         agents.router_rules(plan, r, render.routers[r.name])
+    for f in plan.fips_on(node.name):
+        fips_rt.rules(plan, f, render.fips[f.name])
     for d in node.dhcp_servers:
         pid = agents.dnsmasq_start(d, render.dhcp[d.name])
         ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
@@ -680,8 +706,11 @@ def health_report(state: LabState) -> tuple[list[str], list[inventory.Fault]]:
             expected |= {p.name: (naming.BR_TUN, None) for p in node.tunnel.ports}
         expected |= {p.ovs_dev: (naming.BR_INT, p.local_vlan)
                      for p in [d.port for d in node.dhcp_servers]
-                     + [q for r in state.plan.routers_on(node.name) for q in r.ports]}
+                     + [q for r in state.plan.routers_on(node.name) for q in r.ports]
+                     + [f.gateway for f in state.plan.fips_on(node.name)]}
         problems += _plug_problems(node)
+        problems += [p for r in state.plan.routers_on(node.name) for p in agents.router_problems(r)]
+        problems += [p for f in state.plan.fips_on(node.name) for p in fips_rt.problems(f)]
         for name, (bridge, tag) in expected.items():
             row = ports.get(name)
             if row is None:

@@ -153,6 +153,9 @@ def capture_points(plan: Plan, a: PathAssertion) -> list[Capture]:
         return [Capture(f"{wire.name} from {m.name}", wire.netns, m.wire_ifname) for m in wire.members]
     if kind in ("instance", "external-host"):
         return [Capture(f"{a.target} eth0", ns, "eth0")]
+    if kind == "fip":       # DVR: a node's fip- namespace, its fg- and every fpr-
+        fip = next(f for f in plan.fip_namespaces if f.name == a.target)
+        return [Capture(f"{fip.name} {dev}", ns, dev) for dev in (fip.gateway.ns_dev, *(x.fpr_dev for x in fip.links))]
     if kind == "dhcp":
         dhcp = next(d for d in plan.dhcp_servers if d.name == a.target)
         return [Capture(f"{dhcp.name} {dhcp.port.ns_dev}", ns, dhcp.port.ns_dev)]

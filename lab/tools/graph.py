@@ -197,13 +197,23 @@ def _agents(g: Graph, plan: Plan, n: NodePlan, cl: str, brint: str, present: Pre
         box = g.box((ns, "dnsmasq"), f"dnsmasq\n{d.port.ns_dev} {d.port.ip}", "namespace", ns)
         g.link(box, brint, f"{d.port.ovs_dev} tag {d.port.local_vlan}{present(n.name, d.port.ovs_dev)}",
                d.network)
+    router_box = {}
     for r in plan.routers_on(n.name):
         ns = g.cluster(("router", r.name), f"{naming.agent_ns_label(r.netns)} ({r.name})", cl)
         fips = f"\nFIPs {', '.join(f.address for f in r.floating_ips)}" if r.floating_ips else ""
-        box = g.box((ns, "router"), f"{r.name}\niptables NAT{fips}", "namespace", ns)
+        box = router_box[r.fip_link] = g.box((ns, "router"), f"{r.name}\niptables NAT{fips}", "namespace", ns)
         for port in r.ports:
             g.link(box, brint, f"{port.ns_dev} {port.ip} = {port.ovs_dev} tag {port.local_vlan}"
                                f"{present(n.name, port.ovs_dev)}", port.network)
+    for f in plan.fips_on(n.name):     # DVR: fg- on br-int, an rfp-/fpr- veth to each router
+        ns = g.cluster(("fip", f.name), f"{naming.agent_ns_label(f.netns)} ({f.name})", cl)
+        box = g.box((ns, "fip"), f"{f.name}\nproxy ARP for " + ", ".join(r.address for r in f.routes),
+                    "namespace", ns)
+        port = f.gateway
+        g.link(box, brint, f"{port.ns_dev} {port.ip} = {port.ovs_dev} tag {port.local_vlan}"
+                           f"{present(n.name, port.ovs_dev)}", port.network)
+        for x in f.links:
+            g.link(box, router_box[x], f"{x.fpr_dev} {x.fpr_ip} = {x.rfp_dev} {x.rfp_ip}", style="dashed")
 
 
 # --------------------------------------------------------------------------- writers

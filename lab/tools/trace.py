@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from lab.runtime import gateway, ovs
 from lab.core import naming, plugs
-from lab.tools import flows, packets
+from lab.tools import flows, packets, trace_dvr
 from lab.tools.checks import Capture, new_probe, probe_icmp, probe_tcp
 from lab.tools.packets import Packet, Probe
 from lab.errors import LabStateError
@@ -33,7 +33,7 @@ UNPROVEN_SEEN = "not seen, unproven"   # a hop whose capture could not watch (di
 @dataclass
 class Hop:
     where: str                       # what a person calls this hop
-    kind: str                        # nic | iptables | ovs | wire | nat
+    kind: str                        # nic | iptables | ovs | wire | nat | route (DVR: policy routing, no capture)
     expected: str                    # the packet we expect there
     netns: str = ""
     iface: str | None = None         # where tcpdump watches (nic and wire hops)
@@ -224,6 +224,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
             b.instance_in(dst)
             return b, dst, dst_ip
         # out to the external network: SNAT to the floating IP, or to the router's gateway address
+        if router.role == "dvr_local":      # DVR: through this node's fip-, or the network node's snat-
+            trace_dvr.out(b, plan, router, src, dst, x, qr_in, _external_leg_out)
+            return b, dst, dst_ip
         gw = router.gateway
         if gw is None:
             raise LabStateError(f"router {router.name} has no external gateway")
@@ -241,6 +244,9 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
         raise LabStateError(f"from {src.name}, only floating IPs are reachable (not {dst_spec})")
     router = router_of[dst.network].serving(dst.node.name)
     x = plan.node(router.node)
+    if router.role == "dvr_local":      # DVR: in through the instance's node's fip-
+        trace_dvr.fip_in(b, plan, router, src, dst, x)
+        return b, dst, via_fip
     gw = router.gateway
     b.add(f"{src.name} eth0", "nic", src.netns, "eth0")
     ext_wire = plan.wire(next(h.wire for h in plan.external_hosts if h.name == src.name))

@@ -69,28 +69,37 @@ def test_dvr_base_mac_is_used():
 def test_a_local_router_on_every_host_with_ports(plan):
     (router,) = plan.routers
     assert [(i.name, i.node, i.role) for i in router.instances] == [
-        ("router1@network1", "network1", "dvr_local"),    # its DHCP ports are DVR-serviced
+        ("router1@network1", "network1", "dvr_local"),    # its DHCP and sg- ports are DVR-serviced
+        ("router1.snat", "network1", "dvr_snat"),          # DvrEdgeRouter: the gateway's snat-
         ("router1@compute1", "compute1", "dvr_local"),
         ("router1@compute2", "compute2", "dvr_local")]
-    assert {i.netns.rsplit(".", 1)[1] for i in router.instances} == {f"qrouter-{router.router_id}"}
+    assert {i.netns.rsplit(".", 1)[1] for i in local(plan)} == {f"qrouter-{router.router_id}"}
+    assert plan.router_instances[1].netns.endswith(f".network1.snat-{router.router_id}")
+
+
+def local(plan):
+    return [i for i in plan.router_instances if i.role == "dvr_local"]
 
 
 def test_same_qr_ports_everywhere(plan):
-    ports = {tuple((q.ns_dev, q.ip, q.mac) for q in i.interfaces) for i in plan.router("router1").instances}
+    ports = {tuple((q.ns_dev, q.ip, q.mac) for q in i.interfaces) for i in local(plan)}
     assert len(ports) == 1
     (only,) = ports
     assert [ip for _, ip, _ in only] == ["192.168.1.1", "192.168.2.1"]
-    assert all(i.gateway is None and not i.floating_ips for i in plan.router_instances)
-    assert {q.device_owner for i in plan.router_instances for q in i.interfaces} == \
+    assert all(i.gateway is None for i in local(plan))
+    assert [(i.name, f.address) for i in local(plan) for f in i.floating_ips] == [("router1@compute1", "203.0.113.102")]
+    assert {q.device_owner for i in local(plan) for q in i.interfaces} == \
         {"network:router_interface_distributed"}
 
 
 def test_permanent_neighbours_for_every_port_but_router_ports(plan):
-    inst = plan.router_instances[1]
+    inst = local(plan)[1]
     qr1, qr2 = (q.ns_dev for q in inst.interfaces)
     got = {(n.dev, n.ip, n.mac) for n in inst.neighbours}
     want = {(qr1 if p.network == "net1" else qr2, p.ip, p.mac) for p in plan.ports}
     want |= {(qr1 if d.network == "net1" else qr2, d.port.ip, d.port.mac) for d in plan.dhcp_servers}
+    snat = plan.router_instances_of("router1.snat")[0]
+    want |= {(qr1 if p.network == "net1" else qr2, p.ip, p.mac) for p in snat.interfaces}    # sg- ports
     assert got == want
     assert not {n.ip for n in inst.neighbours} & {"192.168.1.1", "192.168.2.1"}
 
@@ -105,7 +114,7 @@ def test_placement_helper_counts_dhcp_and_instances():
     s = load_scenario("dvr-vlan")
     (r,) = s.routers
     assert routers.placements(s, r) == (("network1", "dvr_local"), ("compute1", "dvr_local"),
-                                        ("compute2", "dvr_local"))
+                                        ("compute2", "dvr_local"), ("network1", "dvr_snat"))
 
 
 # --------------------------------------------------------------------------- flows
@@ -171,7 +180,7 @@ def test_distributed_needs_the_ovs_agents_dvr_mode():
         problem(text, f"  {node}: {{role", f"nodes.{node}.agent_mode", "needs the OVS agent's DVR mode", only=False)
     problem(text, "distributed: true", "routers.router1.distributed", "enable_distributed_routing: true", only=False)
     # without DVR there is no DVR MAC to name
-    problem(text, "source_mac: dvr:compute1", "checks[0].path[1].source_mac", "is not a MAC address", only=False)
+    problem(text, "source_mac: dvr:compute1", "checks[4].path[1].source_mac", "is not a MAC address", only=False)
 
 
 def test_agent_modes_per_role():
@@ -192,15 +201,22 @@ def test_dvr_no_external_is_accepted():
     s = parse(TEXT.replace("compute2: {role: compute, agent_mode: dvr}",
                            "compute2: {role: compute, agent_mode: dvr_no_external}"))
     assert s.node("compute2").agent_mode == "dvr_no_external"
-    assert len(build_plan(s).router_instances) == 3
+    assert len(local(build_plan(s))) == 3
 
 
-def test_north_south_is_not_built_yet():
-    text = TEXT.replace("    interfaces: [net1, net2]\n", "    interfaces: [net1, net2]\n    external_gateway: net1\n")
-    problem(text, "external_gateway: net1", "routers.router1.external_gateway", "is not built yet", only=False)
-    text = text.replace("{role: network, agent_mode: dvr_snat}", "{role: network}")
-    problem(text, "external_gateway: net1", "routers.router1.external_gateway",
+def test_a_gateway_needs_a_dvr_snat_node():
+    text = TEXT.replace("{role: network, agent_mode: dvr_snat}", "{role: network}")
+    problem(text, "external_gateway: ext-net", "routers.router1.external_gateway",
             "needs a node with agent_mode dvr_snat for its gateway", only=False)
+
+
+def test_a_floating_ip_needs_a_dvr_host_on_the_external_network():
+    text = TEXT.replace("    nodes: [network1, compute1] #", "    nodes: [network1]           #")
+    problem(text, "floating_ip: 203.0.113.102", "instances.vm1.floating_ip",
+            "compute1 is not attached to external, which carries ext-net", only=False)
+    text = TEXT.replace("  compute1: {role: compute, agent_mode: dvr}", "  compute1: {role: compute, agent_mode: dvr_no_external}")
+    problem(text, "floating_ip: 203.0.113.102", "instances.vm1.floating_ip",
+            "runs no L3 agent in dvr or dvr_snat mode", only=False)
 
 
 def test_dvr_over_tunnels_needs_l2pop_and_forces_the_arp_responder():
@@ -218,9 +234,9 @@ def test_dvr_base_mac_must_not_be_neutrons_base_mac():
 
 def test_source_mac_names():
     text = TEXT.replace("source_mac: dvr:compute1 ", "source_mac: dvr:compute9 ")
-    problem(text, "dvr:compute9", "checks[0].path[1].source_mac", "is not a MAC address, nor one of")
-    text = TEXT.replace("      - never_passes: router1@network1", "      - never_passes: router1@compute9")
-    problem(text, "router1@compute9", "checks[2].path[0].never_passes", "unknown router 'router1@compute9'")
+    problem(text, "dvr:compute9", "checks[4].path[1].source_mac", "is not a MAC address, nor one of")
+    text = TEXT.replace("      - never_passes: router1@network1\n", "      - never_passes: router1@compute9\n", 1)
+    problem(text, "router1@compute9", "checks[0].path[4].never_passes", "unknown router 'router1@compute9'")
 
 
 # --------------------------------------------------------------------------- source_mac in verdicts
@@ -262,7 +278,7 @@ def test_no_local_router_where_the_router_has_no_ports():
                      if "vm2" not in line and "vm4" not in line and "lease: vm4" not in line) + "\n"
     text = text[:text.index("checks:")] + "checks: []\n"
     plan = build_plan(parse(text))
-    assert [i.node for i in plan.router_instances] == ["network1", "compute1"]
+    assert [i.node for i in local(plan)] == ["network1", "compute1"]
     assert plan.node("compute2").dvr_interfaces == () and plan.node("compute2").dvr_mac
 
 
@@ -283,3 +299,90 @@ def test_trace_expects_the_distributed_path(scenario):
     # the receiving side's ofproto/trace starts from the DVR MAC
     entry = next(fields for node, _, fields in builder.ovs_entries if node.name == "compute2")
     assert entry["dl_src"] == d1
+
+
+
+# --------------------------------------------------------------------------- north-south
+
+def test_snat_instance_and_its_redirect(plan):
+    snat = plan.router_instances_of("router1.snat")[0]
+    assert (snat.node, snat.role, snat.gateway.ip, snat.external_gateway_ip) == \
+        ("network1", "dvr_snat", "203.0.113.101", "203.0.113.1")
+    assert [(p.ns_dev[:3], p.ip, p.device_owner) for p in snat.interfaces] == [
+        ("sg-", "192.168.1.3", "network:router_centralized_snat"),
+        ("sg-", "192.168.2.3", "network:router_centralized_snat")]
+    assert routers.sysctls(snat)[-2:] == (("net.ipv4.ip_nonlocal_bind", "1"),
+                                          ("net.netfilter.nf_conntrack_tcp_loose", "0"))
+    c2 = plan.router_instances_of("router1@compute2")[0]
+    assert [(r.source, r.table, r.priority) for r in c2.rules] == [
+        ("192.168.1.0/24", 3232235777, 3232235777), ("192.168.2.0/24", 3232236033, 3232236033)]
+    assert [(r.table, r.via, r.dev) for r in c2.routes] == [
+        (3232235777, "192.168.1.3", c2.interfaces[0].ns_dev), (3232236033, "192.168.2.3", c2.interfaces[1].ns_dev)]
+    assert ("net.ipv4.conf.all.send_redirects", "0") in routers.sysctls(c2)
+    assert c2.fip_link is None and not c2.floating_ips
+
+
+def test_sg_ports_are_dvr_serviced_on_the_snat_node(plan, renders):
+    snat = plan.router_instances_of("router1.snat")[0]
+    f = flows(renders, "network1", "br-int")
+    for p in snat.interfaces:
+        vlan = 101 if p.network == "net1" else 102
+        assert f"table=60,priority=20,dl_vlan={vlan},dl_dst={p.mac},actions=strip_vlan,output:{p.ovs_dev}" in f
+
+
+def test_snat_rules_render(plan, renders):
+    snat = plan.router_instances_of("router1.snat")[0]
+    text = renders["network1"].routers["router1.snat"]
+    qg = snat.gateway.ns_dev
+    assert f"-A neutron-l3-agent-snat -o {qg} -j SNAT --to-source 203.0.113.101 --random-fully" in text
+    assert f"-A neutron-l3-agent-POSTROUTING ! -o {qg} -m conntrack ! --ctstate DNAT -j ACCEPT" in text
+    assert "9697" not in text and "DNAT --to-destination" not in text     # no metadata, no floating IPs
+
+
+def test_floating_ip_on_its_compute(plan, renders):
+    (fip,) = plan.fip_namespaces
+    assert (fip.name, fip.node, fip.gateway.ip, fip.gateway.ns_dev[:3]) == \
+        ("fip-ext-net@compute1", "compute1", "203.0.113.103", "fg-")
+    (link,) = fip.links
+    assert (link.rfp_ip, link.fpr_ip, link.table) == ("169.254.64.0", "169.254.64.1", 2852012033)
+    assert [(r.address, r.via, r.dev) for r in fip.routes] == [("203.0.113.102", "169.254.64.0", link.fpr_dev)]
+    c1 = plan.router_instances_of("router1@compute1")[0]
+    assert c1.fip_link == link
+    assert (c1.rules[0].source, c1.rules[0].table, c1.rules[0].priority) == ("192.168.1.11/32", 16, 32768)
+    assert (c1.routes[0].table, c1.routes[0].via, c1.routes[0].dev) == (16, "169.254.64.1", link.rfp_dev)
+    text = renders["compute1"].routers["router1@compute1"]
+    assert f"-A neutron-l3-agent-PREROUTING -d 203.0.113.102/32 -i {link.rfp_dev} -j DNAT --to-destination " \
+           "192.168.1.11" in text
+    assert "-A neutron-l3-agent-OUTPUT -d 203.0.113.102/32" not in text    # the legacy router's, not DVR's
+    assert "-A neutron-l3-agent-PREROUTING -j CT --notrack" in renders["compute1"].fips[fip.name]
+    assert fip.gateway.ovs_dev in " ".join(renders["compute1"].ovsdb)
+    assert ("net.ipv4.conf." + fip.gateway.ns_dev + ".proxy_arp", "1") in routers.fip_sysctls(fip.gateway.ns_dev)
+
+
+def test_graph_draws_snat_and_fip(plan):
+    from lab.tools import graph
+    text = graph.to_text(graph.build(plan))
+    assert "(router1.snat)" in text and "(fip-ext-net@compute1)" in text
+    assert "fpr-20e473f8-3 169.254.64.1 = rfp-20e473f8-3 169.254.64.0" in text
+
+
+@pytest.mark.parametrize("scenario", ["dvr-vlan", "dvr-vxlan"])
+def test_trace_expects_the_north_south_paths(scenario):
+    from lab.tools.trace import build_path
+    plan = build_plan(load_scenario(scenario))
+    where = lambda b: [h.where for h in b.hops]     # noqa: E731
+    snat, _, _ = build_path(plan, "vm2", "ext1")     # no floating IP: SNAT on network1
+    w = where(snat)
+    assert w[w.index(next(x for x in w if x.startswith("router1@compute2 qr-"))) + 1] == "router1@compute2 routing"
+    assert any(x.startswith("router1.snat sg-") for x in w) and any(x.startswith("router1.snat qg-") for x in w)
+    assert w[-1] == "ext1 eth0" and "203.0.113.101 > 203.0.113.50" in snat.hops[-1].expected
+    assert "SNAT redirect: rule 3232235777" in next(h.expected for h in snat.hops if h.where == "router1@compute2 routing")
+    out, _, _ = build_path(plan, "vm1", "ext1")      # floating IP: out of compute1's fip-
+    w = where(out)
+    assert any(x.startswith("fip-ext-net@compute1 fg-") for x in w) and not any("network1" in x for x in w)
+    assert "203.0.113.102 > 203.0.113.50" in out.hops[-1].expected
+    inbound, dst, _ = build_path(plan, "ext1", "203.0.113.102")
+    w = where(inbound)
+    assert dst.name == "vm1" and w[0] == "ext1 eth0" and w[-1] == "vm1 eth0"
+    assert any(x.startswith("fip-ext-net@compute1 fg-") for x in w) and not any("network1" in x for x in w)
+    assert any(x.startswith("router1@compute1 rfp-") for x in w)

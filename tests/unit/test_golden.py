@@ -100,6 +100,8 @@ def rendered_files(name: str) -> dict[str, str]:
             files[f"{name}/{node}/ipset.restore"] = r.ipset
         for router, text in r.routers.items():
             files[f"{name}/{node}/router-{router}.rules"] = text
+        for fip, text in r.fips.items():
+            files[f"{name}/{node}/{fip}.rules"] = text
         for server, d in r.dhcp.items():
             for fname in DHCP_GOLDEN_FILES:
                 files[f"{name}/{node}/dhcp-{server}/{fname}"] = d.files[fname]
@@ -147,7 +149,7 @@ def test_every_router_and_dhcp_server_has_golden_files(name):
     if name == "remote-groups":         # one network, no router: a security-group scenario
         assert (len(plan.routers), len(plan.dhcp_servers)) == (0, 1)
         return
-    assert len(plan.routers) == 1 and len(plan.router_instances) == (3 if name.startswith("dvr-") else 1)
+    assert len(plan.routers) == 1 and len(plan.router_instances) == (4 if name.startswith("dvr-") else 1)   # dvr: 3 qrouter- + snat-
     assert len(plan.dhcp_servers) == (2 if name.startswith("dvr-") else 3)
 
 

@@ -56,13 +56,31 @@ def lab_router_state(router: RouterInstance) -> str:
     the l3 agent's sysctls (routers.QROUTER_SYSCTLS), the port addresses, floating IPs as /32 on qg- and the default route
     (lab/runtime/agents.py, router_links). Those run as root, so their steps are restated here
     from the plan they read; keep the two in step."""
-    lines = {f"sysctl {key}={value}" for key, value in routers.QROUTER_SYSCTLS}
+    lines = {f"sysctl {key}={value}" for key, value in routers.sysctls(router)}
     lines |= {f"link {p.ns_dev} mac {p.mac} mtu {p.mtu}" for p in router.ports}
     lines |= {f"address {p.ns_dev} {p.ip}/{p.prefixlen}" for p in router.ports}
     if router.gateway:
         lines |= {f"address {router.gateway.ns_dev} {f.address}/32" for f in router.floating_ips}
         if router.external_gateway_ip:
             lines.add(f"route default via {router.external_gateway_ip} dev {router.gateway.ns_dev}")
+    # DVR (agents.router_policy_routes, fip.link_up): the SNAT redirect's and table 16's default
+    # routes (the dump leaves out the table), rfp-'s /31
+    lines |= {f"route {'default' if r.destination == '0.0.0.0/0' else r.destination} via {r.via} dev {r.dev}"
+              for r in router.routes}
+    if router.fip_link:
+        lines.add(f"address {router.fip_link.rfp_dev} {router.fip_link.rfp_ip}/31")
+    return "".join(line + "\n" for line in sorted(lines))
+
+
+def lab_fip_state(fip) -> str:
+    """fip- (lifecycle.py: fg-'s veth; lab/runtime/fip.py: addresses, sysctls, routes),
+    restated from the plan like lab_router_state."""
+    g = fip.gateway
+    lines = {f"sysctl {key}={value}" for key, value in routers.fip_sysctls(g.ns_dev)}
+    lines |= {f"link {g.ns_dev} mac {g.mac} mtu {g.mtu}", f"address {g.ns_dev} {g.ip}/{g.prefixlen}"}
+    lines |= {f"address {x.fpr_dev} {x.fpr_ip}/31" for x in fip.links}
+    lines |= {f"route default via {fip.external_gateway_ip} dev {g.ns_dev}" for x in fip.links}
+    lines |= {f"route {r.address}/32 via {r.via} dev {r.dev}" for r in fip.routes}
     return "".join(line + "\n" for line in sorted(lines))
 
 
@@ -88,10 +106,11 @@ def lab_dumps(plan: Plan) -> dict[str, str]:
         if r.ipset:
             out[f"{node.name}/ipset"] = norm.normalize_ipset(r.ipset)
         for router in plan.routers_on(node.name):
-            if router.role != "legacy":     # the reference drives no DVR router class yet
-                continue
             out[f"{node.name}/router-{router.name}.iptables"] = norm.normalize_iptables(r.routers[router.name])
             out[f"{node.name}/router-{router.name}.net"] = lab_router_state(router)
+        for fip in plan.fips_on(node.name):
+            out[f"{node.name}/{fip.name}.iptables"] = norm.normalize_iptables(r.fips[fip.name])
+            out[f"{node.name}/{fip.name}.net"] = lab_fip_state(fip)
         for dhcp in node.dhcp_servers:
             d = r.dhcp[dhcp.name]
             out[f"{node.name}/dhcp-{dhcp.name}.net"] = lab_dhcp_state(dhcp)

@@ -27,8 +27,8 @@ def plan(scenario):
 
 
 def test_roles():
-    assert routers.ROLES == ("legacy", "dvr_local")
-    assert routers.RESERVED_ROLES == ("dvr_snat",)
+    assert routers.ROLES == ("legacy", "dvr_local", "dvr_snat")
+    assert routers.RESERVED_ROLES == ()
     assert routers.NAMESPACE_PREFIX == {"legacy": "qrouter-", "dvr_local": "qrouter-", "dvr_snat": "snat-"}
 
 
@@ -37,10 +37,10 @@ def test_legacy_placement_is_the_routers_node(scenario):
     assert routers.placements(scenario, r) == (("network1", "legacy"),)
 
 
-def test_reserved_roles_are_not_built(scenario):
+def test_unknown_roles_are_refused(scenario):
     (r,) = scenario.routers
-    with pytest.raises(ValueError, match="router role 'dvr_snat' is not built yet"):
-        routers.instance("lab", scenario, r, "network1", "dvr_snat", 2, lambda net: 1, None)
+    with pytest.raises(ValueError, match="router role 'ha' is not built yet"):
+        routers.instance("lab", scenario, r, "network1", "ha", 2, lambda net: 1, None)
 
 
 def test_target_names():

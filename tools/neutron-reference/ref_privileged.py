@@ -19,6 +19,7 @@ class PrivRecorder:
     def __init__(self):
         self.calls: list[tuple[str, tuple, dict]] = []
         self.devices: dict[str, dict] = {}     # devices the interface driver "plugged"
+        self.plugged_exist = False    # DVR runs: interface_exists answers yes for a plugged device
 
     def add_device(self, name: str, mac: str, mtu: int | None) -> None:
         self.devices[name] = {"link/ether": mac, "mtu": mtu, "name": name, "state": "UP",
@@ -26,6 +27,8 @@ class PrivRecorder:
 
     def make(self, name: str):
         def fake(*args, **kwargs):
+            if name == "interface_exists" and self.plugged_exist:
+                return bool(args) and args[0] in self.devices
             if name in ("path_exists", "interface_exists"):
                 return False
             if name.startswith(QUERY_EMPTY_LIST):

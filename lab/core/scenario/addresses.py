@@ -15,7 +15,7 @@ from lab.core.scenario.checker import Checker
 from lab.core.scenario.external_hosts import PendingHost
 from lab.core.scenario.instances import PendingInstance, resolve_instances
 from lab.core.scenario.ipam import Addresses, in_pool, pool_text
-from lab.core.scenario.model import Instance, Network, Router
+from lab.core.scenario.model import FipAgentPort, Instance, Network, Router
 from lab.core.scenario.routers import PendingRouter, resolve_routers
 
 
@@ -36,7 +36,35 @@ def assign_addresses(c: Checker, lab: str, networks: list[Network], pending: lis
     networks = [_with_dhcp_port(lab, net, addresses) for net in networks]
     instances = resolve_instances(c, lab, pending, addresses)
     resolved_routers = resolve_routers(lab, routers, addresses)
-    return networks, _auto_floating_ips(instances, fip_owner, addresses), resolved_routers
+    instances = _auto_floating_ips(instances, fip_owner, addresses)
+    nets = {n.name: n for n in networks}
+    return networks, instances, _with_fip_agent_ports(lab, resolved_routers, instances, addresses, nets)
+
+
+def _with_fip_agent_ports(lab: str, routers: list[Router], instances: list[Instance],
+                          addresses: Addresses, networks: dict[str, Network]) -> list[Router]:
+    """DVR: the server makes a floating IP agent gateway port (fg-) for a (node, external
+    network) the first time a floating IP is bound there (after the floating IPs have their
+    addresses): in router order, then instance order."""
+    ports: dict[tuple[str, str], FipAgentPort] = {}
+    out = []
+    for r in routers:
+        if not (r.distributed and r.external_network):
+            out.append(r)
+            continue
+        served = {i.network for i in r.interfaces}
+        mine = []
+        for inst in (i for i in instances if i.floating_ip and i.network in served):
+            key = (inst.node, r.external_network)
+            if key not in ports:
+                ip = addresses.allocate(networks[r.external_network], f"floating IP agent gateway of "
+                                        f"{inst.node}", inst.line, f"instances.{inst.name}.floating_ip")
+                pid = naming.object_uuid(lab, "fip-agent-gateway", f"{inst.node}/{r.external_network}")
+                ports[key] = FipAgentPort(inst.node, r.external_network, pid, ip or "", naming.port_mac(pid))
+            if ports[key] not in mine:
+                mine.append(ports[key])
+        out.append(dataclasses.replace(r, fip_agent_ports=tuple(mine)))
+    return out
 
 
 def _floating_ips(c: Checker, pending: list[PendingInstance], routers: list[PendingRouter],

@@ -126,6 +126,17 @@ class RouterInterface:
 
 
 @dataclass(frozen=True)
+class FipAgentPort:
+    """DVR: a node's port on an external network (device_owner network:floatingip_agent_gateway)."""
+
+    node: str
+    network: str
+    port_id: str
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
 class Router:
     name: str
     project: str
@@ -138,6 +149,12 @@ class Router:
     gateway_mac: str | None
     line: int
     distributed: bool = False       # DVR: a qrouter- on every host with a port on its networks
+    # DVR with an external gateway: one centralized SNAT port (sg-, in snat-) per interface,
+    # its own address and MAC on the interface's subnet (device_owner network:router_centralized_snat)
+    snat_ports: tuple[RouterInterface, ...] = ()
+    # DVR floating IPs: the server's floating IP agent gateway ports (fg-, in fip-), one per
+    # (node, external network) with a floating IP of this router; shared with other routers
+    fip_agent_ports: tuple[FipAgentPort, ...] = ()
 
 
 @dataclass(frozen=True)

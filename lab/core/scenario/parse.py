@@ -133,7 +133,11 @@ def router_targets(nodes, physnets, networks, instances, routers) -> set[str]:
     out = {r.name for r in routers}
     for r in routers:
         ports = [(i.node, i.network) for i in instances]
-        hosts = placement.dvr_hosts(nodes, physnets, networks, ports, r.interfaces) if r.distributed else ()
+        hosts = set(placement.dvr_hosts(nodes, physnets, networks, ports, r.interfaces)) if r.distributed else set()
+        if r.distributed and r.external_network:
+            hosts.add(r.node)       # DvrEdgeRouter: qrouter- and snat- on the dvr_snat node
+            out.add(naming.snat_target(r.name))
+            out |= {naming.fip_target(p.network, p.node) for p in r.fip_agent_ports}    # fip- (checks: passes)
         out |= {naming.router_target(r.name, h, len(hosts)) for h in hosts}
     return out
 

@@ -56,6 +56,7 @@ def parse_routers(c: Checker, data: LineDict, projects: list[str], nodes: list[N
         gateway_ip = _gateway_ip(c, body, where, external)
         if distributed:
             _dvr_hosts_run_dvr(c, body, where, nodes, physnets, networks, instances, interfaces)
+            _dvr_floating_ip_hosts(c, where, nodes, physnets, instances, interfaces, external)
         if project is None:
             continue
         out.append(PendingRouter(nm, project, node or "", interfaces, external, gateway_ip,
@@ -83,9 +84,6 @@ def _distributed(c: Checker, body: LineDict, line: int, where: str, nodes: list[
             c.add(gline, gwhere, "a distributed router needs a node with agent_mode dvr_snat for its gateway")
         elif node is None:
             c.add(line, f"{where}.node", f"is required when the scenario has {len(snat_nodes)} dvr_snat nodes")
-        else:
-            c.add(gline, gwhere, "north-south for distributed routers (snat-, sg-, fip-, floating IPs) is not "
-                                 "built yet: leave out external_gateway (east-west is built)")
     return node
 
 
@@ -103,6 +101,27 @@ def _dvr_hosts_run_dvr(c: Checker, body: LineDict, where: str, nodes: list[Node]
                   f"{where}.interfaces", f"{host} has ports on this distributed router's networks but runs no "
                   f"L3 agent in a DVR mode (agent_mode: {modes.get(host) or 'none'}; needs dvr, "
                   "dvr_no_external or dvr_snat)")
+
+
+def _dvr_floating_ip_hosts(c: Checker, where: str, nodes: list[Node], physnets: dict[str, PhysicalNetwork],
+                           instances, interfaces: list[Network], external: Network | None) -> None:
+    """A floating IP of a distributed router lives on its instance's node (fip-, fg-): that node
+    runs the L3 agent in dvr or dvr_snat mode and is attached to the external network."""
+    if external is None:
+        return
+    modes = {n.name: n.agent_mode for n in nodes}
+    attached = physnets[external.physical_network].nodes
+    served = {n.name for n in interfaces}
+    for p in (i for i in instances if i.fip is not None and i.net is not None and i.net.name in served):
+        line, fwhere = p.body.line_of("floating_ip"), f"instances.{p.name}.floating_ip"
+        if modes.get(p.node) not in ("dvr", "dvr_snat"):
+            c.add(line, fwhere, f"{p.node} runs no L3 agent in dvr or dvr_snat mode (agent_mode: "
+                                f"{modes.get(p.node) or 'none'}), so it cannot host a floating IP of "
+                                f"distributed router {where.split('.', 1)[1]} (centralized floating IPs for "
+                                "dvr_no_external are not built)")
+        elif p.node not in attached:
+            c.add(line, fwhere, f"{p.node} is not attached to {external.physical_network}, which carries "
+                                f"{external.name}: a distributed router's floating IP lives on its instance's node")
 
 
 def _node(c: Checker, body: LineDict, line: int, where: str, network_nodes: list[str]) -> str | None:
@@ -202,7 +221,20 @@ def resolve_routers(lab: str, pending: list[PendingRouter], addresses: Addresses
         for n in r.interfaces:
             pid = naming.object_uuid(lab, "router-interface", f"{r.name}/{n.name}")
             interfaces.append(RouterInterface(n.name, pid, n.gateway, naming.port_mac(pid)))
+        snat = _snat_ports(lab, r, addresses) if r.distributed and ext is not None else ()
         routers.append(Router(r.name, r.project, r.node, naming.object_uuid(lab, "router", r.name),
                               tuple(interfaces), ext.name if ext else None, gw_port, gw_ip, gw_mac, r.line,
-                              distributed=r.distributed))
+                              distributed=r.distributed, snat_ports=snat))
     return routers
+
+
+def _snat_ports(lab: str, r: PendingRouter, addresses: Addresses) -> tuple[RouterInterface, ...]:
+    """DVR: the server's centralized SNAT ports (l3_dvr_db _create_snat_intf_ports_if_not_exists,
+    made when the gateway is set): one per interface subnet, the lowest free address there."""
+    out = []
+    for n in r.interfaces:
+        ip = addresses.allocate(n, f"SNAT port of router {r.name}", r.line, f"routers.{r.name}.external_gateway")
+        pid = naming.object_uuid(lab, "router-snat", f"{r.name}/{n.name}")
+        if ip is not None:
+            out.append(RouterInterface(n.name, pid, ip, naming.port_mac(pid)))
+    return tuple(out)

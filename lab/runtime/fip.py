@@ -1,0 +1,83 @@
+"""DVR floating IPs on a compute: the fip-<external network uuid> namespace the L3 agent (agent_mode
+dvr) makes on a node with floating IPs (lab/core/routers.py plans it). Its fg- port's veth is
+made with the node's other agent ports (lifecycle); here: the rfp-/fpr- veth to each router's
+qrouter-, addresses, the FipNamespace sysctls (proxy ARP on fg-), the /32 route of each
+floating IP to its router, each router's `ip rule iif fpr- lookup <table>` and that table's
+default route, permanent neighbours across the veth, and the fip- iptables. Called by
+lifecycle.py, which owns ordering, the ledger and rollback."""
+
+from __future__ import annotations
+
+from lab.core import naming, routers
+from lab.core.plan import FipNamespacePlan, Plan
+from lab.paths import lab_dir
+from lab.runtime import gateway, netns
+from lab.runtime.kernel import Links
+
+
+def link_up(plan: Plan, fip: FipNamespacePlan) -> None:
+    """The rfp-/fpr- veth of each router with floating IPs here (create_rtr_2_fip_link), made
+    from the router's qrouter- with its peer straight in fip-; kept if it is there."""
+    for link in fip.links:
+        qrouter = next(r for r in plan.routers_on(fip.node) if r.fip_link == link)
+        with netns.entered(qrouter.netns), Links(qrouter.netns) as links:
+            if not links.has(link.rfp_dev):
+                links.veth(link.rfp_dev, link.fpr_dev, peer_netns=fip.netns, peer_mac=link.fpr_mac,
+                           mac=link.rfp_mac, mtu=link.mtu, up=True)
+            links.tx_checksum_off(link.rfp_dev)
+            if not links.has_address(link.rfp_dev, link.rfp_ip):
+                links.add_address(link.rfp_dev, link.rfp_ip, 31)
+            links.permanent_neighbour(link.rfp_dev, link.fpr_ip, link.fpr_mac)
+
+
+def namespace_up(fip: FipNamespacePlan) -> None:
+    """fip-'s own side: fg- with its address, the sysctls, fpr- addresses and neighbours,
+    the floating IPs' /32 routes and, per router, the rule and table out through fg-."""
+    fg = fip.gateway
+    with netns.entered(fip.netns):
+        with Links(fip.netns) as links:
+            links.tx_checksum_off(fg.ns_dev)
+            if not links.has_address(fg.ns_dev, fg.ip):
+                links.add_address(fg.ns_dev, fg.ip, fg.prefixlen)
+            links.up(fg.ns_dev)
+            for link in fip.links:
+                links.tx_checksum_off(link.fpr_dev)
+                if not links.has_address(link.fpr_dev, link.fpr_ip):
+                    links.add_address(link.fpr_dev, link.fpr_ip, 31)
+                links.up(link.fpr_dev)
+                links.permanent_neighbour(link.fpr_dev, link.rfp_ip, link.rfp_mac)
+                if fip.external_gateway_ip:
+                    links.table_route("0.0.0.0/0", fip.external_gateway_ip, fg.ns_dev, link.table)
+                links.iif_rule(link.table, link.table, link.fpr_dev)
+            for route in fip.routes:
+                links.route_via(f"{route.address}/32", route.via, route.dev)
+        for key, value in routers.fip_sysctls(fg.ns_dev):
+            netns.write_sysctl(key, value)
+
+
+def rules(plan: Plan, fip: FipNamespacePlan, text: str) -> None:
+    """The fip- iptables (raw: no conntrack), applied and recorded like a router's."""
+    rules_file = lab_dir(plan.lab) / naming.router_rules_file(fip.name)
+    rules_file.parent.mkdir(parents=True, exist_ok=True)
+    rules_file.write_text(text)
+    gateway.run(["iptables-restore", "-w", "5", str(rules_file)], netns=fip.netns)
+    from lab.runtime.health import record_iptables
+    record_iptables(rules_file, fip.netns)
+
+
+def problems(fip: FipNamespacePlan) -> list[str]:
+    """What an existing fip- lacks: its fpr- devices, the floating IPs' routes, the rules."""
+    if not netns.exists(fip.netns):
+        return []
+    out = []
+    with netns.entered(fip.netns), Links(fip.netns) as links:
+        missing = [x.fpr_dev for x in fip.links if not links.has(x.fpr_dev)]
+        out += [f"{fip.name}: {dev} (to its router's rfp-) is missing" for dev in missing]
+        have = links.iif_rules()
+        out += [f"{fip.name}: no rule iif {x.fpr_dev} lookup {x.table}" for x in fip.links
+                if (x.table, x.table, x.fpr_dev) not in have]
+        if not missing:
+            routes = links.routes_via()
+            out += [f"{fip.name}: no route {r.address}/32 via {r.via} dev {r.dev}" for r in fip.routes
+                    if (f"{r.address}/32", r.via) not in routes]
+    return out
