@@ -59,6 +59,16 @@ class Links:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _do(self, what: str, fn, *args, **kwargs):
+        """A pyroute2 call (the rarer requests: policy rules, routes in other tables); its
+        NetlinkError as a KernelError naming WHAT."""
+        from pyroute2.netlink.exceptions import NetlinkError
+        try:
+            return fn(*args, **kwargs)
+        except NetlinkError as exc:
+            raise KernelError(f"{what} in netns {self.where}: {exc.args[-1] if exc.args else exc} "
+                              f"(errno {exc.code})") from None
+
     def _request(self, what: str, build, *, needs: tuple[str, ...] = (), first: bool = False,
                  **kwargs) -> None:
         """One request: BUILD(**KWARGS) encodes it (nlbatch). NEEDS name the keywords given
