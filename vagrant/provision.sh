@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(openvswitch-switch tcpdump iptables ipset iproute2 iputils-ping ethtool dnsmasq-base haproxy busybox graphviz python3 python3-venv python3-pip)
+packages=(openvswitch-switch tcpdump iptables ipset iproute2 iputils-ping ethtool dnsmasq-base haproxy busybox graphviz mininet python3 python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,7 +46,7 @@ python=${PYTHON:-python3}
 if [ ! -x "$repo/.venv/bin/python" ]; then
   "$python" -m venv "$repo/.venv"
 fi
-"$repo/.venv/bin/pip" install --quiet -e "$repo[test]"
+"$repo/.venv/bin/pip" install --quiet -e "$repo[test,bench]"
 ln -sf "$repo/.venv/bin/lab" /usr/local/bin/lab
 echo "neutron-lab installed: $(/usr/local/bin/lab --version)"
 

@@ -1,41 +1,57 @@
-"""Kernel objects through netlink (pyroute2), in the namespace the calling thread is in.
+"""Kernel objects through netlink, in the namespace the calling thread is in.
 
-Use inside ``netns.entered(name)``: ``Links()`` opens a pyroute2 socket there. Nothing here
-spawns a process; the one ioctl (checksum offload) goes through a socket of that namespace.
+Use inside ``netns.entered(name)``. Changes are netlink requests sent in batches
+(``nlbatch``, encoded as pyroute2 encodes them); reads (addresses, routes, neighbours) go
+through a pyroute2 socket opened there on first use. Nothing here spawns a process; the one
+ioctl (checksum offload) goes through a socket of that namespace.
 """
 
 from __future__ import annotations
 
 import ctypes
 import fcntl
+import os
 import socket
 import struct
+from contextlib import contextmanager
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from lab.runtime import nlbatch
+from lab.runtime.nlbatch import Batch, KernelError
 
-from lab.errors import LabError
-
+MAX_OPEN_NETNS = 128    # peer namespaces held open by one batch before it is sent
 NUD_PERMANENT = 0x80
 IFF_UP = 0x1
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017
 
 
-class KernelError(LabError):
-    pass
-
-
 class Links:
-    """Links, addresses and routes of one namespace."""
+    """Links, addresses and routes of one namespace.
+
+    Changes go out as batches (``nlbatch``: many requests to one ``sendto``). Outside ``batched()`` each call is a batch of its own; inside, requests are
+    queued and sent when the block ends: new bridges first, then one RTM_GETLINK round for
+    every device a later request needs by index (a master, an address's device), then the
+    rest in the order given, then the checksum ioctls, once every device exists."""
 
     def __init__(self, where: str):
         self.where = where  # for error messages: the namespace name
-        self.ipr = IPRoute()
+        self._ipr = None
         self._index: dict[str, int] = {}
+        self._queue: list[tuple] | None = None
+        self._offload: list[str] = []      # checksum ioctls owed when the batch is sent
+
+    @property
+    def ipr(self):
+        """A pyroute2 IPRoute for reads (dumps), opened on first use in the calling thread's
+        namespace; imported then too (0.1 s), so `up` and `down` never pay for it."""
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+            self._ipr = IPRoute()
+        return self._ipr
 
     def close(self) -> None:
-        self.ipr.close()
+        if self._ipr is not None:
+            self._ipr.close()
 
     def __enter__(self) -> "Links":
         return self
@@ -44,19 +60,80 @@ class Links:
         self.close()
 
     def _do(self, what: str, fn, *args, **kwargs):
+        """A pyroute2 call (the rarer requests: policy rules, routes in other tables); its
+        NetlinkError as a KernelError naming WHAT."""
+        from pyroute2.netlink.exceptions import NetlinkError
         try:
             return fn(*args, **kwargs)
         except NetlinkError as exc:
             raise KernelError(f"{what} in netns {self.where}: {exc.args[-1] if exc.args else exc} "
                               f"(errno {exc.code})") from None
 
+    def _request(self, what: str, build, *, needs: tuple[str, ...] = (), first: bool = False,
+                 **kwargs) -> None:
+        """One request: BUILD(**KWARGS) encodes it (nlbatch). NEEDS name the keywords given
+        as a device name whose index replaces it when the request is encoded."""
+        entry = (what, build, kwargs, needs, first)
+        if self._queue is not None:
+            self._queue.append(entry)
+        else:
+            self._send([entry])
+
+    @contextmanager
+    def batched(self):
+        """Queue this block's changes and send them in a few batches when it ends."""
+        self._queue = []
+        try:
+            yield self
+            queue = self._queue
+        finally:
+            self._queue = None
+        self._send([e for e in queue if e[4]] + [e for e in queue if not e[4]])
+        offload, self._offload = self._offload, []
+        self.tx_checksum_off(*offload)
+
+    def _send(self, entries: list[tuple]) -> None:
+        batch = Batch(self.where)
+        fds: list[int] = []
+        try:
+            for i, (what, build, kwargs, needs, _) in enumerate(entries):
+                if any(kwargs[k] not in self._index for k in needs) or len(fds) >= MAX_OPEN_NETNS:
+                    batch.send()
+                    _close(fds)
+                    self._resolve(entries[i:])
+                kwargs = {k: (self._index[v] if k in needs else v) for k, v in kwargs.items()}
+                if kwargs.get("peer_netns"):
+                    fds.append(_open_netns(kwargs["peer_netns"]))
+                    kwargs["peer_netns"] = fds[-1]
+                batch.add(what, build(**kwargs))
+            batch.send()
+        finally:
+            _close(fds)
+
+    def _resolve(self, entries: list[tuple]) -> None:
+        """Find the index of every device ENTRIES need that exists now (those a later entry
+        makes are found when their turn comes); the first entry's must be among them."""
+        made = {e[2]["ifname"] for e in entries if e[1] in (_veth, _bridge)}
+        first = {entries[0][2][k] for k in entries[0][3]} - set(self._index)
+        later = {e[2][k] for e in entries for k in e[3]} - set(self._index) - made
+        self._lookup(first | later)
+        missing = sorted(n for n in first if n not in self._index)
+        if missing:
+            raise KernelError(f"no interface {', '.join(missing)} in netns {self.where}")
+
+    def _lookup(self, names: set[str]) -> None:
+        """Indexes of NAMES (one RTM_GETLINK each, one batch); a name not found stays out."""
+        batch = Batch(self.where)
+        seqs = {batch.add(f"finding interface {n}", nlbatch.link_get(n)): n for n in sorted(names)}
+        for seq, reply in batch.send(check=False).items():
+            self._index[seqs[seq]] = nlbatch.link_index(reply)
+
     def index(self, ifname: str) -> int:
         """Interface index by name: one RTM_GETLINK for that name (no dump), then cached."""
         if ifname not in self._index:
-            try:
-                self._index[ifname] = self.ipr.link("get", ifname=ifname)[0]["index"]
-            except NetlinkError:
-                raise KernelError(f"no interface {ifname} in netns {self.where}") from None
+            self._lookup({ifname})
+            if ifname not in self._index:
+                raise KernelError(f"no interface {ifname} in netns {self.where}")
         return self._index[ifname]
 
     def has(self, ifname: str) -> bool:
@@ -71,59 +148,38 @@ class Links:
              up: bool = False, mac: str | None = None) -> None:
         """A veth pair: IFNAME here (optionally already in bridge MASTER and up, in the same
         request), PEER here or straight in PEER_NETNS. The peer starts down."""
-        peer_spec: dict = {"ifname": peer}
-        if peer_netns:
-            peer_spec["net_ns_fd"] = peer_netns
-        if peer_mac:
-            peer_spec["address"] = peer_mac
-        if mtu:
-            peer_spec["mtu"] = mtu
-        spec: dict = {"ifname": ifname, "kind": "veth", "peer": peer_spec}
-        if mtu:
-            spec["mtu"] = mtu
-        if mac:
-            spec["address"] = mac
-        if master:
-            spec["master"] = self.index(master)
-        if up:
-            spec["state"] = "up"
-        self._do(f"creating veth {ifname} <-> {peer}", self.ipr.link, "add", **spec)
+        self._request(f"creating veth {ifname} <-> {peer}", _veth, needs=("master",) if master else (),
+                      ifname=ifname, peer=peer, peer_netns=peer_netns, peer_mac=peer_mac, mtu=mtu,
+                      master=master, up=up, mac=mac)
 
     def bridge(self, ifname: str, mtu: int | None = None, up: bool = False) -> None:
         """A Linux bridge without STP or forwarding delay (a port plug's bridge, the wires)."""
-        spec: dict = {"ifname": ifname, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
-        if mtu:
-            spec["mtu"] = mtu
-        if up:
-            spec["state"] = "up"
-        self._do(f"creating bridge {ifname}", self.ipr.link, "add", **spec)
+        self._request(f"creating bridge {ifname}", _bridge, first=True, ifname=ifname, mtu=mtu, up=up)
 
     def delete(self, ifname: str) -> None:
-        self._do(f"deleting {ifname}", self.ipr.link, "del", index=self.index(ifname))
+        self._request(f"deleting {ifname}", nlbatch.link_del, needs=("index",), index=ifname)
         self._index.pop(ifname, None)
 
     def up(self, *ifnames: str) -> None:
         for ifname in ifnames:
-            self._do(f"setting {ifname} up", self.ipr.link, "set", index=self.index(ifname), state="up")
+            self._request(f"setting {ifname} up", nlbatch.link_up, ifname=ifname)
 
     def add_address(self, ifname: str, ip: str, prefixlen: int) -> None:
-        self._do(f"adding {ip}/{prefixlen} to {ifname}", self.ipr.addr, "add",
-                 index=self.index(ifname), address=ip, prefixlen=prefixlen)
+        self._request(f"adding {ip}/{prefixlen} to {ifname}", nlbatch.addr_add, needs=("index",),
+                      index=ifname, ip=ip, prefixlen=prefixlen)
 
     def has_address(self, ifname: str, ip: str) -> bool:
         return any(a.get("address") == ip for a in self.ipr.get_addr(index=self.index(ifname)))
 
     def default_route(self, gateway: str, ifname: str) -> None:
         # on-link: the gateway may not answer yet (routers come later), the route still stands
-        self._do(f"adding default route via {gateway}", self.ipr.route, "add", dst="0.0.0.0/0",
-                 gateway=gateway, oif=self.index(ifname))
+        self._request(f"adding default route via {gateway}", nlbatch.default_route, needs=("oif",),
+                      gateway=gateway, oif=ifname)
 
     def route(self, dst: str, gateway: str | None, ifname: str) -> None:
         """ip route replace DST [via GATEWAY] dev IFNAME (main table)."""
-        spec: dict = {"dst": dst, "oif": self.index(ifname)}
-        if gateway:
-            spec["gateway"] = gateway
-        self._do(f"adding route {dst} via {gateway or 'on-link'} on {ifname}", self.ipr.route, "replace", **spec)
+        self._request(f"adding route {dst} via {gateway or 'on-link'} on {ifname}", nlbatch.route_replace,
+                      needs=("oif",), dst=dst, gateway=gateway, oif=ifname)
 
     def table_route(self, destination: str, gateway: str, ifname: str, table: int) -> None:
         """ip route replace DESTINATION via GATEWAY dev IFNAME table TABLE (idempotent)."""
@@ -180,8 +236,8 @@ class Links:
 
     def permanent_neighbour(self, ifname: str, ip: str, mac: str) -> None:
         """ip neigh replace IP lladdr MAC nud permanent dev IFNAME (the DVR L3 agent's entries)."""
-        self._do(f"adding neighbour {ip} {mac} on {ifname}", self.ipr.neigh, "replace", dst=ip, lladdr=mac,
-                 ifindex=self.index(ifname), state=NUD_PERMANENT)
+        self._request(f"adding neighbour {ip} {mac} on {ifname}", nlbatch.neigh_replace, needs=("index",),
+                      index=ifname, ip=ip, mac=mac, state=NUD_PERMANENT)
 
     def neighbours(self, ifname: str) -> dict[str, tuple[str, int]]:
         """IP -> (MAC, NUD state) of IFNAME's neighbour table."""
@@ -214,7 +270,11 @@ class Links:
 
     def tx_checksum_off(self, *ifnames: str) -> None:
         """ethtool -K IF tx off: OVS's userspace datapath reads veths through AF_PACKET and
-        never fills in a checksum the sender left to 'hardware', so TCP would be dropped."""
+        never fills in a checksum the sender left to 'hardware', so TCP would be dropped.
+        Inside ``batched()`` it waits until the batch has made the devices."""
+        if self._queue is not None:
+            self._offload += ifnames
+            return
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for ifname in ifnames:
                 value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
@@ -224,3 +284,25 @@ class Links:
                 except OSError as exc:
                     raise KernelError(f"turning off tx checksum offload on {ifname} in netns "
                                       f"{self.where}: {exc.strerror}") from None
+
+
+def _open_netns(name: str) -> int:
+    try:
+        return os.open(f"/run/netns/{name}", os.O_RDONLY)
+    except FileNotFoundError:
+        raise KernelError(f"namespace {name} does not exist") from None
+
+
+def _close(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
+
+
+def _veth(*, ifname: str, peer: str, peer_netns: int | None, peer_mac: str | None, mtu: int | None,
+          master: int | None, up: bool, mac: str | None) -> tuple[int, int, bytes]:
+    data = nlbatch.veth_data(peer, netns_fd=peer_netns, mtu=mtu, mac=peer_mac)
+    return nlbatch.link_add(ifname, "veth", up=up, master=master, mtu=mtu, mac=mac, data=data)
+
+
+def _bridge(*, ifname: str, mtu: int | None, up: bool) -> tuple[int, int, bytes]:
+    return nlbatch.link_add(ifname, "bridge", up=up, mtu=mtu, data=nlbatch.bridge_data())

@@ -379,30 +379,34 @@ def check_kernel(plan: Plan) -> None:
 
 
 def _create_namespaces(plan: Plan, ledger: Ledger) -> None:
+    """Every namespace from one thread (netns.create_many), each in the ledger as it exists."""
     bridged = _bridged_iptables(plan)
-    for name in plan.namespaces():
-        netns.create(name)
-        ledger.record("netns", name=name)
-        _prepare_namespace(name, bridged_iptables=name in bridged)
+    netns.create_many(plan.namespaces(), made=lambda name: ledger.record("netns", name=name),
+                      prepare=lambda name: _prepare_here(name, bridged_iptables=name in bridged))
 
 
 def _prepare_namespace(name: str, bridged_iptables: bool) -> None:
     with netns.entered(name):
-        # IPv4 lab: no IPv6 autoconfiguration chatter in the captures (if the kernel has IPv6)
-        if Path("/proc/sys/net/ipv6").is_dir():
-            netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-            netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-        if bridged_iptables:
-            # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
-            netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
-            netns.write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
-        with Links(name) as links:
-            links.up("lo")
+        _prepare_here(name, bridged_iptables)
+
+
+def _prepare_here(name: str, bridged_iptables: bool) -> None:
+    """Sysctls and lo of namespace NAME, which the calling thread is in."""
+    # IPv4 lab: no IPv6 autoconfiguration chatter in the captures (if the kernel has IPv6)
+    if Path("/proc/sys/net/ipv6").is_dir():
+        netns.write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        netns.write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+    if bridged_iptables:
+        # iptables_hybrid needs bridged traffic to traverse iptables (per namespace)
+        netns.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
+        netns.write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
+    with Links(name) as links:
+        links.up("lo")
 
 
 def _wire_up(plan: Plan, wire) -> None:
     macs = {h.name: h.mac for h in plan.external_hosts}
-    with netns.entered(wire.netns), Links(wire.netns) as links:
+    with netns.entered(wire.netns), Links(wire.netns) as links, links.batched():
         links.bridge(wire.bridge)
         for m in wire.members:
             links.veth(m.wire_ifname, m.peer_ifname, peer_netns=m.peer_netns, peer_mac=macs.get(m.name),
@@ -440,7 +444,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     try:
         # 1. kernel plumbing: NICs up, and each instance plugged by the node's firewall driver
         plug = plugs.driver(node.firewall_driver)
-        with netns.entered(node.netns), Links(node.netns) as links:
+        with netns.entered(node.netns), Links(node.netns) as links, links.batched():
             if node.nics:
                 links.tx_checksum_off(*node.nics)
                 links.up(*node.nics)
@@ -457,7 +461,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                     links.tx_checksum_off(port.ovs_dev)
         timings["node links"] = time.monotonic() - t0
         for p in node.ports:
-            with netns.entered(p.netns), Links(p.netns) as links:
+            with netns.entered(p.netns), Links(p.netns) as links, links.batched():
                 links.tx_checksum_off("eth0")
                 if p.address == "static":
                     links.add_address("eth0", p.ip, p.prefixlen)

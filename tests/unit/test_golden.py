@@ -317,7 +317,7 @@ def test_udhcpc_script():
     from lab.core.render import udhcpc_script
     text = udhcpc_script()
     assert text.startswith("#!/bin/sh\n")
-    assert 'ip link set "$interface" mtu "$mtu"' in text
+    assert 'echo "link set $interface mtu $mtu"' in text and "| ip -4 -force -batch -" in text
     assert "echo \"lease ip=$ip" in text
 
 

@@ -18,7 +18,10 @@ def run_script(tmp_path: Path, **env: str) -> tuple[list[str], str]:
     log = tmp_path / "ip.log"
     fake = tmp_path / "bin" / "ip"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "ip $*" >> {log}\n')
+    # the script hands each event's changes to one `ip -4 -force -batch -`: log its lines
+    fake.write_text(f'#!/bin/sh\nif [ "$*" = "-4 -force -batch -" ]; then\n'
+                    f'  while read -r line; do echo "ip $line" >> {log}; done\n'
+                    f'else echo "ip $*" >> {log}; fi\n')
     fake.chmod(0o755)
     base = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "interface": "eth0",
             "ip": "192.168.1.11", "mask": "24", "mtu": "1450", "router": "192.168.1.1"}
