@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from lab.core import naming, routers
 from lab.core.plan import FipNamespacePlan, Plan
+from lab.errors import LabError
 from lab.paths import lab_dir
 from lab.runtime import gateway, netns
 from lab.runtime.kernel import Links
@@ -22,13 +23,30 @@ def link_up(plan: Plan, fip: FipNamespacePlan) -> None:
     for link in fip.links:
         qrouter = next(r for r in plan.routers_on(fip.node) if r.fip_link == link)
         with netns.entered(qrouter.netns), Links(qrouter.netns) as links:
-            if not links.has(link.rfp_dev):
+            missing = not links.has(link.rfp_dev)
+        if missing:
+            _drop_stale_peer(fip.netns, link.fpr_dev)
+        with netns.entered(qrouter.netns), Links(qrouter.netns) as links:
+            if missing:
                 links.veth(link.rfp_dev, link.fpr_dev, peer_netns=fip.netns, peer_mac=link.fpr_mac,
                            mac=link.rfp_mac, mtu=link.mtu, up=True)
             links.tx_checksum_off(link.rfp_dev)
             if not links.has_address(link.rfp_dev, link.rfp_ip):
                 links.add_address(link.rfp_dev, link.rfp_ip, 31)
             links.permanent_neighbour(link.rfp_dev, link.fpr_ip, link.fpr_mac)
+
+
+def _drop_stale_peer(fip_netns: str, fpr_dev: str) -> None:
+    """A deleted qrouter- takes its rfp- with it, but the kernel tears the old namespace down
+    asynchronously, so the fpr- peer may still hold its name in fip-: remove it (the lab's own
+    device in the lab's own namespace) before the link is made again."""
+    try:
+        with netns.entered(fip_netns), Links(fip_netns) as links:
+            if links.has(fpr_dev):
+                links.delete(fpr_dev)
+    except LabError as exc:
+        if "(errno 19)" not in str(exc):     # ENODEV: the kernel was quicker
+            raise
 
 
 def namespace_up(fip: FipNamespacePlan) -> None:
