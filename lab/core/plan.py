@@ -139,7 +139,7 @@ class RouterInstance:
     neighbours: tuple[Neighbour, ...] = ()  # dvr_local: every non-router port of its subnets
     rules: tuple[IpRule, ...] = ()          # dvr_local with a gateway: the SNAT redirect
     routes: tuple[TableRoute, ...] = ()     # ... and its tables; with floating IPs, table 16
-    fip_link: FipLink | None = None         # dvr_local with floating IPs here: rfp- to the node's fip-
+    fip_link: FipLink | None = None         # dvr_local on a host with an fg- port: rfp- to its fip-
 
     @property
     def ports(self) -> tuple[NamespacePort, ...]:
@@ -191,8 +191,8 @@ class FipRoute:
 
 @dataclass(frozen=True)
 class FipNamespacePlan:
-    """DVR: fip-<external network uuid> on one node, shared by the routers with floating IPs on
-    that node: the fg- port on the external network (proxy ARP answers for the floating IPs),
+    """DVR: fip-<external network uuid> on one node, shared by the distributed routers with a
+    gateway and a local copy there (floating IP or not): the fg- port on the external network (proxy ARP answers for the floating IPs),
     an rfp-/fpr- veth to each router's qrouter-, a /32 route per floating IP to its router and,
     per router, ``ip rule iif fpr- lookup <table>`` with a default route via the external
     subnet's gateway."""

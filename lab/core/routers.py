@@ -229,7 +229,8 @@ def fip_sysctls(fg_dev: str) -> tuple[tuple[str, str], ...]:
 
 
 def _fip_routers(scenario: "Scenario", node: str) -> list["Router"]:
-    """The distributed routers with a floating IP bound on NODE, in router order."""
+    """The distributed routers with an fg- port on NODE (every dvr/dvr_snat host of a router with
+    a gateway, DvrLocalRouter.process_external), in router order."""
     return [r for r in scenario.routers if r.distributed and r.external_network
             and any(p.node == node for p in r.fip_agent_ports)]
 
@@ -242,13 +243,14 @@ def _node_floating_ips(scenario: "Scenario", router: "Router", node: str) -> tup
 
 
 def _local_floating_ips(lab: str, scenario: "Scenario", router: "Router", node: str):
-    """The floating IPs of ROUTER bound on NODE and the rfp-/fpr- link they need: the
-    link-local allocator's /31s taken in router order (Neutron pops an arbitrary free one
-    and remembers it in fip-linklocal-networks; the lab takes them from the start)."""
+    """The floating IPs of ROUTER bound on NODE and its rfp-/fpr- link (connect_rtr_2_fip: on
+    every host with an fg- port, floating IP or not): the link-local allocator's /31s taken in
+    router order (Neutron pops an arbitrary free one and remembers it in
+    fip-linklocal-networks; the lab takes them from the start)."""
     from lab.core.plan import FipLink
     fips = _node_floating_ips(scenario, router, node)
-    if not fips:
-        return (), None
+    if router.name not in [r.name for r in _fip_routers(scenario, node)]:
+        return fips, None
     index = [r.name for r in _fip_routers(scenario, node)].index(router.name)
     rfp = ipaddress.IPv4Network(DVR_FIP_LL_CIDR).network_address + 2 * index
     ext: Network = scenario.network(router.external_network)
@@ -281,8 +283,9 @@ def _fip_routes(link) -> tuple:
 
 
 def fip_namespaces(lab: str, scenario: "Scenario", node: str, instances: dict, lvid, ns_port) -> list:
-    """NODE's fip-<external network uuid> namespaces: one per external network with a floating IP
-    of a distributed router here, holding the fg- port, each router's fpr- and the /32 routes.
+    """NODE's fip-<external network uuid> namespaces: one per external network of the distributed
+    routers with an fg- port here, holding the fg- port, each router's fpr- and the floating
+    IPs' /32 routes.
     INSTANCES: router name -> its router instances made so far (this node's included)."""
     from lab.core.plan import FipNamespacePlan, FipRoute
     out = []

@@ -1,5 +1,6 @@
 """DVR floating IPs on a compute: the fip-<external network uuid> namespace the L3 agent (agent_mode
-dvr) makes on a node with floating IPs (lab/core/routers.py plans it). Its fg- port's veth is
+dvr, dvr_snat) makes on every host of a distributed router with a gateway, floating IP or
+not (lab/core/routers.py plans it). Its fg- port's veth is
 made with the node's other agent ports (lifecycle); here: the rfp-/fpr- veth to each router's
 qrouter-, addresses, the FipNamespace sysctls (proxy ARP on fg-), the /32 route of each
 floating IP to its router, each router's `ip rule iif fpr- lookup <table>` and that table's
@@ -17,7 +18,7 @@ from lab.runtime.kernel import Links
 
 
 def link_up(plan: Plan, fip: FipNamespacePlan) -> None:
-    """The rfp-/fpr- veth of each router with floating IPs here (create_rtr_2_fip_link), made
+    """The rfp-/fpr- veth of each router with a local copy here (create_rtr_2_fip_link), made
     from the router's qrouter- with its peer straight in fip-; kept if it is there."""
     for link in fip.links:
         qrouter = next(r for r in plan.routers_on(fip.node) if r.fip_link == link)

@@ -207,8 +207,8 @@ def _agents(g: Graph, plan: Plan, n: NodePlan, cl: str, brint: str, present: Pre
                                f"{present(n.name, port.ovs_dev)}", port.network)
     for f in plan.fips_on(n.name):     # DVR: fg- on br-int, an rfp-/fpr- veth to each router
         ns = g.cluster(("fip", f.name), f"{naming.agent_ns_label(f.netns)} ({f.name})", cl)
-        box = g.box((ns, "fip"), f"{f.name}\nproxy ARP for " + ", ".join(r.address for r in f.routes),
-                    "namespace", ns)
+        held = ", ".join(r.address for r in f.routes) or "no floating IP here"
+        box = g.box((ns, "fip"), f"{f.name}\nproxy ARP for {held}", "namespace", ns)
         port = f.gateway
         g.link(box, brint, f"{port.ns_dev} {port.ip} = {port.ovs_dev} tag {port.local_vlan}"
                            f"{present(n.name, port.ovs_dev)}", port.network)

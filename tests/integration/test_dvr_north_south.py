@@ -120,7 +120,7 @@ def test_floating_ip_goes_through_compute1s_fip(live):
     report = json.loads(lab("check", name, "--json").stdout)
     results = {r["name"]: r for r in report["results"]}
     assert results[FIP_IN]["passed"] and results[FIP_OUT]["passed"], json.dumps(report, indent=1)
-    (fip,) = lab_.plan.fip_namespaces
+    fip = compute1_fip(lab_.plan)
     inbound = results[FIP_IN]["evidence"]
     # the example frame may be the request or the reply: the addresses say which side of the NAT
     assert f"[{fip.name} " in inbound[0] and "203.0.113.102" in inbound[0] and "192.168.1.11" not in inbound[0]
@@ -134,7 +134,7 @@ def test_floating_ip_goes_through_compute1s_fip(live):
 def test_fip_namespace_as_the_dvr_l3_agent_makes_it(live):
     scenario, lab_ = live
     name = test_name(scenario)
-    (fip,) = lab_.plan.fip_namespaces
+    fip = compute1_fip(lab_.plan)
     (link,) = fip.links
     assert (fip.node, fip.gateway.ip, link.rfp_ip, link.fpr_ip) == ("compute1", "203.0.113.103",
                                                                   "169.254.64.0", "169.254.64.1")
@@ -163,10 +163,42 @@ def test_fip_namespace_as_the_dvr_l3_agent_makes_it(live):
            "192.168.1.11" in nat
 
 
+def compute1_fip(plan):
+    return next(f for f in plan.fip_namespaces if f.node == "compute1")
+
+
+def test_fip_namespace_on_every_host_without_a_floating_ip(live):
+    """issue 12: Neutron's DvrLocalRouter.process_external makes fip- (fg-, the rfp-/fpr- link,
+    table 16) on network1 (dvr_snat) and compute2 too, where no floating IP is bound."""
+    scenario, lab_ = live
+    name = test_name(scenario)
+    others = [f for f in lab_.plan.fip_namespaces if f.node != "compute1"]
+    assert [(f.node, f.gateway.ip) for f in others] == [("network1", "203.0.113.104"), ("compute2", "203.0.113.105")]
+    for fip in others:
+        (link,) = fip.links
+        addrs = lab("exec", name, fip.name, "--", "ip", "-4", "-o", "addr", "show").stdout
+        assert f"{fip.gateway.ns_dev}    inet {fip.gateway.ip}/24" in addrs and \
+            f"{link.fpr_dev}    inet 169.254.64.1/31" in addrs, addrs
+        routes = lab("exec", name, fip.name, "--", "ip", "-4", "route", "show").stdout
+        assert "203.0.113.102" not in routes, routes      # no floating IP's /32 here
+        table = lab("exec", name, fip.name, "--", "ip", "-4", "route", "show", "table", str(link.table)).stdout
+        assert f"default via 203.0.113.1 dev {fip.gateway.ns_dev}" in table, table   # _add_default_gateway_for_fip
+        router = f"router1@{fip.node}"
+        t16 = lab("exec", name, router, "--", "ip", "-4", "route", "show", "table", "16").stdout
+        assert f"default via 169.254.64.1 dev {link.rfp_dev}" in t16, t16
+        qrules = lab("exec", name, router, "--", "ip", "-4", "rule", "show").stdout
+        assert "lookup 16" not in qrules, qrules          # no floating IP here: nothing uses table 16
+        nat = lab("exec", name, router, "--", "iptables-save", "-t", "nat").stdout
+        assert "-j neutron-l3-agent-float-snat" not in nat and f"! -o {link.rfp_dev}" not in nat
+        # the fg- answers on the external wire: ext1 reaches it
+        ping = lab("exec", name, "ext1", "--", "ping", "-c", "1", "-W", "2", fip.gateway.ip, check=False)
+        assert ping.returncode == 0, ping.stdout
+
+
 def test_deleted_fip_namespace_is_repaired(live):
     scenario, lab_ = live
     name = test_name(scenario)
-    (fip,) = lab_.plan.fip_namespaces
+    fip = compute1_fip(lab_.plan)
     subprocess.run(["ip", "netns", "del", fip.netns], check=True)
     status = lab("status", name, check=False)
     assert status.returncode == 1 and f"namespace {fip.netns} is missing" in status.stdout

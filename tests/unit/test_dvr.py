@@ -211,7 +211,7 @@ def test_a_gateway_needs_a_dvr_snat_node():
 
 
 def test_a_floating_ip_needs_a_dvr_host_on_the_external_network():
-    text = TEXT.replace("    nodes: [network1, compute1] #", "    nodes: [network1]           #")
+    text = TEXT.replace("    nodes: [network1, compute1, compute2]   #", "    nodes: [network1, compute2]   #")
     problem(text, "floating_ip: 203.0.113.102", "instances.vm1.floating_ip",
             "compute1 is not attached to external, which carries ext-net", only=False)
     text = TEXT.replace("  compute1: {role: compute, agent_mode: dvr}", "  compute1: {role: compute, agent_mode: dvr_no_external}")
@@ -316,10 +316,10 @@ def test_snat_instance_and_its_redirect(plan):
     c2 = plan.router_instances_of("router1@compute2")[0]
     assert [(r.source, r.table, r.priority) for r in c2.rules] == [
         ("192.168.1.0/24", 3232235777, 3232235777), ("192.168.2.0/24", 3232236033, 3232236033)]
-    assert [(r.table, r.via, r.dev) for r in c2.routes] == [
+    assert [(r.table, r.via, r.dev) for r in c2.routes if r.table != 16] == [
         (3232235777, "192.168.1.3", c2.interfaces[0].ns_dev), (3232236033, "192.168.2.3", c2.interfaces[1].ns_dev)]
     assert ("net.ipv4.conf.all.send_redirects", "0") in routers.sysctls(c2)
-    assert c2.fip_link is None and not c2.floating_ips
+    assert c2.fip_link is not None and not c2.floating_ips     # issue 12: the link, no floating IP
 
 
 def test_sg_ports_are_dvr_serviced_on_the_snat_node(plan, renders):
@@ -339,8 +339,43 @@ def test_snat_rules_render(plan, renders):
     assert "9697" not in text and "DNAT --to-destination" not in text     # no metadata, no floating IPs
 
 
+def test_every_dvr_host_of_a_router_with_a_gateway_needs_the_external_network():
+    """DvrLocalRouter.process_external makes fip- on every dvr/dvr_snat host of the router."""
+    text = TEXT.replace("    nodes: [network1, compute1, compute2]   #", "    nodes: [network1, compute1]   #")
+    problem(text, "external_gateway: ext-net", "routers.router1.external_gateway",
+            "compute2 is not attached to external, which carries ext-net: it has a local copy of this "
+            "distributed router (agent_mode dvr), so its L3 agent makes fip-ext-net", only=False)
+
+
+def test_dvr_no_external_gets_no_fip_namespace():
+    """process_external skips dvr_no_external: no fip-, no rfp- link, no external attachment needed."""
+    text = TEXT.replace("    nodes: [network1, compute1, compute2]   #", "    nodes: [network1, compute1]   #")
+    text = text.replace("  compute2: {role: compute, agent_mode: dvr}", "  compute2: {role: compute, agent_mode: dvr_no_external}")
+    p = build_plan(parse(text))
+    assert [f.name for f in p.fip_namespaces] == ["fip-ext-net@network1", "fip-ext-net@compute1"]
+    c2 = p.router_instances_of("router1@compute2")[0]
+    assert c2.fip_link is None and all(r.table != 16 for r in c2.routes)
+
+
+def test_fip_namespace_on_every_dvr_host_of_the_router(plan):
+    """fg- from the external pool (the floating IP's host first, then node order), the rfp-/fpr-
+    link and table 16's default route on every host; the /32 routes and rules only where the
+    floating IP is."""
+    fips = {f.node: f for f in plan.fip_namespaces}
+    assert [(f.name, f.gateway.ip) for f in plan.fip_namespaces] == [
+        ("fip-ext-net@network1", "203.0.113.104"), ("fip-ext-net@compute1", "203.0.113.103"),
+        ("fip-ext-net@compute2", "203.0.113.105")]
+    assert len({f.gateway.ns_dev for f in plan.fip_namespaces}) == 3
+    for i in local(plan):
+        (link,) = fips[i.node].links
+        assert i.fip_link == link and (link.rfp_ip, link.fpr_ip) == ("169.254.64.0", "169.254.64.1")
+        assert [(r.table, r.via, r.dev) for r in i.routes if r.table == 16] == [(16, "169.254.64.1", link.rfp_dev)]
+        assert [r.table for r in i.rules if r.table == 16] == ([16] if i.node == "compute1" else [])
+        assert bool(fips[i.node].routes) == (i.node == "compute1")
+
+
 def test_floating_ip_on_its_compute(plan, renders):
-    (fip,) = plan.fip_namespaces
+    fip = next(f for f in plan.fip_namespaces if f.node == "compute1")
     assert (fip.name, fip.node, fip.gateway.ip, fip.gateway.ns_dev[:3]) == \
         ("fip-ext-net@compute1", "compute1", "203.0.113.103", "fg-")
     (link,) = fip.links

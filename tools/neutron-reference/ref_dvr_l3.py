@@ -75,8 +75,9 @@ class DvrAgentParts:
 
 def agent_gateway_port(plan: dict, port):
     """The server's get_agent_gateway_port for a host that has no fg- port in the plan: Neutron
-    makes one for every dvr/dvr_snat host of a router with a gateway (the lab only where a
-    floating IP is): the external pool's lowest address no port of the plan holds."""
+    makes one for every dvr/dvr_snat host of a router with a gateway. The lab's plan has them all
+    since issue 12, so this stand-in only answers for a plan that lacks one: the external pool's
+    lowest address no port of the plan holds."""
     import ipaddress
     made: dict[tuple[str, str], dict] = {}
 

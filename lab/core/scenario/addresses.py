@@ -38,14 +38,18 @@ def assign_addresses(c: Checker, lab: str, networks: list[Network], pending: lis
     resolved_routers = resolve_routers(lab, routers, addresses)
     instances = _auto_floating_ips(instances, fip_owner, addresses)
     nets = {n.name: n for n in networks}
-    return networks, instances, _with_fip_agent_ports(lab, resolved_routers, instances, addresses, nets)
+    fip_hosts = {r.name: r.fip_hosts for r in routers}
+    return networks, instances, _with_fip_agent_ports(lab, resolved_routers, instances, addresses, nets, fip_hosts)
 
 
 def _with_fip_agent_ports(lab: str, routers: list[Router], instances: list[Instance],
-                          addresses: Addresses, networks: dict[str, Network]) -> list[Router]:
+                          addresses: Addresses, networks: dict[str, Network],
+                          fip_hosts: dict[str, tuple[str, ...]]) -> list[Router]:
     """DVR: the server makes a floating IP agent gateway port (fg-) for a (node, external
-    network) the first time a floating IP is bound there (after the floating IPs have their
-    addresses): in router order, then instance order."""
+    network) when that node's L3 agent asks (get_agent_gateway_port, from
+    DvrLocalRouter.process_external on every dvr/dvr_snat host of a router with a gateway;
+    FIP_HOSTS: router -> those hosts). After the floating IPs have their addresses, in router
+    order: first the nodes with a floating IP (instance order), then the others (node order)."""
     ports: dict[tuple[str, str], FipAgentPort] = {}
     out = []
     for r in routers:
@@ -53,14 +57,17 @@ def _with_fip_agent_ports(lab: str, routers: list[Router], instances: list[Insta
             out.append(r)
             continue
         served = {i.network for i in r.interfaces}
-        mine = []
-        for inst in (i for i in instances if i.floating_ip and i.network in served):
-            key = (inst.node, r.external_network)
+        mine: list[FipAgentPort] = []
+        wanted = [(i.node, i.line, f"instances.{i.name}.floating_ip")
+                  for i in instances if i.floating_ip and i.network in served]
+        wanted += [(h, r.line, f"routers.{r.name}.external_gateway") for h in fip_hosts.get(r.name, ())]
+        for node, line, where in wanted:
+            key = (node, r.external_network)
             if key not in ports:
-                ip = addresses.allocate(networks[r.external_network], f"floating IP agent gateway of "
-                                        f"{inst.node}", inst.line, f"instances.{inst.name}.floating_ip")
-                pid = naming.object_uuid(lab, "fip-agent-gateway", f"{inst.node}/{r.external_network}")
-                ports[key] = FipAgentPort(inst.node, r.external_network, pid, ip or "", naming.port_mac(pid))
+                ip = addresses.allocate(networks[r.external_network], f"floating IP agent gateway of {node}",
+                                        line, where)
+                pid = naming.object_uuid(lab, "fip-agent-gateway", f"{node}/{r.external_network}")
+                ports[key] = FipAgentPort(node, r.external_network, pid, ip or "", naming.port_mac(pid))
             if ports[key] not in mine:
                 mine.append(ports[key])
         out.append(dataclasses.replace(r, fip_agent_ports=tuple(mine)))

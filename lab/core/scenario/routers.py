@@ -29,6 +29,7 @@ class PendingRouter:
     gateway_line: int
     line: int
     distributed: bool = False
+    fip_hosts: tuple[str, ...] = ()     # DVR with a gateway: the nodes that get an fg- port
 
 
 def parse_routers(c: Checker, data: LineDict, projects: list[str], nodes: list[Node],
@@ -54,13 +55,16 @@ def parse_routers(c: Checker, data: LineDict, projects: list[str], nodes: list[N
         interfaces = _interfaces(c, body, nm, where, project, node, physnets, networks, attached)
         external = _external_gateway(c, body, where, node, physnets, networks)
         gateway_ip = _gateway_ip(c, body, where, external)
+        fip_hosts: tuple[str, ...] = ()
         if distributed:
             _dvr_hosts_run_dvr(c, body, where, nodes, physnets, networks, instances, interfaces)
             _dvr_floating_ip_hosts(c, where, nodes, physnets, instances, interfaces, external)
+            fip_hosts = _dvr_gateway_hosts(c, body, where, node, nodes, physnets, networks, instances,
+                                           interfaces, external)
         if project is None:
             continue
         out.append(PendingRouter(nm, project, node or "", interfaces, external, gateway_ip,
-                                 body.line_of("gateway_ip"), line, distributed))
+                                 body.line_of("gateway_ip"), line, distributed, fip_hosts))
     return out
 
 
@@ -122,6 +126,29 @@ def _dvr_floating_ip_hosts(c: Checker, where: str, nodes: list[Node], physnets: 
         elif p.node not in attached:
             c.add(line, fwhere, f"{p.node} is not attached to {external.physical_network}, which carries "
                                 f"{external.name}: a distributed router's floating IP lives on its instance's node")
+
+
+def _dvr_gateway_hosts(c: Checker, body: LineDict, where: str, node: str | None, nodes: list[Node],
+                       physnets: dict[str, PhysicalNetwork], networks: dict[str, Network], instances,
+                       interfaces: list[Network], external: Network | None) -> tuple[str, ...]:
+    """DvrLocalRouter.process_external: every dvr/dvr_snat host of a router with a gateway asks
+    the server for its fg- port and makes fip-<external network> with the rfp-/fpr- link,
+    floating IP or not (dvr_no_external makes none): such a host must be attached to the
+    external network. Returns those hosts, in node order."""
+    if external is None:
+        return ()
+    ports = [(i.node, i.net.name) for i in instances if i.net is not None]
+    hosts = set(placement.dvr_hosts(nodes, physnets.values(), networks.values(), ports, interfaces))
+    hosts |= {node} if node else set()
+    modes = {n.name: n.agent_mode for n in nodes}
+    out = tuple(n.name for n in nodes if n.name in hosts and modes.get(n.name) in ("dvr", "dvr_snat"))
+    attached = physnets[external.physical_network].nodes
+    for host in (h for h in out if h not in attached):
+        c.add(body.line_of("external_gateway"), f"{where}.external_gateway",
+              f"{host} is not attached to {external.physical_network}, which carries {external.name}: it has "
+              f"a local copy of this distributed router (agent_mode {modes[host]}), so its L3 agent makes "
+              f"fip-{external.name} with an fg- port there (DvrLocalRouter.process_external)")
+    return out
 
 
 def _node(c: Checker, body: LineDict, line: int, where: str, network_nodes: list[str]) -> str | None:
