@@ -5,7 +5,9 @@ clients. Called by lifecycle.py, which owns ordering, the ledger and rollback.""
 from __future__ import annotations
 
 import math
+import os
 import re
+import select
 import time
 from pathlib import Path
 
@@ -114,6 +116,16 @@ def dnsmasq_pid(d: DhcpPlan) -> int | None:
 DHCP_WINDOW = 64     # DHCP clients running at once
 
 
+def _wait_any(procs: list, timeout: float) -> None:
+    """Block until one of PROCS has exited or TIMEOUT seconds have passed (pidfds, no polling)."""
+    fds = [os.pidfd_open(p.pid) for p in procs]
+    try:
+        select.select(fds, [], [], max(0.0, timeout))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> list[str]:
     """Run a real DHCP client (busybox udhcpc) in every DHCP instance, DHCP_WINDOW at a time; return
     "instance: why" for each one that did not get the address the plan expects."""
@@ -144,7 +156,9 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
             outputs[name] = proc.communicate()
             del running[name]
         if running:
-            time.sleep(0.005)
+            _wait_any([proc for _, proc, _ in running.values()],
+                      min(min(deadline, started + budget(timeout)) for _, _, started in running.values())
+                      - time.monotonic())
     missing = []
     for p in ports:
         out, err = outputs[p.instance]
