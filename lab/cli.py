@@ -73,6 +73,8 @@ def cmd_show(args) -> int:
             print(f"\n### {node}: iptables-restore\n{r.iptables}", end="")
             for router, rules in r.routers.items():
                 print(f"\n### {node}: {router} iptables-restore\n{rules}", end="")
+            for fip, rules in r.fips.items():
+                print(f"\n### {node}: {fip} iptables-restore\n{rules}", end="")
             for name, d in r.dhcp.items():
                 print(f"\n### {node}: {name}: {' '.join(d.argv)}")
                 for fname, text in d.files.items():

@@ -2,7 +2,7 @@
 in place (issue 13 §1-2):
 
 - iptables: right after `up` applies a namespace's rules (a node's firewall, a router's l3
-  agent rules) it saves `iptables-save` of that namespace without counters beside the rules
+  agent rules, a DVR fip-'s) it saves `iptables-save` of that namespace without counters beside the rules
   file (`<file>.applied`); `status` compares the namespace's rules now with it, so an
   `iptables -F` is seen; `up` re-applies the rendered file.
 - links, addresses, routes, neighbours and sysctls of every namespace (instances' eth0
@@ -62,18 +62,15 @@ def iptables_problem(who: str, rules_file: Path, ns: str, lab: str) -> str | Non
 
 
 def iptables_problems(plan: Plan) -> list[str]:
-    out = []
-    for node in plan.nodes:
-        p = iptables_problem(node.name, Path(node.rundir) / naming.NODE_IPTABLES_FILE, node.netns, plan.lab)
-        if p:
-            out.append(p)
+    """Each namespace whose rules `up` applied and recorded: the nodes' firewalls, every router
+    instance's l3 agent rules (a DVR qrouter-'s DNAT and float-snat, snat-'s SNAT) and each
+    fip-'s (lab/runtime/fip.py: `rules`)."""
     from lab.paths import lab_dir
-    for r in plan.router_instances:
-        p = iptables_problem(f"router {r.name}", lab_dir(plan.lab) / naming.router_rules_file(r.name),
-                             r.netns, plan.lab)
-        if p:
-            out.append(p)
-    return out
+    owners = [(node.name, Path(node.rundir) / naming.NODE_IPTABLES_FILE, node.netns) for node in plan.nodes]
+    owners += [(f"router {r.name}", lab_dir(plan.lab) / naming.router_rules_file(r.name), r.netns)
+               for r in plan.router_instances]
+    owners += [(f.name, lab_dir(plan.lab) / naming.router_rules_file(f.name), f.netns) for f in plan.fip_namespaces]
+    return [p for who, rules_file, ns in owners if (p := iptables_problem(who, rules_file, ns, plan.lab))]
 
 
 # --------------------------------------------------------------------------- a node's Open vSwitch

@@ -3,8 +3,8 @@ IP goes compute -> the network node's snat- -> qg-, the external host sees the r
 gateway address; the SNAT redirect (ip rule + a table per qr- subnet) in every qrouter-, the
 sg- ports and the snat- namespace as DvrEdgeRouter makes them; vm1's floating IP on compute1
 through fip- (fg- proxy ARP, rfp-/fpr-, table 16, rule 32768), never the network node; a
-deleted snat- or fip- namespace and a lost redirect rule are reported and repaired; the host
-is unchanged afterwards."""
+deleted snat- or fip- namespace, a lost redirect rule and a deleted fip- or qrouter- iptables
+rule are reported and repaired; the host is unchanged afterwards."""
 
 from __future__ import annotations
 
@@ -204,6 +204,52 @@ def test_deleted_fip_namespace_is_repaired(live):
     assert status.returncode == 1 and f"namespace {fip.netns} is missing" in status.stdout
     assert "repaired" in lab_up(scenario).stdout
     assert lab("status", name).returncode == 0
+    for check in (c for c in lab_.scenario().checks if c.name in (FIP_IN, FIP_OUT)):
+        result = checks.run_check(lab_.plan, check)
+        assert result.passed, result.evidence
+
+
+def _drop_fip_notrack(lab_):
+    """fip-'s one rule of its own (FipNamespace.create: raw PREROUTING -j CT --notrack)."""
+    fip = compute1_fip(lab_.plan)
+    return fip.name, "raw", ["neutron-l3-agent-PREROUTING", "-j", "CT", "--notrack"]
+
+
+def _drop_qrouter_dnat(lab_):
+    """compute1's qrouter-: the floating IP's DNAT of what comes in by rfp-."""
+    (link,) = compute1_fip(lab_.plan).links
+    return "router1@compute1", "nat", ["neutron-l3-agent-PREROUTING", "-d", "203.0.113.102/32", "-i", link.rfp_dev,
+                                       "-j", "DNAT", "--to-destination", "192.168.1.11"]
+
+
+def _drop_qrouter_float_snat(lab_):
+    """compute1's qrouter-: float-snat, vm1's traffic leaving as its floating IP."""
+    return "router1@compute1", "nat", ["neutron-l3-agent-float-snat", "-s", "192.168.1.11/32", "-j", "SNAT",
+                                       "--to-source", "203.0.113.102", "--random-fully"]
+
+
+@pytest.mark.parametrize("inject", [_drop_fip_notrack, _drop_qrouter_dnat, _drop_qrouter_float_snat],
+                         ids=lambda f: f.__name__[len("_drop_"):])
+def test_deleted_dvr_iptables_rule_is_reported_and_repaired(live, inject):
+    """A rule deleted from fip- or from a compute's qrouter- (the floating IP's NAT): `status`
+    names the namespace and the rule, `up` re-applies the rendered rules, the floating IP's
+    checks pass again."""
+    scenario, lab_ = live
+    name = test_name(scenario)
+    target, table, rule = inject(lab_)
+    assert f"-A {' '.join(rule)}" in lab("exec", name, target, "--", "iptables-save", "-t", table).stdout
+    lab("exec", name, target, "--", "iptables", "-t", table, "-D", *rule)
+    who = target if target.startswith("fip-") else f"router {target}"
+    status = lab("status", name, check=False)
+    assert status.returncode == 1, status.stdout
+    words = f"{who}: its iptables rules differ from what `up` applied (1 rule(s) missing, 0 unexpected; " \
+            f"first missing: `-A {' '.join(rule)}`)"
+    problems = json.loads(lab("status", name, "--json", check=False).stdout)["problems"]
+    assert [p for p in problems if p.startswith(words)] == problems, problems    # that one, nothing else
+    up = lab_up(scenario)
+    assert "repaired" in up.stdout and words in up.stdout, up.stdout
+    assert lab("status", name).returncode == 0
+    assert f"-A {' '.join(rule)}" in lab("exec", name, target, "--", "iptables-save", "-t", table).stdout
     for check in (c for c in lab_.scenario().checks if c.name in (FIP_IN, FIP_OUT)):
         result = checks.run_check(lab_.plan, check)
         assert result.passed, result.evidence

@@ -202,10 +202,11 @@ def test_show_json_is_the_plan(capsys):
     assert data["datapath"] == "system"
 
 
-def test_show_render_prints_every_file_of_every_node(capsys):
-    status, out, _ = run(capsys, "show", "classic-vlan", "--render", "--datapath", "netdev")
+@pytest.mark.parametrize("scenario", ["classic-vlan", "dvr-vlan"])
+def test_show_render_prints_every_file_of_every_node(capsys, scenario):
+    status, out, _ = run(capsys, "show", scenario, "--render", "--datapath", "netdev")
     assert status == 0
-    renders = render_plan(plan_of("classic-vlan"))
+    renders = render_plan(plan_of(scenario))
     for node, r in renders.items():
         assert f"\n### {node}: ovs-vsctl {' '.join(r.ovsdb)}\n" in out
         for bridge, text in r.flows.items():
@@ -215,12 +216,15 @@ def test_show_render_prints_every_file_of_every_node(capsys):
             assert f"\n### {node}: ipset restore -exist\n{r.ipset}" in out
         for router, rules in r.routers.items():
             assert f"\n### {node}: {router} iptables-restore\n{rules}" in out
+        for fip, rules in r.fips.items():      # DVR: fip-<external network> on every host of the router
+            assert f"\n### {node}: {fip} iptables-restore\n{rules}" in out
         for name, d in r.dhcp.items():
             assert f"\n### {node}: {name}: {' '.join(d.argv)}\n" in out
             assert f"# host\n{d.files['host']}" in out
-    assert out.count("\n### ") == sum(2 + bool(r.ipset) + len(r.flows) + len(r.routers) + len(r.dhcp)
+    assert out.count("\n### ") == sum(2 + bool(r.ipset) + len(r.flows) + len(r.routers) + len(r.dhcp) + len(r.fips)
                                       for r in renders.values())
     assert sum(bool(r.ipset) for r in renders.values()) == 2      # compute1, compute2
+    assert sum(len(r.fips) for r in renders.values()) == (3 if scenario == "dvr-vlan" else 0)
     assert out.index("### network1: ovs-vsctl") < out.index("\nchecks\n")
 
 

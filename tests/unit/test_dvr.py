@@ -421,3 +421,29 @@ def test_trace_expects_the_north_south_paths(scenario):
     assert dst.name == "vm1" and w[0] == "ext1 eth0" and w[-1] == "vm1 eth0"
     assert any(x.startswith("fip-ext-net@compute1 fg-") for x in w) and not any("network1" in x for x in w)
     assert any(x.startswith("router1@compute1 rfp-") for x in w)
+
+
+def test_dvr_over_gre_is_dvr_over_vxlan_entered_from_table_3():
+    """Neutron's DVR is the same per tunnel type (provision_local_vlan goes from the tunnel
+    type's table to DVR_NOT_LEARN): dvr-vxlan with GRE project networks renders every node's
+    flows, iptables and router rules as dvr-vxlan does, but for br-tun's gre- ports feeding
+    table 3 (GRE_TUN_TO_LV) instead of table 4. tests/integration/test_dvr_gre.py runs it."""
+    vx_text = Path(find_scenario("dvr-vxlan")).read_text()
+    gre_text = vx_text.replace("tenant_network_types: [vxlan]", "tenant_network_types: [gre]")
+    gre_text = re.sub(r"^(\s+)vni: ", r"\1key: ", gre_text.replace("vni_ranges:", "tunnel_id_ranges:"), flags=re.M)
+    vx, gre = (render_plan(build_plan(parse(t))) for t in (vx_text, gre_text))
+    as_gre = {"in_port=vxlan-": "in_port=gre-", "output:vxlan-": "output:gre-",
+              "actions=resubmit(,4)": "actions=resubmit(,3)", "table=4,priority=1,": "table=3,priority=1,"}
+    moved = 0
+    for node, r in vx.items():
+        assert (gre[node].iptables, gre[node].routers) == (r.iptables, r.routers)
+        assert set(gre[node].flows) == set(r.flows)
+        for bridge, text in r.flows.items():
+            expected = text
+            if bridge == naming.BR_TUN:
+                for old, new in as_gre.items():
+                    moved += expected.count(old)
+                    expected = expected.replace(old, new)
+            assert sorted(gre[node].flows[bridge].splitlines()) == sorted(expected.splitlines()), (node, bridge)
+    assert moved and "table=3,priority=1,tun_id=0x3ea,actions=mod_vlan_vid:2,resubmit(,9)" \
+        in gre["compute1"].flows[naming.BR_TUN]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.core import expect, routers
+from lab.core import expect, naming, routers
 from lab.core.expect import Address, Expected, Neighbour, Route
 from lab.core.plan import build_plan
 from lab.core.scenario import load_scenario
@@ -146,3 +146,35 @@ def test_every_missing_address_of_a_device_is_named():
                  routes=(Route("0.0.0.0/0", "203.0.113.1", "qg-1"),))
     faults = inventory.compare(e, seen(links={"qg-1": True}), "lab1")
     assert [f.what for f in faults] == ["203.0.113.5/24 on qg-1", "203.0.113.6/32 on qg-1"]
+
+
+def test_status_compares_the_iptables_of_every_dvr_namespace(dvr, monkeypatch):
+    """Every namespace `up` applies rules in is compared with what it recorded: each fip- (its
+    raw notrack rule), each router instance (a compute's qrouter-: DNAT and float-snat; snat-)."""
+    from lab.paths import lab_dir
+    from lab.runtime import health
+    asked = {}
+    monkeypatch.setattr(health, "iptables_problem",
+                        lambda who, rules_file, ns, lab: asked.setdefault(ns, (who, rules_file)) and None)
+    assert health.iptables_problems(dvr) == []
+    for f in dvr.fip_namespaces:
+        assert asked[f.netns] == (f.name, lab_dir(dvr.lab) / naming.router_rules_file(f.name))
+    for r in dvr.router_instances:
+        assert asked[r.netns] == (f"router {r.name}", lab_dir(dvr.lab) / naming.router_rules_file(r.name))
+    assert len(asked) == len(dvr.nodes) + len(dvr.router_instances) + len(dvr.fip_namespaces)
+
+
+def test_a_rule_gone_from_a_fip_namespace_is_named(tmp_path, monkeypatch):
+    from lab.runtime import health
+    rules = tmp_path / "fip-ext-net@compute1.rules"
+    applied = ["*raw", ":PREROUTING ACCEPT [0:0]", "-A PREROUTING -j neutron-l3-agent-PREROUTING",
+               "-A neutron-l3-agent-PREROUTING -j CT --notrack", "COMMIT"]
+    monkeypatch.setattr(health, "iptables_now", lambda ns: applied)
+    monkeypatch.setattr(health.netns, "exists", lambda ns: True)
+    health.record_iptables(rules, "nlab.x.compute1.fip-1")
+    assert health.iptables_problem("fip-ext-net@compute1", rules, "nlab.x.compute1.fip-1", "x") is None
+    monkeypatch.setattr(health, "iptables_now", lambda ns: applied[:3] + applied[4:])
+    p = health.iptables_problem("fip-ext-net@compute1", rules, "nlab.x.compute1.fip-1", "x")
+    assert p == ("fip-ext-net@compute1: its iptables rules differ from what `up` applied (1 rule(s) missing, "
+                 "0 unexpected; first missing: `-A neutron-l3-agent-PREROUTING -j CT --notrack`); "
+                 "`lab up x` re-applies them")
