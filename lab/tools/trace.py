@@ -211,9 +211,26 @@ def endpoint(plan: Plan, name: str) -> Endpoint:
 
 
 def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, Endpoint, str]:
+    """The hops a packet from SRC_NAME to DST_SPEC (an instance, an external host, or an
+    address: an instance's, an external host's, a floating IP) should take; the destination
+    endpoint and the address the probe is sent to."""
     src = endpoint(plan, src_name)
+    dst, dst_ip, via_fip = _destination(plan, src, dst_spec)
     b = PathBuilder(plan)
-    # the destination: an endpoint, or an address (an instance's, an external host's, a floating IP)
+    b.src_ip, b.dst_ip = src.ip, dst_ip
+    if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
+        _same_network(b, src, dst)
+    elif src.kind == "instance":
+        _routed(b, src, dst, dst_spec, via_fip)
+    else:
+        _in_through_floating_ip(b, src, dst, dst_spec, via_fip)
+        return b, dst, via_fip
+    return b, dst, dst_ip
+
+
+def _destination(plan: Plan, src: Endpoint, dst_spec: str) -> tuple[Endpoint, str, str | None]:
+    """(endpoint, address, floating IP or None) of DST_SPEC: an endpoint's name, or an address
+    (an instance's on the sender's network, a floating IP, an external host's)."""
     dst, dst_ip, via_fip = None, dst_spec, None
     if dst_spec in plan.targets():
         dst = endpoint(plan, dst_spec)
@@ -229,69 +246,87 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
                 dst = endpoint(plan, h.name)
     if dst is None:
         raise LabStateError(f"nothing in lab {plan.lab} answers at {dst_spec}")
-    b.src_ip, b.dst_ip = src.ip, dst_ip
-    # the router of each network; the instance of it that routes a packet is the one serving
-    # the sender's node (legacy: its only instance)
-    router_of = {i.network: r for r in plan.routers for inst in r.instances for i in inst.interfaces}
+    return dst, dst_ip, via_fip
 
-    if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
-        b.instance_out(src, dst.mac)
-        if src.node.name != dst.node.name:
-            b.node_to_node(src.node, dst.node, src.network, src.mac, dst.mac)
-        b.instance_in(dst)
-        return b, dst, dst_ip
 
-    if src.kind == "instance":
-        if src.network not in router_of:
-            raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
-        router = router_of[src.network].serving(src.node.name)
-        x = plan.node(router.node)
-        qr_in = next(i for i in router.interfaces if i.network == src.network)
-        b.instance_out(src, qr_in.mac)
-        if x.name != src.node.name:     # DVR: the router is on the sender's own node
-            b.node_to_node(src.node, x, src.network, src.mac, qr_in.mac)
-        b.add(f"{router.name} {qr_in.ns_dev}", "nic", router.netns, qr_in.ns_dev)
-        if dst.kind == "instance" and not via_fip:
-            qr_out = next((i for i in router.interfaces if i.network == dst.network), None)
-            if qr_out is None:
-                raise LabStateError(f"router {router.name} has no interface on {dst.network}")
-            b.add(f"{router.name} routing {qr_in.ns_dev} -> {qr_out.ns_dev}", "nat", router.netns, note="no NAT")
-            b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev)
-            b.into_br_int(x, qr_out, dst.mac)
-            if x.name != dst.node.name:
-                wire_src, notes = _dvr_rewrite(x, dst.node, qr_out) if router.role == "dvr_local" \
-                    else (qr_out.mac, ("", ""))
-                b.node_to_node(x, dst.node, dst.network, wire_src, dst.mac, notes)
-            b.instance_in(dst)
-            return b, dst, dst_ip
-        # out to the external network: SNAT to the floating IP, or to the router's gateway address
-        if router.role == "dvr_local":      # DVR: through this node's fip-, or the network node's snat-
-            trace_dvr.out(b, plan, router, src, dst, x, qr_in)
-            return b, dst, dst_ip
-        gw = router.gateway
-        if gw is None:
-            raise LabStateError(f"router {router.name} has no external gateway")
-        b.add(f"{router.name} NAT", "nat", router.netns, note="SNAT")
-        b.src_ip = src.port.floating_ip or gw.ip
-        b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev, note="after SNAT")
-        b.external_out(x, gw, dst)
-        return b, dst, dst_ip
+def _routers_by_network(plan: Plan) -> dict:
+    """The router of each network; the instance of it that routes a packet is the one serving
+    the sender's node (legacy: its only instance)."""
+    return {i.network: r for r in plan.routers for inst in r.instances for i in inst.interfaces}
 
-    # from an external host: in through a floating IP
+
+def _same_network(b: PathBuilder, src: Endpoint, dst: Endpoint) -> None:
+    b.instance_out(src, dst.mac)
+    if src.node.name != dst.node.name:
+        b.node_to_node(src.node, dst.node, src.network, src.mac, dst.mac)
+    b.instance_in(dst)
+
+
+def _routed(b: PathBuilder, src: Endpoint, dst: Endpoint, dst_spec: str, via_fip: str | None) -> None:
+    """From instance SRC into its network's router, then to an instance on another network, or
+    out to the external network (SNAT to the floating IP, or to the router's gateway address)."""
+    plan, router_of = b.plan, _routers_by_network(b.plan)
+    if src.network not in router_of:
+        raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
+    router = router_of[src.network].serving(src.node.name)
+    x = plan.node(router.node)
+    qr_in = next(i for i in router.interfaces if i.network == src.network)
+    b.instance_out(src, qr_in.mac)
+    if x.name != src.node.name:     # DVR: the router is on the sender's own node
+        b.node_to_node(src.node, x, src.network, src.mac, qr_in.mac)
+    b.add(f"{router.name} {qr_in.ns_dev}", "nic", router.netns, qr_in.ns_dev)
+    if dst.kind == "instance" and not via_fip:
+        _between_networks(b, router, x, qr_in, dst)
+    elif router.role == "dvr_local":      # DVR: through this node's fip-, or the network node's snat-
+        trace_dvr.out(b, plan, router, src, dst, x, qr_in)
+    else:
+        _snat_out(b, router, x, src, dst)
+
+
+def _between_networks(b: PathBuilder, router, x: NodePlan, qr_in, dst: Endpoint) -> None:
+    """ROUTER (on node X) routes from QR_IN out of its qr- on DST's network, no NAT."""
+    qr_out = next((i for i in router.interfaces if i.network == dst.network), None)
+    if qr_out is None:
+        raise LabStateError(f"router {router.name} has no interface on {dst.network}")
+    b.add(f"{router.name} routing {qr_in.ns_dev} -> {qr_out.ns_dev}", "nat", router.netns, note="no NAT")
+    b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev)
+    b.into_br_int(x, qr_out, dst.mac)
+    if x.name != dst.node.name:
+        wire_src, notes = _dvr_rewrite(x, dst.node, qr_out) if router.role == "dvr_local" \
+            else (qr_out.mac, ("", ""))
+        b.node_to_node(x, dst.node, dst.network, wire_src, dst.mac, notes)
+    b.instance_in(dst)
+
+
+def _snat_out(b: PathBuilder, router, x: NodePlan, src: Endpoint, dst: Endpoint) -> None:
+    """A legacy ROUTER (on node X) sends SRC's packet out of qg-: SNAT to SRC's floating IP,
+    or to the gateway address."""
+    gw = router.gateway
+    if gw is None:
+        raise LabStateError(f"router {router.name} has no external gateway")
+    b.add(f"{router.name} NAT", "nat", router.netns, note="SNAT")
+    b.src_ip = src.port.floating_ip or gw.ip
+    b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev, note="after SNAT")
+    b.external_out(x, gw, dst)
+
+
+def _in_through_floating_ip(b: PathBuilder, src: Endpoint, dst: Endpoint, dst_spec: str,
+                            via_fip: str | None) -> None:
+    """From external host SRC to DST's floating IP: into the router serving DST's node, DNAT."""
     if not via_fip:
         raise LabStateError(f"from {src.name}, only floating IPs are reachable (not {dst_spec})")
-    router = router_of[dst.network].serving(dst.node.name)
+    plan = b.plan
+    router = _routers_by_network(plan)[dst.network].serving(dst.node.name)
     x = plan.node(router.node)
     if router.role == "dvr_local":      # DVR: in through the instance's node's fip-
         trace_dvr.fip_in(b, plan, router, src, dst, x)
-        return b, dst, via_fip
+        return
     gw = router.gateway
     b.external_in(src, x, gw)
     b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev)
     qr_out = b.after_dnat(router, x, dst, "DNAT")
     b.node_to_node(x, dst.node, dst.network, qr_out.mac, dst.mac)
     b.instance_in(dst)
-    return b, dst, via_fip
 
 
 def _dvr_rewrite(x: NodePlan, y: NodePlan, qr) -> tuple[str, tuple[str, str]]:
