@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.core import plugs, routers
-from lab.core.plan import Plan
+from lab.core.plan import Neighbour, Plan   # Neighbour: a router instance's permanent entry, as is
 
 IPV6_OFF = (("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv6.conf.all.disable_ipv6", "1"))
 BRIDGED_IPTABLES = (("net.bridge.bridge-nf-call-iptables", "1"), ("net.bridge.bridge-nf-call-ip6tables", "1"))
@@ -33,13 +33,6 @@ class Route:
 
 
 @dataclass(frozen=True)
-class Neighbour:
-    dev: str
-    ip: str
-    mac: str
-
-
-@dataclass(frozen=True)
 class Expected:
     """One namespace's kernel state that the plan calls for."""
 
@@ -52,6 +45,25 @@ class Expected:
     sysctls: tuple[tuple[str, str], ...] = ()
     dhcp_client: bool = False               # eth0's address and routes come from a DHCP lease
     remade: tuple[str, ...] = ()            # links `up` makes again when they are missing
+
+
+def _port_address(p) -> Address:
+    """A plan port's address on its namespace side (qr-, qg-, sg-, ns-, fg-)."""
+    return Address(p.ns_dev, p.ip, p.prefixlen)
+
+
+def _with_ports(netns: str, who: str, ports, more_addresses=(), **more) -> Expected:
+    """A namespace an agent plugs PORTS into (qrouter-, snat-, qdhcp-): each port's device
+    present and up with its address, and made again by `up` when it is missing."""
+    devs = tuple(p.ns_dev for p in ports)
+    return Expected(netns, who, links=devs, addresses=(*map(_port_address, ports), *more_addresses),
+                    remade=devs, **more)
+
+
+def _one_eth0(netns: str, who: str, x, **more) -> Expected:
+    """An instance's or external host's namespace: eth0, up, with X's address (ip, prefixlen)."""
+    return Expected(netns, who, links=("eth0",), addresses=(Address("eth0", x.ip, x.prefixlen),),
+                    sysctls=IPV6_OFF, **more)
 
 
 def _wires(plan: Plan) -> list[Expected]:
@@ -86,30 +98,25 @@ def _instance_routes(plan: Plan, p) -> tuple[Route, ...]:
 
 
 def _instances(plan: Plan) -> list[Expected]:
-    return [Expected(p.netns, f"instance {p.instance}", links=("eth0",),
-                     addresses=(Address("eth0", p.ip, p.prefixlen),), routes=_instance_routes(plan, p),
-                     sysctls=IPV6_OFF, dhcp_client=p.address == "dhcp") for p in plan.ports]
+    return [_one_eth0(p.netns, f"instance {p.instance}", p, routes=_instance_routes(plan, p),
+                      dhcp_client=p.address == "dhcp") for p in plan.ports]
 
 
 def _external_hosts(plan: Plan) -> list[Expected]:
-    return [Expected(h.netns, f"external host {h.name}", links=("eth0",),
-                     addresses=(Address("eth0", h.ip, h.prefixlen),), sysctls=IPV6_OFF)
-            for h in plan.external_hosts]
+    return [_one_eth0(h.netns, f"external host {h.name}", h) for h in plan.external_hosts]
 
 
 def _routers(plan: Plan) -> list[Expected]:
     out = []
     for r in plan.router_instances:
-        addresses = [Address(p.ns_dev, p.ip, p.prefixlen) for p in r.ports]
+        floating: list[Address] = []
         routes: tuple[Route, ...] = ()
         if r.gateway:
-            addresses += [Address(r.gateway.ns_dev, f.address, 32) for f in r.floating_ips]
+            floating = [Address(r.gateway.ns_dev, f.address, 32) for f in r.floating_ips]
             if r.external_gateway_ip:
                 routes = (Route("0.0.0.0/0", r.external_gateway_ip, r.gateway.ns_dev),)
-        out.append(Expected(r.netns, f"router {r.name}", links=tuple(p.ns_dev for p in r.ports),
-                            addresses=tuple(addresses), routes=routes,
-                            neighbours=tuple(Neighbour(n.dev, n.ip, n.mac) for n in r.neighbours),
-                            sysctls=IPV6_OFF + routers.sysctls(r), remade=tuple(p.ns_dev for p in r.ports)))
+        out.append(_with_ports(r.netns, f"router {r.name}", r.ports, floating, routes=routes,
+                               neighbours=tuple(r.neighbours), sysctls=IPV6_OFF + routers.sysctls(r)))
     return out
 
 
@@ -121,7 +128,7 @@ def _fips(plan: Plan) -> list[Expected]:
         g = f.gateway
         out.append(Expected(f.netns, f"floating IP namespace {f.name}",
                             links=(g.ns_dev, *(x.fpr_dev for x in f.links)),
-                            addresses=(Address(g.ns_dev, g.ip, g.prefixlen),
+                            addresses=(_port_address(g),
                                        *(Address(x.fpr_dev, x.fpr_ip, 31) for x in f.links)),
                             sysctls=IPV6_OFF + routers.FIP_SYSCTLS
                             + ((f"net.ipv4.conf.{g.ns_dev}.proxy_arp", "1"),),
@@ -130,10 +137,7 @@ def _fips(plan: Plan) -> list[Expected]:
 
 
 def _dhcp_servers(plan: Plan) -> list[Expected]:
-    return [Expected(d.netns, f"DHCP server {d.name}", links=(d.port.ns_dev,),
-                     addresses=(Address(d.port.ns_dev, d.port.ip, d.port.prefixlen),), sysctls=IPV6_OFF,
-                     remade=(d.port.ns_dev,))
-            for d in plan.dhcp_servers]
+    return [_with_ports(d.netns, f"DHCP server {d.name}", (d.port,), sysctls=IPV6_OFF) for d in plan.dhcp_servers]
 
 
 SOURCES = (_wires, _nodes, _instances, _external_hosts, _routers, _fips, _dhcp_servers)

@@ -146,19 +146,7 @@ def up(name_or_path: str | Scenario, datapath: str | None = None, progress: Prog
 
 
 def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResult:
-    gateway.require(*REQUIRED_PROGRAMS)
-    chosen = datapath or os.environ.get("LAB_DATAPATH")
-    if chosen is None and statedir.read_plan(scenario.name) is not None:
-        chosen = load_state(scenario.name).plan.datapath     # `up` again: the datapath it has
-    chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
-    plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
-    check_kernel(plan)
-    if ipsets.needed(plan):
-        gateway.require("ipset")
-    if plan.dhcp_servers:
-        gateway.require("dnsmasq", "busybox")
-    renders = render_plan(plan)
-
+    plan, renders = _plan_and_render(scenario, datapath)
     if statedir.read_plan(plan.lab) is not None:
         state = load_state(plan.lab)
         if state.plan == plan:
@@ -171,74 +159,124 @@ def _up(scenario: Scenario, datapath: str | None, progress: Progress) -> UpResul
     ledger = Ledger(directory)
     ledger.record("statedir", path=str(directory))
     started = time.monotonic()
-    phases: dict[str, float] = {}
-    step = "preparing"
+    steps = _Steps()
     try:
-        (directory / "scenario.json").write_text(json.dumps(dataclasses.asdict(scenario), indent=1))
-        step = "creating namespaces"
-        t = time.monotonic()
-        progress(f"{step} ({len(plan.namespaces())})")
-        _create_namespaces(plan, ledger)
-        phases["namespaces"] = time.monotonic() - t
-
-        step = "wiring physical networks"
-        t = time.monotonic()
-        progress(f"{step} ({', '.join(w.name for w in plan.wires)})")
-        for wire in plan.wires:
-            _wire_up(plan, wire)
-        phases["wires"] = time.monotonic() - t
-
-        step = "bringing up nodes"
-        t = time.monotonic()
-        progress(f"{step} ({', '.join(n.name for n in plan.nodes)}) in parallel")
-        with ThreadPoolExecutor(max_workers=max(1, len(plan.nodes))) as pool:
-            futures = [pool.submit(_node_up, plan, node, renders[node.name], ledger, progress)
-                       for node in plan.nodes]
-            errors = []
-            for f in futures:
-                try:
-                    f.result()
-                except BaseException as exc:  # collect every node's failure, keep the first
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
-        phases["nodes"] = time.monotonic() - t
-
-        step = "configuring external hosts"
-        for host in plan.external_hosts:
-            _external_host_up(host)
-
-        step = "starting the metadata service"
-        t = time.monotonic()
-        if metadata_service.ensure(plan, scenario, lambda **e: ledger.record("process", **e)):
-            phases["metadata"] = time.monotonic() - t
-
-        step = "waiting for DHCP leases"
-        t = time.monotonic()
-        dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
-        if dhcp_ports:
-            progress(f"{step} ({len(dhcp_ports)} instances)")
-            missing = agents.dhcp_leases(plan, dhcp_ports, directory)
-            phases["dhcp"] = time.monotonic() - t
-        else:
-            missing = []
-        # written last: a lab with plan.json is a lab that came up completely
-        (directory / statedir.PLAN_FILE).write_text(statedir.plan_document(plan.to_json()))
-        signals.settle()    # the lab is complete: a signal now must not undo it
+        missing = _bring_up(plan, scenario, renders, ledger, directory, steps, progress)
     except BaseException as exc:
-        progress(f"{signals.describe(exc) or 'failed'} while {step}: removing what was made")
-        try:
-            with signals.deferred(raise_after=False):    # a second signal must not cut the rollback short
-                _teardown(plan.lab, ledger.entries(), progress=_quiet)
-        except BaseException as cleanup_exc:  # keep the first error; say the sweep is owed
-            progress(f"removing failed too ({cleanup_exc}); run `lab cleanup {plan.lab}`")
+        _roll_back(plan.lab, ledger, f"{signals.describe(exc) or 'failed'} while {steps.now}", progress)
         if isinstance(exc, KeyboardInterrupt):
             raise
         if isinstance(exc, LabError):
-            raise ApplyError(f"lab up {plan.lab} failed while {step}: {exc}\n"
+            raise ApplyError(f"lab up {plan.lab} failed while {steps.now}: {exc}\n"
                              "everything it had made has been removed") from exc
         raise
-    return UpResult(plan.lab, time.monotonic() - started, phases=phases, missing_leases=missing)
+    return UpResult(plan.lab, time.monotonic() - started, phases=steps.phases, missing_leases=missing)
+
+
+def _plan_and_render(scenario: Scenario, datapath: str | None) -> tuple[Plan, dict[str, NodeRender]]:
+    """The programs checked, the datapath chosen (LAB_DATAPATH, or the one a lab that is up
+    has, or detected), the plan built, the kernel checked, every node's files rendered."""
+    gateway.require(*REQUIRED_PROGRAMS)
+    chosen = datapath or os.environ.get("LAB_DATAPATH")
+    if chosen is None and statedir.read_plan(scenario.name) is not None:
+        chosen = load_state(scenario.name).plan.datapath     # `up` again: the datapath it has
+    chosen = ovs.check_datapath(chosen or ovs.detect_datapath())
+    plan = build_plan(scenario, datapath=chosen, state_root=str(STATE_ROOT))
+    check_kernel(plan)
+    if ipsets.needed(plan):
+        gateway.require("ipset")
+    if plan.dhcp_servers:
+        gateway.require("dnsmasq", "busybox")
+    return plan, render_plan(plan)
+
+
+@dataclass
+class _Steps:
+    """Where a bring-up is (`now`, named when it fails) and how long each timed phase took."""
+
+    now: str = "preparing"
+    phases: dict[str, float] = field(default_factory=dict)
+    began: float = 0.0
+
+    def begin(self, step: str) -> None:
+        self.now, self.began = step, time.monotonic()
+
+    def took(self, phase: str) -> None:
+        self.phases[phase] = time.monotonic() - self.began
+
+
+def _bring_up(plan: Plan, scenario: Scenario, renders: dict[str, NodeRender], ledger: Ledger, directory: Path,
+              steps: _Steps, progress: Progress) -> list[str]:
+    """Everything `up` makes, in order (every object in the ledger as soon as it exists);
+    plan.json last. The instances that got no lease."""
+    (directory / "scenario.json").write_text(json.dumps(dataclasses.asdict(scenario), indent=1))
+    steps.begin("creating namespaces")
+    progress(f"{steps.now} ({len(plan.namespaces())})")
+    _create_namespaces(plan, ledger)
+    steps.took("namespaces")
+
+    steps.begin("wiring physical networks")
+    progress(f"{steps.now} ({', '.join(w.name for w in plan.wires)})")
+    for wire in plan.wires:
+        _wire_up(plan, wire)
+    steps.took("wires")
+
+    steps.begin("bringing up nodes")
+    progress(f"{steps.now} ({', '.join(n.name for n in plan.nodes)}) in parallel")
+    _nodes_up(plan, renders, ledger, progress)
+    steps.took("nodes")
+
+    steps.begin("configuring external hosts")
+    for host in plan.external_hosts:
+        _external_host_up(host)
+
+    steps.begin("starting the metadata service")
+    if metadata_service.ensure(plan, scenario, lambda **e: ledger.record("process", **e)):
+        steps.took("metadata")
+
+    missing = _wait_for_leases(plan, directory, steps, progress)
+    # written last: a lab with plan.json is a lab that came up completely
+    (directory / statedir.PLAN_FILE).write_text(statedir.plan_document(plan.to_json()))
+    signals.settle()    # the lab is complete: a signal now must not undo it
+    return missing
+
+
+def _nodes_up(plan: Plan, renders: dict[str, NodeRender], ledger: Ledger, progress: Progress) -> None:
+    """Every node at once, one thread each; every node's failure collected, the first raised."""
+    with ThreadPoolExecutor(max_workers=max(1, len(plan.nodes))) as pool:
+        futures = [pool.submit(_node_up, plan, node, renders[node.name], ledger, progress)
+                   for node in plan.nodes]
+        errors = []
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as exc:  # collect every node's failure, keep the first
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _wait_for_leases(plan: Plan, directory: Path, steps: _Steps, progress: Progress) -> list[str]:
+    """Every DHCP instance's client at once; the instances that got no lease."""
+    steps.begin("waiting for DHCP leases")
+    dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
+    if not dhcp_ports:
+        return []
+    progress(f"{steps.now} ({len(dhcp_ports)} instances)")
+    missing = agents.dhcp_leases(plan, dhcp_ports, directory)
+    steps.took("dhcp")
+    return missing
+
+
+def _roll_back(lab: str, ledger: Ledger, why: str, progress: Progress) -> None:
+    """A failed or interrupted `up`: remove what the ledger says it made (a second signal
+    cannot cut that short), or say the sweep is owed."""
+    progress(f"{why}: removing what was made")
+    try:
+        with signals.deferred(raise_after=False):    # a second signal must not cut the rollback short
+            _teardown(lab, ledger.entries(), progress=_quiet)
+    except BaseException as cleanup_exc:  # keep the first error; say the sweep is owed
+        progress(f"removing failed too ({cleanup_exc}); run `lab cleanup {lab}`")
 
 
 def _sweep_interrupted(lab: str, progress: Progress) -> None:

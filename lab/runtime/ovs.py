@@ -96,11 +96,3 @@ def replace_flows(rundir: str, bridge: str, flow_file: str) -> None:
     gateway.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "replace-flows", bridge, flow_file],
                 env=env(rundir))
 
-
-def count_flows(rundir: str, bridge: str, cookie: str) -> int:
-    """How many flows of BRIDGE carry the lab's cookie."""
-    out = gateway.run(["ovs-ofctl", "dump-flows", bridge, f"cookie={cookie}/-1"], env=env(rundir)).stdout
-    # flows that br-tun's learn action made carry the cookie too, with a hard_timeout of
-    # their own (the learn flow itself only names one inside its actions)
-    return sum(1 for line in out.splitlines()
-               if "cookie=" in line and "hard_timeout=" not in line.split(" actions=")[0])

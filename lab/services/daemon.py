@@ -4,16 +4,23 @@
 and haproxy do), names the process (``comm``, which lab/runtime/processes.py knows), binds the
 socket, writes the pid file, and serves until SIGTERM, then removes its socket and pid file.
 A failure to bind is printed by the command that started it, which exits 1.
+
+``main`` is the command line the metadata agent and server share: their socket, their own
+data files, the shared secret, pid file and log, then ``run``.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
+import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+
+from lab.services import unixhttp
 
 PR_SET_NAME = 15
 
@@ -24,6 +31,33 @@ def set_comm(name: str) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def main(prog: str, comm: str, options: Sequence[str], handler: Callable[[argparse.Namespace, bytes], Callable],
+         argv: list[str] | None = None) -> None:
+    """Parse ``--socket S OPTIONS… --secret-file F --pidfile F --log F [--foreground]`` (every
+    option but --foreground required), read the secret, and serve a unix-socket HTTP server as
+    the daemon COMM. HANDLER(args, secret) is called before the daemon forks (it reads the
+    service's files there, so a bad one fails the starting command); what it returns is called
+    with the opened log file and gives the request handler class."""
+    ap = argparse.ArgumentParser(prog=prog)
+    for option in ("--socket", *options, "--secret-file", "--pidfile", "--log"):
+        ap.add_argument(option, required=True)
+    ap.add_argument("--foreground", action="store_true")
+    args = ap.parse_args(argv)
+    secret = Path(args.secret_file).read_bytes().strip()
+    handler_for_log = handler(args, secret)
+
+    def make():
+        log_file = open(args.log, "a")
+        return unixhttp.UnixHTTPServer(args.socket, handler_for_log(log_file))
+
+    run(comm, args.socket, args.pidfile, args.log, make, args.foreground)
+
+
+def read_json(path: str, key: str):
+    """KEY of the JSON document in PATH (the services' ports and instances files)."""
+    return json.loads(Path(path).read_text())[key]
 
 
 def run(comm: str, socket_path: str, pidfile: str, log: str, make_server: Callable[[], object],

@@ -19,10 +19,8 @@ One deliberate difference: when the instance sent its own ``X-Forwarded-For``, h
 
 from __future__ import annotations
 
-import argparse
+import functools
 import ipaddress
-import json
-from pathlib import Path
 
 from lab.services import daemon, unixhttp
 from lab.services.metadata_server import sign
@@ -88,23 +86,9 @@ def make_handler(ports: list[dict], server_socket: str, secret: bytes, log_file=
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lab.services.metadata_agent")
-    ap.add_argument("--socket", required=True)
-    ap.add_argument("--ports", required=True)
-    ap.add_argument("--server-socket", required=True)
-    ap.add_argument("--secret-file", required=True)
-    ap.add_argument("--pidfile", required=True)
-    ap.add_argument("--log", required=True)
-    ap.add_argument("--foreground", action="store_true")
-    args = ap.parse_args(argv)
-    secret = Path(args.secret_file).read_bytes().strip()
-    ports = json.loads(Path(args.ports).read_text())["ports"]
-
-    def make():
-        log_file = open(args.log, "a")
-        return unixhttp.UnixHTTPServer(args.socket, make_handler(ports, args.server_socket, secret, log_file))
-
-    daemon.run(COMM, args.socket, args.pidfile, args.log, make, args.foreground)
+    daemon.main("python -m lab.services.metadata_agent", COMM, ("--ports", "--server-socket"),
+                lambda args, secret: functools.partial(make_handler, daemon.read_json(args.ports, "ports"),
+                                                       args.server_socket, secret), argv)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ way Nova's metadata handler does (nova/api/metadata/handler.py,
 
 from __future__ import annotations
 
-import argparse
+import functools
 import hashlib
 import hmac
 import json
-from pathlib import Path
 
 from lab.services import daemon, unixhttp
 
@@ -143,22 +142,9 @@ def make_handler(secret: bytes, instances: dict, log_file=None):
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lab.services.metadata_server")
-    ap.add_argument("--socket", required=True)
-    ap.add_argument("--instances", required=True)
-    ap.add_argument("--secret-file", required=True)
-    ap.add_argument("--pidfile", required=True)
-    ap.add_argument("--log", required=True)
-    ap.add_argument("--foreground", action="store_true")
-    args = ap.parse_args(argv)
-    secret = Path(args.secret_file).read_bytes().strip()
-    instances = json.loads(Path(args.instances).read_text())["instances"]
-
-    def make():
-        log_file = open(args.log, "a")
-        return unixhttp.UnixHTTPServer(args.socket, make_handler(secret, instances, log_file))
-
-    daemon.run(COMM, args.socket, args.pidfile, args.log, make, args.foreground)
+    daemon.main("python -m lab.services.metadata_server", COMM, ("--instances",),
+                lambda args, secret: functools.partial(make_handler, secret,
+                                                       daemon.read_json(args.instances, "instances")), argv)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,48 @@ class PathBuilder:
         self.plug_hops(e, "ingress")
         self.add(f"{e.name} eth0", "nic", e.netns, "eth0")
 
+    def into_br_int(self, node: NodePlan, port, dl_dst: str) -> None:
+        """A frame to DL_DST from an agent's port (qr-, qg-, sg-, fg-: its tap on NODE's br-int)."""
+        self.ovs_entries.append((node, "br-int", {"in_port": port.ovs_dev, "dl_src": port.mac, "dl_dst": dl_dst}))
+        self.add(f"{node.name} br-int", "ovs", node.netns, note=f"local VLAN {port.local_vlan}")
+
+    def after_dnat(self, router, x: NodePlan, dst: Endpoint, nat: str):
+        """DNAT in ROUTER (on node X; NAT: how the hop reads) to DST, out of its qr- on DST's
+        network into br-int; that qr- port."""
+        self.add(f"{router.name} NAT", "nat", router.netns, note=nat)
+        self.dst_ip = dst.ip
+        qr_out = next(i for i in router.interfaces if i.network == dst.network)
+        self.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev, note="after DNAT")
+        self.into_br_int(x, qr_out, dst.mac)
+        return qr_out
+
+    def external_in(self, src: Endpoint, x: NodePlan, gw) -> None:
+        """From external host SRC over its wire into node X's physical bridge and br-int, to
+        GW (the qg- or fg- port that answers for the floating IP)."""
+        plan = self.plan
+        self.add(f"{src.name} eth0", "nic", src.netns, "eth0")
+        ext_wire = plan.wire(next(h.wire for h in plan.external_hosts if h.name == src.name))
+        member = next(m for m in ext_wire.members if m.name == src.name)
+        self.add(f"wire {ext_wire.name} (from {src.name})", "wire", ext_wire.netns, member.wire_ifname)
+        pb = next(p for p in x.physical_bridges if p.physical_network == ext_wire.name)
+        self.add(f"{x.name} {pb.nic}", "nic", x.netns, pb.nic)
+        self.add(f"{x.name} {pb.bridge} -> br-int", "ovs", x.netns, note=f"local VLAN {gw.local_vlan}")
+        self.ovs_entries.append((x, pb.bridge, {"in_port": pb.nic, "dl_src": src.mac, "dl_dst": gw.mac}))
+
+    def external_out(self, x: NodePlan, gw, dst: Endpoint) -> None:
+        """From GW (qg- or fg-) on node X through br-int, the physical bridge and the external
+        wire, to DST (an external host, or an address beyond the wire)."""
+        self.into_br_int(x, gw, dst.mac if dst.kind == "external-host" else "")
+        pb = next(p for p in x.physical_bridges for net, _, _ in p.vlan_translations if net == gw.network)
+        self.add(f"{x.name} {pb.bridge}", "ovs", x.netns, note="untagged" if dict(
+            (n, s) for n, _, s in pb.vlan_translations).get(gw.network) is None else "")
+        self.add(f"{x.name} {pb.nic}", "nic", x.netns, pb.nic)
+        wire = self.plan.wire(pb.physical_network)
+        member = next(m for m in wire.members if m.name == x.name)
+        self.add(f"wire {wire.name} (from {x.name})", "wire", wire.netns, member.wire_ifname)
+        if dst.kind == "external-host":
+            self.add(f"{dst.name} eth0", "nic", dst.netns, "eth0")
+
     def node_to_node(self, a: NodePlan, b: NodePlan, network: str, dl_src: str, dl_dst: str,
                      dvr: tuple[str, str] = ("", "")) -> None:
         """From br-int of A over the network's wire to br-int of B. DVR: what A's bridge and
@@ -169,9 +211,26 @@ def endpoint(plan: Plan, name: str) -> Endpoint:
 
 
 def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, Endpoint, str]:
+    """The hops a packet from SRC_NAME to DST_SPEC (an instance, an external host, or an
+    address: an instance's, an external host's, a floating IP) should take; the destination
+    endpoint and the address the probe is sent to."""
     src = endpoint(plan, src_name)
+    dst, dst_ip, via_fip = _destination(plan, src, dst_spec)
     b = PathBuilder(plan)
-    # the destination: an endpoint, or an address (an instance's, an external host's, a floating IP)
+    b.src_ip, b.dst_ip = src.ip, dst_ip
+    if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
+        _same_network(b, src, dst)
+    elif src.kind == "instance":
+        _routed(b, src, dst, dst_spec, via_fip)
+    else:
+        _in_through_floating_ip(b, src, dst, dst_spec, via_fip)
+        return b, dst, via_fip
+    return b, dst, dst_ip
+
+
+def _destination(plan: Plan, src: Endpoint, dst_spec: str) -> tuple[Endpoint, str, str | None]:
+    """(endpoint, address, floating IP or None) of DST_SPEC: an endpoint's name, or an address
+    (an instance's on the sender's network, a floating IP, an external host's)."""
     dst, dst_ip, via_fip = None, dst_spec, None
     if dst_spec in plan.targets():
         dst = endpoint(plan, dst_spec)
@@ -187,85 +246,87 @@ def build_path(plan: Plan, src_name: str, dst_spec: str) -> tuple[PathBuilder, E
                 dst = endpoint(plan, h.name)
     if dst is None:
         raise LabStateError(f"nothing in lab {plan.lab} answers at {dst_spec}")
-    b.src_ip, b.dst_ip = src.ip, dst_ip
-    # the router of each network; the instance of it that routes a packet is the one serving
-    # the sender's node (legacy: its only instance)
-    router_of = {i.network: r for r in plan.routers for inst in r.instances for i in inst.interfaces}
+    return dst, dst_ip, via_fip
 
-    if src.kind == "instance" and dst.kind == "instance" and src.network == dst.network and not via_fip:
-        b.instance_out(src, dst.mac)
-        if src.node.name != dst.node.name:
-            b.node_to_node(src.node, dst.node, src.network, src.mac, dst.mac)
-        b.instance_in(dst)
-        return b, dst, dst_ip
 
-    if src.kind == "instance":
-        if src.network not in router_of:
-            raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
-        router = router_of[src.network].serving(src.node.name)
-        x = plan.node(router.node)
-        qr_in = next(i for i in router.interfaces if i.network == src.network)
-        b.instance_out(src, qr_in.mac)
-        if x.name != src.node.name:     # DVR: the router is on the sender's own node
-            b.node_to_node(src.node, x, src.network, src.mac, qr_in.mac)
-        b.add(f"{router.name} {qr_in.ns_dev}", "nic", router.netns, qr_in.ns_dev)
-        if dst.kind == "instance" and not via_fip:
-            qr_out = next((i for i in router.interfaces if i.network == dst.network), None)
-            if qr_out is None:
-                raise LabStateError(f"router {router.name} has no interface on {dst.network}")
-            b.add(f"{router.name} routing {qr_in.ns_dev} -> {qr_out.ns_dev}", "nat", router.netns, note="no NAT")
-            b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev)
-            b.ovs_entries.append((x, "br-int", {"in_port": qr_out.ovs_dev, "dl_src": qr_out.mac, "dl_dst": dst.mac}))
-            b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {qr_out.local_vlan}")
-            if x.name != dst.node.name:
-                wire_src, notes = _dvr_rewrite(x, dst.node, qr_out) if router.role == "dvr_local" \
-                    else (qr_out.mac, ("", ""))
-                b.node_to_node(x, dst.node, dst.network, wire_src, dst.mac, notes)
-            b.instance_in(dst)
-            return b, dst, dst_ip
-        # out to the external network: SNAT to the floating IP, or to the router's gateway address
-        if router.role == "dvr_local":      # DVR: through this node's fip-, or the network node's snat-
-            trace_dvr.out(b, plan, router, src, dst, x, qr_in, _external_leg_out)
-            return b, dst, dst_ip
-        gw = router.gateway
-        if gw is None:
-            raise LabStateError(f"router {router.name} has no external gateway")
-        b.add(f"{router.name} NAT", "nat", router.netns, note="SNAT")
-        b.src_ip = src.port.floating_ip or gw.ip
-        b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev, note="after SNAT")
-        ext_mac = dst.mac if dst.kind == "external-host" else ""
-        b.ovs_entries.append((x, "br-int", {"in_port": gw.ovs_dev, "dl_src": gw.mac, "dl_dst": ext_mac}))
-        b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {gw.local_vlan}")
-        _external_leg_out(b, plan, x, gw.network, dst)
-        return b, dst, dst_ip
+def _routers_by_network(plan: Plan) -> dict:
+    """The router of each network; the instance of it that routes a packet is the one serving
+    the sender's node (legacy: its only instance)."""
+    return {i.network: r for r in plan.routers for inst in r.instances for i in inst.interfaces}
 
-    # from an external host: in through a floating IP
+
+def _same_network(b: PathBuilder, src: Endpoint, dst: Endpoint) -> None:
+    b.instance_out(src, dst.mac)
+    if src.node.name != dst.node.name:
+        b.node_to_node(src.node, dst.node, src.network, src.mac, dst.mac)
+    b.instance_in(dst)
+
+
+def _routed(b: PathBuilder, src: Endpoint, dst: Endpoint, dst_spec: str, via_fip: str | None) -> None:
+    """From instance SRC into its network's router, then to an instance on another network, or
+    out to the external network (SNAT to the floating IP, or to the router's gateway address)."""
+    plan, router_of = b.plan, _routers_by_network(b.plan)
+    if src.network not in router_of:
+        raise LabStateError(f"{src.name}'s network {src.network} has no router: {dst_spec} is unreachable")
+    router = router_of[src.network].serving(src.node.name)
+    x = plan.node(router.node)
+    qr_in = next(i for i in router.interfaces if i.network == src.network)
+    b.instance_out(src, qr_in.mac)
+    if x.name != src.node.name:     # DVR: the router is on the sender's own node
+        b.node_to_node(src.node, x, src.network, src.mac, qr_in.mac)
+    b.add(f"{router.name} {qr_in.ns_dev}", "nic", router.netns, qr_in.ns_dev)
+    if dst.kind == "instance" and not via_fip:
+        _between_networks(b, router, x, qr_in, dst)
+    elif router.role == "dvr_local":      # DVR: through this node's fip-, or the network node's snat-
+        trace_dvr.out(b, plan, router, src, dst, x, qr_in)
+    else:
+        _snat_out(b, router, x, src, dst)
+
+
+def _between_networks(b: PathBuilder, router, x: NodePlan, qr_in, dst: Endpoint) -> None:
+    """ROUTER (on node X) routes from QR_IN out of its qr- on DST's network, no NAT."""
+    qr_out = next((i for i in router.interfaces if i.network == dst.network), None)
+    if qr_out is None:
+        raise LabStateError(f"router {router.name} has no interface on {dst.network}")
+    b.add(f"{router.name} routing {qr_in.ns_dev} -> {qr_out.ns_dev}", "nat", router.netns, note="no NAT")
+    b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev)
+    b.into_br_int(x, qr_out, dst.mac)
+    if x.name != dst.node.name:
+        wire_src, notes = _dvr_rewrite(x, dst.node, qr_out) if router.role == "dvr_local" \
+            else (qr_out.mac, ("", ""))
+        b.node_to_node(x, dst.node, dst.network, wire_src, dst.mac, notes)
+    b.instance_in(dst)
+
+
+def _snat_out(b: PathBuilder, router, x: NodePlan, src: Endpoint, dst: Endpoint) -> None:
+    """A legacy ROUTER (on node X) sends SRC's packet out of qg-: SNAT to SRC's floating IP,
+    or to the gateway address."""
+    gw = router.gateway
+    if gw is None:
+        raise LabStateError(f"router {router.name} has no external gateway")
+    b.add(f"{router.name} NAT", "nat", router.netns, note="SNAT")
+    b.src_ip = src.port.floating_ip or gw.ip
+    b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev, note="after SNAT")
+    b.external_out(x, gw, dst)
+
+
+def _in_through_floating_ip(b: PathBuilder, src: Endpoint, dst: Endpoint, dst_spec: str,
+                            via_fip: str | None) -> None:
+    """From external host SRC to DST's floating IP: into the router serving DST's node, DNAT."""
     if not via_fip:
         raise LabStateError(f"from {src.name}, only floating IPs are reachable (not {dst_spec})")
-    router = router_of[dst.network].serving(dst.node.name)
+    plan = b.plan
+    router = _routers_by_network(plan)[dst.network].serving(dst.node.name)
     x = plan.node(router.node)
     if router.role == "dvr_local":      # DVR: in through the instance's node's fip-
         trace_dvr.fip_in(b, plan, router, src, dst, x)
-        return b, dst, via_fip
+        return
     gw = router.gateway
-    b.add(f"{src.name} eth0", "nic", src.netns, "eth0")
-    ext_wire = plan.wire(next(h.wire for h in plan.external_hosts if h.name == src.name))
-    member = next(m for m in ext_wire.members if m.name == src.name)
-    b.add(f"wire {ext_wire.name} (from {src.name})", "wire", ext_wire.netns, member.wire_ifname)
-    pb = next(p for p in x.physical_bridges if p.physical_network == ext_wire.name)
-    b.add(f"{x.name} {pb.nic}", "nic", x.netns, pb.nic)
-    b.add(f"{x.name} {pb.bridge} -> br-int", "ovs", x.netns, note=f"local VLAN {gw.local_vlan}")
-    b.ovs_entries.append((x, pb.bridge, {"in_port": pb.nic, "dl_src": src.mac, "dl_dst": gw.mac}))
+    b.external_in(src, x, gw)
     b.add(f"{router.name} {gw.ns_dev}", "nic", router.netns, gw.ns_dev)
-    b.add(f"{router.name} NAT", "nat", router.netns, note="DNAT")
-    b.dst_ip = dst.ip
-    qr_out = next(i for i in router.interfaces if i.network == dst.network)
-    b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev, note="after DNAT")
-    b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {qr_out.local_vlan}")
-    b.ovs_entries.append((x, "br-int", {"in_port": qr_out.ovs_dev, "dl_src": qr_out.mac, "dl_dst": dst.mac}))
+    qr_out = b.after_dnat(router, x, dst, "DNAT")
     b.node_to_node(x, dst.node, dst.network, qr_out.mac, dst.mac)
     b.instance_in(dst)
-    return b, dst, via_fip
 
 
 def _dvr_rewrite(x: NodePlan, y: NodePlan, qr) -> tuple[str, tuple[str, str]]:
@@ -275,18 +336,6 @@ def _dvr_rewrite(x: NodePlan, y: NodePlan, qr) -> tuple[str, tuple[str, str]]:
     return x.dvr_mac, (f"source {qr.mac} -> {x.name}'s DVR MAC {x.dvr_mac} (table 1)",
                        f"from DVR MAC {x.dvr_mac}: table 2 sets source {qr.mac} (gateway of {qr.network}), "
                        "table 60 outputs to the port")
-
-
-def _external_leg_out(b: PathBuilder, plan: Plan, x: NodePlan, network: str, dst: Endpoint) -> None:
-    pb = next(p for p in x.physical_bridges for net, _, _ in p.vlan_translations if net == network)
-    b.add(f"{x.name} {pb.bridge}", "ovs", x.netns, note="untagged" if dict(
-        (n, s) for n, _, s in pb.vlan_translations).get(network) is None else "")
-    b.add(f"{x.name} {pb.nic}", "nic", x.netns, pb.nic)
-    wire = plan.wire(pb.physical_network)
-    member = next(m for m in wire.members if m.name == x.name)
-    b.add(f"wire {wire.name} (from {x.name})", "wire", wire.netns, member.wire_ifname)
-    if dst.kind == "external-host":
-        b.add(f"{dst.name} eth0", "nic", dst.netns, "eth0")
 
 
 # --------------------------------------------------------------------------- explanations

@@ -7,7 +7,7 @@ from __future__ import annotations
 from lab.core.plan import Plan
 
 
-def out(b, plan: Plan, router, src, dst, x, qr_in, leg_out) -> None:
+def out(b, plan: Plan, router, src, dst, x, qr_in) -> None:
     """From ROUTER (the sender's local qrouter- on node X) to the external network."""
     fip = next((f for f in plan.fips_on(x.name) if router.fip_link in f.links), None)
     if src.port.floating_ip and fip is not None:
@@ -21,10 +21,7 @@ def out(b, plan: Plan, router, src, dst, x, qr_in, leg_out) -> None:
         b.add(f"{fip.name} {link.fpr_dev}", "nic", fip.netns, link.fpr_dev)
         gw = fip.gateway
         b.add(f"{fip.name} {gw.ns_dev}", "nic", fip.netns, gw.ns_dev, note="out of fg-")
-        b.ovs_entries.append((x, "br-int", {"in_port": gw.ovs_dev, "dl_src": gw.mac,
-                                            "dl_dst": dst.mac if dst.kind == "external-host" else ""}))
-        b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {gw.local_vlan}")
-        leg_out(b, plan, x, gw.network, dst)
+        b.external_out(x, gw, dst)
         return
     snat = next(i for i in plan.router_instances_of(router.router) if i.role == "dvr_snat")
     sg = next(p for p in snat.interfaces if p.network == src.network)
@@ -34,8 +31,7 @@ def out(b, plan: Plan, router, src, dst, x, qr_in, leg_out) -> None:
           note=f"SNAT redirect: rule {rule.priority} from {rule.source} lookup {rule.table}: via {sg.ip} "
                f"({snat.name}'s {sg.ns_dev})")
     b.add(f"{router.name} {qr_in.ns_dev}", "nic", router.netns, qr_in.ns_dev, note=f"back out, to {sg.ip}")
-    b.ovs_entries.append((x, "br-int", {"in_port": qr_in.ovs_dev, "dl_src": qr_in.mac, "dl_dst": sg.mac}))
-    b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {qr_in.local_vlan}")
+    b.into_br_int(x, qr_in, sg.mac)
     y = plan.node(snat.node)
     if y.name != x.name:
         b.node_to_node(x, y, src.network, x.dvr_mac, sg.mac,
@@ -46,10 +42,7 @@ def out(b, plan: Plan, router, src, dst, x, qr_in, leg_out) -> None:
     b.src_ip = snat.gateway.ip
     gw = snat.gateway
     b.add(f"{snat.name} {gw.ns_dev}", "nic", snat.netns, gw.ns_dev, note="after SNAT")
-    b.ovs_entries.append((y, "br-int", {"in_port": gw.ovs_dev, "dl_src": gw.mac,
-                                        "dl_dst": dst.mac if dst.kind == "external-host" else ""}))
-    b.add(f"{y.name} br-int", "ovs", y.netns, note=f"local VLAN {gw.local_vlan}")
-    leg_out(b, plan, y, gw.network, dst)
+    b.external_out(y, gw, dst)
 
 
 def fip_in(b, plan: Plan, router, src, dst, x) -> None:
@@ -57,21 +50,9 @@ def fip_in(b, plan: Plan, router, src, dst, x) -> None:
     DNAT in X's qrouter-, out of qr- to DST."""
     fip = next(f for f in plan.fips_on(x.name) if router.fip_link in f.links)
     link, gw = router.fip_link, fip.gateway
-    b.add(f"{src.name} eth0", "nic", src.netns, "eth0")
-    ext_wire = plan.wire(next(h.wire for h in plan.external_hosts if h.name == src.name))
-    member = next(m for m in ext_wire.members if m.name == src.name)
-    b.add(f"wire {ext_wire.name} (from {src.name})", "wire", ext_wire.netns, member.wire_ifname)
-    pb = next(p for p in x.physical_bridges if p.physical_network == ext_wire.name)
-    b.add(f"{x.name} {pb.nic}", "nic", x.netns, pb.nic)
-    b.add(f"{x.name} {pb.bridge} -> br-int", "ovs", x.netns, note=f"local VLAN {gw.local_vlan}")
-    b.ovs_entries.append((x, pb.bridge, {"in_port": pb.nic, "dl_src": src.mac, "dl_dst": gw.mac}))
+    b.external_in(src, x, gw)
     b.add(f"{fip.name} {gw.ns_dev}", "nic", fip.netns, gw.ns_dev, note="fg- answered ARP for it (proxy ARP)")
     b.add(f"{fip.name} {link.fpr_dev}", "nic", fip.netns, link.fpr_dev, note=f"route via {link.rfp_ip}")
     b.add(f"{router.name} {link.rfp_dev}", "nic", router.netns, link.rfp_dev)
-    b.add(f"{router.name} NAT", "nat", router.netns, note="DNAT (-i rfp-)")
-    b.dst_ip = dst.ip
-    qr_out = next(i for i in router.interfaces if i.network == dst.network)
-    b.add(f"{router.name} {qr_out.ns_dev}", "nic", router.netns, qr_out.ns_dev, note="after DNAT")
-    b.add(f"{x.name} br-int", "ovs", x.netns, note=f"local VLAN {qr_out.local_vlan}")
-    b.ovs_entries.append((x, "br-int", {"in_port": qr_out.ovs_dev, "dl_src": qr_out.mac, "dl_dst": dst.mac}))
+    b.after_dnat(router, x, dst, "DNAT (-i rfp-)")
     b.instance_in(dst)

@@ -26,9 +26,10 @@ sys.path.insert(0, str(REPO))
 from lab.runtime import ovs, lifecycle  # noqa: E402
 
 
-def generated(n: int) -> str:
-    """N instances over two compute nodes and two VLAN networks, one project."""
-    lines = [f"name: bench-{n}", "description: generated for the benchmark",
+def generated(n: int, name: str = "", description: str = "generated for the benchmark") -> str:
+    """N instances over two compute nodes and two VLAN networks, one project, static addresses
+    (no DHCP); named NAME (bench-N). bench_scale.py's l2-N is this one."""
+    lines = [f"name: {name or f'bench-{n}'}", f"description: {description}",
              "nodes:", "  network1: {role: network}", "  compute1: {role: compute}", "  compute2: {role: compute}",
              "physical_networks:", "  physnet1: {bridge: br-vlan, vlan_ranges: ['101:199']}",
              "projects: [demo]", "networks:",

@@ -7,6 +7,8 @@ Regenerate after an intended change, then review the diff:
 
 Layout:
     tests/golden/<scenario>/show.txt                describe(plan)
+    tests/golden/<scenario>/expected.txt            what `status` expects of each namespace
+                                                    (lab/core/expect.py), one field a line
     tests/golden/<scenario>/<node>/ovsdb.txt        the node's ovs-vsctl transaction, one command a line
     tests/golden/<scenario>/<node>/<bridge>.flows   ovs-ofctl replace-flows input, per bridge
     tests/golden/<scenario>/<node>/iptables.rules   iptables-restore input (security groups)
@@ -37,7 +39,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ScenarioError
-from lab.core import naming
+from lab.core import expect, naming
 from lab.core.plan import build_plan
 from lab.core.render import describe, render_plan
 from lab.core.scenario import find_scenario, load_scenario, parse_scenario
@@ -87,10 +89,19 @@ def ovsdb_text(args: tuple[str, ...]) -> str:
     return "".join(shlex.join(c) + "\n" for c in commands)
 
 
+def expected_text(plan) -> str:
+    """expect.expected(plan): each namespace, then each of its non-empty fields on a line."""
+    out = []
+    for e in expect.expected(plan):
+        out.append(f"{e.netns} ({e.who})\n")
+        out += [f"  {f.name}: {getattr(e, f.name)!r}\n" for f in dataclasses.fields(e)[2:] if getattr(e, f.name)]
+    return "".join(out)
+
+
 def rendered_files(name: str) -> dict[str, str]:
     """Relative golden path -> content, for every file of a scenario."""
     plan = build_plan(scenario_for_golden(name))
-    files = {f"{name}/show.txt": describe(plan)}
+    files = {f"{name}/show.txt": describe(plan), f"{name}/expected.txt": expected_text(plan)}
     for node, r in render_plan(plan).items():
         files[f"{name}/{node}/ovsdb.txt"] = ovsdb_text(r.ovsdb)
         for bridge, text in r.flows.items():

@@ -161,3 +161,52 @@ def test_client_address_takes_haproxys_value():
     bad["X-Forwarded-For"] = "nonsense"
     assert metadata_agent.client_address(bad) is None
     assert metadata_agent.client_address(Message()) is None
+
+
+def test_command_lines_start_both_services(tmp_path, lab_docs, monkeypatch):
+    """Each main parses its own options plus daemon.main's shared ones, reads its files and the
+    secret before forking, and hands daemon.run a server whose handler serves them: an agent
+    and a server made that way answer vm1's request (daemon.run is replaced: no fork)."""
+    from lab.services import daemon
+    plan, _, ports, instances = lab_docs
+    (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    (tmp_path / "ports.json").write_text(json.dumps(ports))
+    (tmp_path / "instances.json").write_text(json.dumps(instances))
+    started = {}
+    monkeypatch.setattr(daemon, "run", lambda comm, sock, pidfile, log, make, foreground:
+                        started.update({comm: (sock, pidfile, log, make, foreground)}))
+    common = ["--secret-file", str(tmp_path / "secret"), "--pidfile", str(tmp_path / "pid"),
+              "--log", str(tmp_path / "log")]
+    metadata_server.main(["--socket", str(tmp_path / "server.sock"),
+                          "--instances", str(tmp_path / "instances.json"), *common])
+    metadata_agent.main(["--socket", str(tmp_path / "agent.sock"), "--ports", str(tmp_path / "ports.json"),
+                         "--server-socket", str(tmp_path / "server.sock"), *common, "--foreground"])
+    assert sorted(started) == [metadata_agent.COMM, metadata_server.COMM]
+    assert started[metadata_server.COMM][:3] == (str(tmp_path / "server.sock"), str(tmp_path / "pid"),
+                                                 str(tmp_path / "log"))
+    assert (started[metadata_server.COMM][4], started[metadata_agent.COMM][4]) == (False, True)
+    servers = [started[comm][3]() for comm in (metadata_server.COMM, metadata_agent.COMM)]
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        status, _, body = via_agent(tmp_path, {"X-Forwarded-For": plan.port("vm1").ip,
+                                               "X-Neutron-Router-ID": _router_id(plan)})
+    finally:
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+            s.RequestHandlerClass.log_file.close()
+    assert (status, body.decode()) == (200, metadata.ec2_id(plan, "vm1"))
+    assert "GET /latest/meta-data/instance-id" in (tmp_path / "log").read_text()
+
+
+@pytest.mark.parametrize("service, own, missing", [
+    (metadata_server, ["--instances", "i"], "--instances"),
+    (metadata_agent, ["--ports", "p", "--server-socket", "s"], "--server-socket"),
+    (metadata_agent, ["--ports", "p", "--server-socket", "s"], "--secret-file")])
+def test_command_line_needs_every_file(service, own, missing, capsys):
+    argv = ["--socket", "sock", *own, "--secret-file", "f", "--pidfile", "p", "--log", "l"]
+    at = argv.index(missing)
+    with pytest.raises(SystemExit) as exc:
+        service.main(argv[:at] + argv[at + 2:])
+    assert exc.value.code == 2 and missing in capsys.readouterr().err
