@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from lab.budget import budget
-from lab.runtime import gateway, netns, processes
+from lab.runtime import gateway, netns, processes, signals
 from lab.errors import LabError
 from lab.runtime.kernel import Links
 from lab.paths import lab_dir
@@ -139,14 +139,29 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
             "-O", "staticroutes", "-s", str(script)]
     for p in ports:
         client_record(directory, p.instance).unlink(missing_ok=True)   # a new exchange, or none
-    waiting, running, outputs = list(ports), {}, {}
-    deadline = time.monotonic() + budget(timeout) * max(1, math.ceil(len(ports) / DHCP_WINDOW))
+    running: dict = {}
+    try:
+        outputs = _run_clients(argv, list(ports), running, timeout)
+    except BaseException:       # interrupted (a signal to `up`): end the clients we started
+        for _, proc, _ in running.values():
+            proc.kill()
+            proc.wait()
+        raise
+    return _leases_missing(ports, outputs, directory)
+
+
+def _run_clients(argv: list[str], waiting: list, running: dict, timeout: float) -> dict:
+    """Each port's client, DHCP_WINDOW at a time (RUNNING: the ones running now); what each
+    printed (stdout, stderr) by instance."""
+    outputs: dict = {}
+    deadline = time.monotonic() + budget(timeout) * max(1, math.ceil(len(waiting) / DHCP_WINDOW))
     while waiting or running:
         # at most DHCP_WINDOW clients at once: a thousand DISCOVERs in one burst overflow
         # the userspace datapath's upcall queues and every lost one costs a second
         while waiting and len(running) < DHCP_WINDOW:
             p = waiting.pop(0)
-            running[p.instance] = (p, gateway.spawn(argv, netns=p.netns), time.monotonic())
+            with signals.held():     # in RUNNING before a signal can stop `up`: ended below
+                running[p.instance] = (p, gateway.spawn(argv, netns=p.netns), time.monotonic())
         for name, (p, proc, started) in list(running.items()):
             late = time.monotonic() > min(deadline, started + budget(timeout))
             if proc.poll() is None and not late:
@@ -159,6 +174,12 @@ def dhcp_leases(plan: Plan, ports, directory: Path, timeout: float = 20.0) -> li
             _wait_any([proc for _, proc, _ in running.values()],
                       min(min(deadline, started + budget(timeout)) for _, _, started in running.values())
                       - time.monotonic())
+    return outputs
+
+
+def _leases_missing(ports, outputs: dict, directory: Path) -> list[str]:
+    """ "instance: why" for each port whose client got no lease or another address; the
+    lease of each that got one recorded (client_record)."""
     missing = []
     for p in ports:
         out, err = outputs[p.instance]

@@ -80,7 +80,7 @@ def ovs_state(node) -> str:
     daemon, or br-int's table 23 that cannot be read, is dead; a readable table 23 without the
     canary flow (priority 0, drop: installed with br-int's flows) means Open vSwitch started
     again and forgot every flow."""
-    from lab.runtime import ovs, processes
+    from lab.runtime import ovs, processes, signals
     if not all(processes.alive(ovs.read_pid(node.rundir, d), node.rundir) for d in ovs.DAEMONS):
         return "dead"
     try:
@@ -110,15 +110,16 @@ def restart_ovs(node, datapath: str, record) -> None:
 
 
 def _restart(node, datapath: str, record) -> None:
-    from lab.runtime import ovs, processes
+    from lab.runtime import ovs, processes, signals
     for daemon in reversed(ovs.DAEMONS):
         pid = ovs.read_pid(node.rundir, daemon)
         if processes.alive(pid, node.rundir):
             processes.stop(pid)
         if pid is not None:   # its control socket is named by its pid: do not let them pile up
             Path(node.rundir, f"{daemon}.{pid}.ctl").unlink(missing_ok=True)
-    for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, datapath)):
-        record(daemon, pid)
+    with signals.held():    # recorded before a signal stops `up` (signals.held)
+        for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, datapath)):
+            record(daemon, pid)
     _wait_bridges(node)
 
 

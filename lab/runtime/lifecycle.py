@@ -334,8 +334,9 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
                 _agent_namespace(plan, node, d.netns, (d.port,), state.ledger)
                 agents.dhcp_links(d)
                 rebuilt.append(d.port.ovs_dev)
-            pid = agents.dnsmasq_start(d, render.dhcp[d.name])
-            state.ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
+            with signals.held():    # recorded before a signal stops `up` (signals.held)
+                pid = agents.dnsmasq_start(d, render.dhcp[d.name])
+                state.ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
         if rebuilt:
             # the veths are new: make OVS open them again
             args: list[str] = []
@@ -614,17 +615,35 @@ def _teardown(lab: str, entries: list[dict], progress: Progress) -> None:
     names = list(dict.fromkeys(e["name"] for e in reversed(entries) if e["kind"] == "netns"))
     names += [ns for ns in _lab_namespaces(lab) if ns not in names]
     inodes = {i for i in (netns.inode(n) for n in names) if i}
-    victims += [p for p in processes.in_namespaces(inodes) if p not in victims]
-    victims += [p for p in processes.daemons_under(f"{directory}/") if p not in victims]
-    for pid in victims:
-        processes.stop(pid)
-    if victims:
-        progress(f"stopped {len(victims)} process(es)")
+    stopped = _stop_marked(victims, inodes, f"{directory}/")
+    if stopped:
+        progress(f"stopped {stopped} process(es)")
     for name in names:
         netns.delete(name)
     if names:
         progress(f"deleted {len(names)} namespace(s)")
     remove_lab_dir(lab)
+
+
+SWEEPS = 3     # a process forked while a sweep ran is found by the next one
+
+
+def _stop_marked(victims: list[int], inodes: set[tuple[int, int]], directory: str) -> int:
+    """Stop VICTIMS (the ledger's, by pid), then every process in the lab's namespaces
+    (INODES) or whose command line names DIRECTORY, sweeping again while a sweep finds one
+    (a process half-way through a fork or `ip netns exec` when the first sweep read /proc);
+    how many were stopped."""
+    done: set[int] = set()
+    for _ in range(SWEEPS):
+        victims = list(dict.fromkeys(victims + processes.in_namespaces(inodes) + processes.daemons_under(directory)))
+        victims = [p for p in victims if p not in done]
+        if not victims:
+            break
+        for pid in victims:
+            processes.stop(pid)
+        done.update(victims)
+        victims = []
+    return len(done)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from lab.core.plan import Plan
 from lab.core.scenario import Scenario
 from lab.errors import LabError
 from lab.paths import STATE_ROOT
-from lab.runtime import gateway, netns, processes
+from lab.runtime import gateway, netns, processes, signals
 
 Record = Callable[..., None]        # record(daemon=..., pid=..., node=..., rundir=...)
 
@@ -62,17 +62,21 @@ def ensure(plan: Plan, scenario: Scenario, record: Record) -> list[str]:
     gateway.require("haproxy")
     srv = write_files(plan, scenario)
     started = []
+    # each start and its ledger entry under signals.held(): a signal waits until the daemon is
+    # recorded, so a rollback stops it by pid (it cannot come up after the rollback's sweep)
     if not server_alive(srv):
-        record(daemon="metadata-server", pid=_start_server(srv), node=None, rundir=str(Path(srv.socket).parent))
+        with signals.held():
+            record(daemon="metadata-server", pid=_start_server(srv), node=None, rundir=str(Path(srv.socket).parent))
         started.append("metadata server")
     for a in metadata.agents(plan):
         if not agent_alive(a):
-            rundir = plan.node(a.node).rundir
-            record(daemon="metadata-agent", pid=_start_agent(a, srv), node=a.node, rundir=rundir)
+            with signals.held():
+                record(daemon="metadata-agent", pid=_start_agent(a, srv), node=a.node, rundir=plan.node(a.node).rundir)
             started.append(f"metadata agent of {a.node}")
     for p in proxies:
         if not proxy_alive(p):
-            record(daemon="haproxy", pid=_start_proxy(p), node=p.node, rundir=plan.node(p.node).rundir)
+            with signals.held():
+                record(daemon="haproxy", pid=_start_proxy(p), node=p.node, rundir=plan.node(p.node).rundir)
             started.append(f"metadata proxy of {p.name}")
     return started
 

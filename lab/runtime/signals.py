@@ -5,7 +5,9 @@ host clean.
 KeyboardInterrupt, wherever the main thread is, so `up` rolls back exactly as for Ctrl-C;
 later signals are only remembered. `deferred()` (around a teardown: `down`, `cleanup`, the
 rollback of `up`): SIGINT, SIGTERM and SIGHUP are remembered and raised when the teardown is
-done, so a teardown is never cut in half. kill -9 cannot be caught: the lab's lock, the ledger
+done, so a teardown is never cut in half. `held()` (around starting a daemon and writing it
+to the ledger): the same signals wait until the daemon is recorded, then reach the handler in
+place (as_interrupt's raises Terminated there), so no daemon runs that no ledger names. kill -9 cannot be caught: the lab's lock, the ledger
 and the sweep by marks make the next `up`, `down` or `cleanup LAB` finish the job.
 
 Handlers can only be set from the main thread; elsewhere (a library caller's thread) both are
@@ -106,3 +108,30 @@ def deferred(raise_after: bool = True) -> Iterator[None]:
         if pending[0] == signal.SIGINT:
             raise KeyboardInterrupt
         raise Terminated(pending[0])
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP while the body starts a daemon and records its pid, then
+    deliver the first one to the handler that was in place, as if it arrived just after.
+
+    A start cut in half is worse than a late stop: interrupted inside `subprocess.Popen`
+    (after the fork, before it returns) the starting command is never killed nor waited
+    for, and interrupted in `subprocess.run` it is killed after 0.25 s while the daemon it
+    forked may live on; either way the daemon comes up after the rollback swept, in a
+    namespace already deleted, named by no ledger. The body is bounded by its commands'
+    timeouts."""
+    if not _main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def handler(signum, _frame):
+        pending.append(signum)
+
+    try:
+        with _handlers(handler, (signal.SIGINT,) + STOPPING):
+            yield
+    finally:
+        if pending:
+            signal.raise_signal(pending[0])     # handled before raise_signal returns

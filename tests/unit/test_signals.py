@@ -85,3 +85,70 @@ def test_after_settle_a_signal_no_longer_stops_the_work():
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):
                 pass
+
+
+def _spin():
+    for _ in range(1000):        # the handler runs between bytecodes
+        pass
+
+
+def test_held_finishes_the_start_then_stops_like_the_signal_would():
+    """A daemon's start and its ledger entry are not cut in half: the signal that arrives
+    meanwhile is delivered to as_interrupt's handler once the body is done."""
+    done = []
+    before = signal.getsignal(signal.SIGHUP)
+    with pytest.raises(signals.Terminated) as info:
+        with signals.as_interrupt():
+            with signals.held():
+                os.kill(os.getpid(), signal.SIGHUP)
+                _spin()
+                done.append("started")
+                os.kill(os.getpid(), signal.SIGTERM)     # a second one changes nothing
+                _spin()
+                done.append("recorded")
+            done.append("after")
+    assert done == ["started", "recorded"]
+    assert info.value.signum == signal.SIGHUP
+    assert signal.getsignal(signal.SIGHUP) == before
+
+
+def test_held_without_a_signal_changes_nothing():
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    with signals.held():
+        _spin()
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_held_delivers_ctrl_c_to_the_default_handler():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals.held():
+            os.kill(os.getpid(), signal.SIGINT)
+            _spin()
+            done.append("recorded")
+    assert done == ["recorded"]
+
+
+def test_held_inside_a_teardown_leaves_the_signal_deferred():
+    done = []
+    with pytest.raises(signals.Terminated):
+        with signals.deferred():
+            with signals.held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                _spin()
+            done.append("teardown goes on")
+    assert done == ["teardown goes on"]
+
+
+def test_held_off_the_main_thread_installs_nothing():
+    seen = []
+
+    def body():
+        with signals.held():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    before = signal.getsignal(signal.SIGTERM)
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert seen == [before]
