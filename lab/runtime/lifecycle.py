@@ -467,12 +467,15 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     routers = plan.routers_on(node.name)
     rundir = Path(node.rundir)
     rundir.mkdir(parents=True, exist_ok=True)
-    # the node's own Open vSwitch starts while the kernel plumbing is made (it waits on I/O)
+    # the node's ovsdb-server starts while the kernel plumbing is made (it waits on I/O);
+    # ovs-vswitchd once the node namespace's links exist (it re-reads them after each change)
     daemons: dict = {}
+    links_made = threading.Event()
 
     def start_ovs() -> None:
         try:
-            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath)):
+            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath,
+                                                          before_vswitchd=links_made.wait)):
                 ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
             daemons["ok"] = time.monotonic() - t0
         except BaseException as exc:  # handed to the node's thread below
@@ -498,6 +501,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                     links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
                                mtu=port.mtu, up=True)
                     links.tx_checksum_off(port.ovs_dev)
+        links_made.set()
         timings["node links"] = time.monotonic() - t0
         for p in node.ports:
             with netns.entered(p.netns), Links(p.netns) as links, links.batched():
@@ -517,6 +521,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
             agents.dhcp_links(d)
         timings["links"] = time.monotonic() - t0
     finally:
+        links_made.set()
         ovs_thread.join()
     if "error" in daemons:
         raise daemons["error"]
