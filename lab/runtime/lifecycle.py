@@ -262,7 +262,8 @@ def _wait_for_leases(plan: Plan, directory: Path, steps: _Steps, progress: Progr
     dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
     if not dhcp_ports:
         return []
-    progress(f"{steps.now} ({len(dhcp_ports)} instances)")
+    replies = ", broadcast replies" if agents.broadcast_replies(len(dhcp_ports)) else ""
+    progress(f"{steps.now} ({len(dhcp_ports)} instances{replies})")
     missing = agents.dhcp_leases(plan, dhcp_ports, directory)
     steps.took("dhcp")
     return missing

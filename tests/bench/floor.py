@@ -117,14 +117,17 @@ def write(plan: Plan, renders: dict[str, NodeRender], out: Path) -> Path:
     sh.append('  export OVS_RUNDIR=$run OVS_DBDIR=$run OVS_LOGDIR=$run')
     sh.append('  ip netns exec $ns ovsdb-server $run/conf.db --remote=punix:$run/db.sock '
               '--pidfile=$run/ovsdb-server.pid --log-file=$run/ovsdb-server.log --detach --no-chdir')
-    sh.append('  ip -n $ns -batch node-$name.batch')    # links first: a running vswitchd re-reads them all per change
+    # the firewall before the ports (iptables-restore's getaddrinfo per port number dumps every
+    # address of the namespace), the links before ovs-vswitchd (it re-reads them all per change)
+    sh.append('  if [ -s node-$name.ipset ]; then ip netns exec $ns ipset restore -exist -file node-$name.ipset; fi')
+    sh.append('  if [ -s node-$name.iptables ]; then ip netns exec $ns iptables-restore -w 5 node-$name.iptables; fi')
+    sh.append('  ip -n $ns -batch node-$name.batch')
     sh.append('  ip netns exec $ns ovs-vswitchd unix:$run/db.sock --pidfile=$run/ovs-vswitchd.pid '
               f'--log-file=$run/ovs-vswitchd.log --detach --no-chdir {"--disable-system" if plan.datapath == "netdev" else ""}')
     sh.append('  . ./node-$name.vsctl')
     sh.append('  if [ -s node-$name.tunnel ]; then ip -n $ns -batch node-$name.tunnel; fi')
     sh.append('  for f in node-$name.*.flows; do b=${f#node-$name.}; '
               'ovs-ofctl -O OpenFlow14 --bundle replace-flows ${b%.flows} $f; done')
-    sh.append('  if [ -s node-$name.iptables ]; then ip netns exec $ns iptables-restore -w 5 node-$name.iptables; fi')
     sh.append("}")
     for node in plan.nodes:
         render = renders[node.name]
@@ -134,10 +137,11 @@ def write(plan: Plan, renders: dict[str, NodeRender], out: Path) -> Path:
         for bridge, text in render.flows.items():
             (out / f"node-{node.name}.{bridge}.flows").write_text(text)
         (out / f"node-{node.name}.iptables").write_text(render.iptables or "")
+        (out / f"node-{node.name}.ipset").write_text(render.ipset or "")
         t = node.tunnel
         (out / f"node-{node.name}.tunnel").write_text(
             f"addr add {t.local_ip}/{t.prefixlen} dev {t.bridge or t.nic}\nlink set {t.bridge or t.nic} up\n" if t else "")
-        sh.append(f"node_up {node.netns} {q(str(out / 'run' / node.name))} {node.name} &")
+        sh.append(f"node_up {node.netns} {q(str(out / 'run' / node.name))} {node.name} & pids+=($!)")
     for p in plan.ports:
         files[f"ns-{p.instance}"] = _instance_lines(p)
     for r in plan.router_instances:
@@ -147,7 +151,7 @@ def write(plan: Plan, renders: dict[str, NodeRender], out: Path) -> Path:
                                  f"link set {d.port.ns_dev} up"]
     for h in plan.external_hosts:
         files[f"ns-{h.name}"] = ["link set lo up", f"addr add {h.ip}/{h.prefixlen} dev eth0", "link set eth0 up"]
-    sh.append("wait")
+    sh.append('for p in "${pids[@]}"; do wait $p; done    # set -e: a node that failed fails the floor')
     names = {**{f"ns-{p.instance}": p.netns for p in plan.ports},
              **{f"ns-{r.name}": r.netns for r in plan.router_instances},
              **{f"ns-{d.name}": d.netns for d in plan.dhcp_servers},
