@@ -2,11 +2,14 @@
 
 Every call takes an argv list (never a shell string), has a timeout, and raises CommandError
 with the command line, exit code and output when it fails. A command meant for a lab
-namespace runs through ``ip netns exec``, which also gives it that namespace's /sys.
+namespace runs through ``ip netns exec``, which also gives it that namespace's /sys;
+``spawn(..., entered=True)`` starts it from this thread inside the namespace instead (no mount
+namespace, no /sys: for many short programs that need neither, a thousand DHCP clients).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -14,6 +17,7 @@ from typing import Mapping, Sequence
 
 from lab.budget import budget
 from lab.errors import CommandError, MissingProgram
+from lab.runtime import netns as namespaces
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -49,13 +53,18 @@ def run(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str]
 
 
 def spawn(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str] | None = None,
-          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text: bool = True) -> subprocess.Popen:
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text: bool = True,
+          entered: bool = False) -> subprocess.Popen:
     """Start a program in the background (captures, probe servers). The caller ends it.
-    TEXT=False gives byte pipes (tcpdump writing a pcap stream to stdout)."""
-    full = in_netns(argv, netns)
+    TEXT=False gives byte pipes (tcpdump writing a pcap stream to stdout). ENTERED: the child
+    is started from this thread inside NETNS (setns) and inherits it, without `ip netns exec`
+    and the mount namespace and /sys it makes (about 1 ms of CPU each)."""
+    full = list(argv) if entered else in_netns(argv, netns)
+    inside = namespaces.entered(netns) if entered and netns else contextlib.nullcontext()
     try:
-        return subprocess.Popen(full, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                text=text, env=_env(env))
+        with inside:
+            return subprocess.Popen(full, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                    text=text, env=_env(env))
     except FileNotFoundError:
         raise MissingProgram(f"program not found: {full[0]} (needed for: {' '.join(full)})") from None
 

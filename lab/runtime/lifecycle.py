@@ -262,7 +262,8 @@ def _wait_for_leases(plan: Plan, directory: Path, steps: _Steps, progress: Progr
     dhcp_ports = [p for p in plan.ports if p.address == "dhcp"]
     if not dhcp_ports:
         return []
-    progress(f"{steps.now} ({len(dhcp_ports)} instances)")
+    replies = ", broadcast replies" if agents.broadcast_replies(len(dhcp_ports)) else ""
+    progress(f"{steps.now} ({len(dhcp_ports)} instances{replies})")
     missing = agents.dhcp_leases(plan, dhcp_ports, directory)
     steps.took("dhcp")
     return missing
@@ -467,12 +468,15 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     routers = plan.routers_on(node.name)
     rundir = Path(node.rundir)
     rundir.mkdir(parents=True, exist_ok=True)
-    # the node's own Open vSwitch starts while the kernel plumbing is made (it waits on I/O)
+    # the node's ovsdb-server starts while the kernel plumbing is made (it waits on I/O);
+    # ovs-vswitchd once the node namespace's links exist (it re-reads them after each change)
     daemons: dict = {}
+    links_made = threading.Event()
 
     def start_ovs() -> None:
         try:
-            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath)):
+            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath,
+                                                          before_vswitchd=links_made.wait)):
                 ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
             daemons["ok"] = time.monotonic() - t0
         except BaseException as exc:  # handed to the node's thread below
@@ -481,6 +485,9 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     ovs_thread = threading.Thread(target=start_ovs, name=f"ovs-{node.name}")
     ovs_thread.start()
     try:
+        # 0. the firewall before the ports exist: iptables-restore resolves every port number
+        # through getaddrinfo, which dumps each address of the namespace (seconds at 500 ports)
+        timings.update(_node_firewall(node, render))
         # 1. kernel plumbing: NICs up, and each instance plugged by the node's firewall driver
         plug = plugs.driver(node.firewall_driver)
         with netns.entered(node.netns), Links(node.netns) as links, links.batched():
@@ -498,6 +505,7 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
                     links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
                                mtu=port.mtu, up=True)
                     links.tx_checksum_off(port.ovs_dev)
+        links_made.set()
         timings["node links"] = time.monotonic() - t0
         for p in node.ports:
             with netns.entered(p.netns), Links(p.netns) as links, links.batched():
@@ -517,12 +525,13 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
             agents.dhcp_links(d)
         timings["links"] = time.monotonic() - t0
     finally:
+        links_made.set()
         ovs_thread.join()
     if "error" in daemons:
         raise daemons["error"]
     timings["ovs daemons"] = daemons["ok"]
     # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
-    timings.update(_node_configure(node, render))
+    timings.update(_node_configure(node, render, firewall=False))
     if node.tunnel:
         _tunnel_endpoint(node)
     # 3. the agents' namespaces: l3 agent rules, dnsmasq
@@ -551,9 +560,9 @@ def _tunnel_endpoint(node: NodePlan) -> None:
         links.up(device)
 
 
-def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
-    """The node's OVSDB rows, flows and iptables rules. Idempotent: `up` re-runs it to repair
-    a lab whose OVS ports, flows or rules were changed behind its back."""
+def _node_configure(node: NodePlan, render: NodeRender, firewall: bool = True) -> dict[str, float]:
+    """The node's OVSDB rows, flows and (FIREWALL) iptables rules. Idempotent: `up` re-runs it
+    to repair a lab whose OVS ports, flows or rules were changed behind its back."""
     rundir = Path(node.rundir)
     timings = {}
     t = time.monotonic()
@@ -565,13 +574,21 @@ def _node_configure(node: NodePlan, render: NodeRender) -> dict[str, float]:
         flow_file.write_text(text)
         ovs.replace_flows(node.rundir, bridge, str(flow_file))
     timings["flows"] = time.monotonic() - t
+    if firewall:
+        timings.update(_node_firewall(node, render))
+    return timings
+
+
+def _node_firewall(node: NodePlan, render: NodeRender) -> dict[str, float]:
+    """The node's remote-group sets and iptables rules (what `status` compares is recorded)."""
+    timings = {}
     if render.ipset:        # the remote groups' sets, before the rules that match them
         t = time.monotonic()
         ipsets.apply(node, render.ipset)
         timings["ipset"] = time.monotonic() - t
     if render.iptables:     # a firewall driver without iptables (noop) has no rules
         t = time.monotonic()
-        rules = rundir / naming.NODE_IPTABLES_FILE
+        rules = Path(node.rundir) / naming.NODE_IPTABLES_FILE
         rules.write_text(render.iptables)
         gateway.run(["iptables-restore", "-w", "5", str(rules)], netns=node.netns)
         more_health.record_iptables(rules, node.netns)   # what `status` compares with

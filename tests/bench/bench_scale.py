@@ -138,6 +138,7 @@ def run_floor(path: Path, name: str) -> dict:
         t = time.monotonic()
         proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
         t_up = time.monotonic() - t
+        leased = floor.leases(Path(tmp))
         if proc.returncode == 0:
             plant_probes(plan.namespaces())
         t = time.monotonic()
@@ -149,7 +150,10 @@ def run_floor(path: Path, name: str) -> dict:
         shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
     if proc.returncode != 0:
         raise SystemExit(f"floor of {name} failed:\n{proc.stderr[-3000:]}")
-    return {"up": t_up, "down": t_down, "kernel_teardown": kernel_teardown()}
+    dhcp = sum(1 for p in plan.ports if p.address == "dhcp")
+    if leased < dhcp:    # a floor whose clients gave up early would be no floor
+        raise SystemExit(f"floor of {name}: {leased} of {dhcp} DHCP clients got a lease")
+    return {"up": t_up, "down": t_down, "kernel_teardown": kernel_teardown(), "leases": leased}
 
 
 MININET_SH = """set -e

@@ -8,9 +8,13 @@ veths straight into their namespaces, addresses), each instance/router/DHCP name
 one ``ip -n NS -batch``, starts each node's ovsdb-server + ovs-vswitchd, applies the node's
 OVSDB transaction with one ``ovs-vsctl``, one ``ovs-ofctl --bundle replace-flows`` per bridge,
 one ``iptables-restore`` per namespace with rules, starts dnsmasq, and runs the same DHCP
-clients as `lab up` (busybox udhcpc), nodes in parallel. Left out, because no batch tool
-does them: the per-namespace sysctls and the veths' TX checksum offload (an ioctl each).
-So the floor is a little lower than what the lab has to do.
+clients as `lab up` (busybox udhcpc, with its options), nodes in parallel. The lab's
+per-namespace sysctls take one `sysctl` process per namespace (no batch tool writes them; left
+out, every veth's IPv6 chatter floods the tunnels). The veths' TX checksum offload (an ioctl
+each in the lab) is left out but on the DHCP packets' senders (instances' eth0, dnsmasq's
+port: one `ethtool` each), without which no client gets a lease: the userspace datapath never
+completes a checksum left to the offload. So the floor is a little lower than what the lab
+has to do.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from pathlib import Path
 from lab.core.plan import Plan
 from lab.core.render import NodeRender, udhcpc_script
 from lab.runtime import ovs
-from lab.runtime.agents import DHCP_WINDOW
+from lab.runtime import netns
+from lab.runtime.agents import DHCP_WINDOW, udhcpc_argv
 
 
 def _veth(name: str, peer: str, peer_ns: str | None, *, mtu: int | None = None, master: str | None = None,
@@ -92,6 +97,14 @@ def write(plan: Plan, renders: dict[str, NodeRender], out: Path) -> Path:
     q = shlex.quote
     files: dict[str, list[str]] = {"netns": [f"netns add {ns}" for ns in plan.namespaces()]}
     sh = ["#!/bin/bash", "set -e", f"cd {q(str(out))}", "ip -batch netns.batch"]
+    # the lab's sysctls, before any link exists: IPv6 off everywhere (or every veth's router
+    # solicitations and MLD reports flood the tunnels), bridged iptables in hybrid nodes
+    (out / "sysctl.list").write_text("".join(f"{netns.path(ns)}\n" for ns in plan.namespaces()))
+    (out / "nodes.list").write_text("".join(f"{netns.path(n.netns)}\n" for n in plan.nodes))
+    sh.append("xargs -P 2 -I NS nsenter --net=NS sysctl -q -e -w net.ipv6.conf.default.disable_ipv6=1 "
+              "net.ipv6.conf.all.disable_ipv6=1 < sysctl.list")
+    sh.append("xargs -P 2 -I NS nsenter --net=NS sysctl -q -e -w net.bridge.bridge-nf-call-iptables=1 "
+              "net.bridge.bridge-nf-call-ip6tables=1 < nodes.list")
     for w in plan.wires:
         macs = {h.name: h.mac for h in plan.external_hosts}
         files[f"wire-{w.name}"] = ["link set lo up", _bridge(w.bridge)] + [
@@ -104,14 +117,17 @@ def write(plan: Plan, renders: dict[str, NodeRender], out: Path) -> Path:
     sh.append('  export OVS_RUNDIR=$run OVS_DBDIR=$run OVS_LOGDIR=$run')
     sh.append('  ip netns exec $ns ovsdb-server $run/conf.db --remote=punix:$run/db.sock '
               '--pidfile=$run/ovsdb-server.pid --log-file=$run/ovsdb-server.log --detach --no-chdir')
+    # the firewall before the ports (iptables-restore's getaddrinfo per port number dumps every
+    # address of the namespace), the links before ovs-vswitchd (it re-reads them all per change)
+    sh.append('  if [ -s node-$name.ipset ]; then ip netns exec $ns ipset restore -exist -file node-$name.ipset; fi')
+    sh.append('  if [ -s node-$name.iptables ]; then ip netns exec $ns iptables-restore -w 5 node-$name.iptables; fi')
+    sh.append('  ip -n $ns -batch node-$name.batch')
     sh.append('  ip netns exec $ns ovs-vswitchd unix:$run/db.sock --pidfile=$run/ovs-vswitchd.pid '
               f'--log-file=$run/ovs-vswitchd.log --detach --no-chdir {"--disable-system" if plan.datapath == "netdev" else ""}')
-    sh.append('  ip -n $ns -batch node-$name.batch')
     sh.append('  . ./node-$name.vsctl')
     sh.append('  if [ -s node-$name.tunnel ]; then ip -n $ns -batch node-$name.tunnel; fi')
     sh.append('  for f in node-$name.*.flows; do b=${f#node-$name.}; '
               'ovs-ofctl -O OpenFlow14 --bundle replace-flows ${b%.flows} $f; done')
-    sh.append('  if [ -s node-$name.iptables ]; then ip netns exec $ns iptables-restore -w 5 node-$name.iptables; fi')
     sh.append("}")
     for node in plan.nodes:
         render = renders[node.name]
@@ -121,10 +137,11 @@ def write(plan: Plan, renders: dict[str, NodeRender], out: Path) -> Path:
         for bridge, text in render.flows.items():
             (out / f"node-{node.name}.{bridge}.flows").write_text(text)
         (out / f"node-{node.name}.iptables").write_text(render.iptables or "")
+        (out / f"node-{node.name}.ipset").write_text(render.ipset or "")
         t = node.tunnel
         (out / f"node-{node.name}.tunnel").write_text(
             f"addr add {t.local_ip}/{t.prefixlen} dev {t.bridge or t.nic}\nlink set {t.bridge or t.nic} up\n" if t else "")
-        sh.append(f"node_up {node.netns} {q(str(out / 'run' / node.name))} {node.name} &")
+        sh.append(f"node_up {node.netns} {q(str(out / 'run' / node.name))} {node.name} & pids+=($!)")
     for p in plan.ports:
         files[f"ns-{p.instance}"] = _instance_lines(p)
     for r in plan.router_instances:
@@ -134,7 +151,7 @@ def write(plan: Plan, renders: dict[str, NodeRender], out: Path) -> Path:
                                  f"link set {d.port.ns_dev} up"]
     for h in plan.external_hosts:
         files[f"ns-{h.name}"] = ["link set lo up", f"addr add {h.ip}/{h.prefixlen} dev eth0", "link set eth0 up"]
-    sh.append("wait")
+    sh.append('for p in "${pids[@]}"; do wait $p; done    # set -e: a node that failed fails the floor')
     names = {**{f"ns-{p.instance}": p.netns for p in plan.ports},
              **{f"ns-{r.name}": r.netns for r in plan.router_instances},
              **{f"ns-{d.name}": d.netns for d in plan.dhcp_servers},
@@ -166,6 +183,15 @@ def _agents(plan: Plan, renders: dict[str, NodeRender], out: Path) -> list[str]:
     return sh
 
 
+LEASES = "leases.out"      # the clients' `lease ...` lines: bench_scale counts them
+
+
+def leases(out: Path) -> int:
+    """How many DHCP clients of the floor's run got a lease."""
+    path = out / LEASES
+    return path.read_text().count("lease ip=") if path.exists() else 0
+
+
 def _dhcp_clients(plan: Plan, out: Path) -> list[str]:
     ports = [p for p in plan.ports if p.address == "dhcp"]
     if not ports:
@@ -173,9 +199,15 @@ def _dhcp_clients(plan: Plan, out: Path) -> list[str]:
     script = out / "udhcpc.script"
     script.write_text(udhcpc_script())
     script.chmod(0o755)
-    (out / "dhcp.list").write_text("".join(f"{p.netns}\n" for p in ports))
-    # as many clients at once as lab up runs (agents.DHCP_WINDOW)
-    return [f"xargs -P {DHCP_WINDOW} -L 1 sh -c 'ip netns exec $0 busybox udhcpc -i eth0 -f -q -n -t 8 -T 1 "
-            f"-O mtu -O staticroutes -s {shlex.quote(str(script))} >/dev/null' < dhcp.list"]
+    (out / "dhcp.list").write_text("".join(f"{netns.path(p.netns)}\n" for p in ports))
+    # the DHCP packets' senders must not leave checksums to an offload that the userspace
+    # datapath never completes (dnsmasq and udhcpc drop them): one ethtool each, as lab up's ioctl
+    senders = [(p.netns, "eth0") for p in ports] + [(d.netns, d.port.ns_dev) for d in plan.dhcp_servers]
+    (out / "offload.list").write_text("".join(f"{netns.path(ns)} {dev}\n" for ns, dev in senders))
+    offload = "xargs -P 2 -L 1 sh -c 'nsenter --net=$0 ethtool -K $1 tx off' < offload.list > /dev/null"
+    # the client lab up runs, with its options (broadcast replies at scale), as many at once
+    # (agents.DHCP_WINDOW), each entered into its namespace by nsenter (no mount namespace)
+    argv = " ".join(shlex.quote(a) for a in udhcpc_argv(script, len(ports)))
+    return [offload, f"xargs -P {DHCP_WINDOW} -I NS nsenter --net=NS {argv} < dhcp.list > {shlex.quote(str(out / LEASES))}"]
 
 

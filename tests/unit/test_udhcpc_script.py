@@ -50,3 +50,18 @@ def test_an_on_link_121_route_has_no_next_hop(tmp_path):
 def test_without_121_the_router_option_is_the_default_route(tmp_path):
     calls, _ = run_script(tmp_path, router="192.168.1.1 192.168.1.254")
     assert [c for c in calls if c.startswith("ip route")] == ["ip route replace default via 192.168.1.1 dev eth0"]
+
+
+def test_deconfig_changes_nothing(tmp_path):
+    """The client's start (deconfig) runs no `ip`: lab up brought eth0 up and bound flushes
+    whatever address it held (a thousand clients: a thousand `ip` processes fewer)."""
+    script = tmp_path / "udhcpc.script"
+    script.write_text(udhcpc_script())
+    script.chmod(0o755)
+    fake = tmp_path / "bin" / "ip"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho called >> {tmp_path / 'ip.log'}\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "interface": "eth0"}
+    out = subprocess.run([str(script), "deconfig"], env=env, capture_output=True, text=True, check=True).stdout
+    assert out == "" and not (tmp_path / "ip.log").exists()
