@@ -79,10 +79,10 @@ def test_failure_half_way_removes_everything(clean_host, monkeypatch):
     name = PREFIX + "halfway"
     real_start = ovs.start
 
-    def failing_start(ns, rundir, datapath):
+    def failing_start(ns, rundir, datapath, **kwargs):
         if rundir.endswith("/compute2"):
             raise errors.CommandError(["ovs-vswitchd", "(simulated)"], 1, "", "simulated failure")
-        return real_start(ns, rundir, datapath)
+        return real_start(ns, rundir, datapath, **kwargs)
 
     monkeypatch.setattr(ovs, "start", failing_start)
     with pytest.raises(errors.ApplyError, match="simulated failure"):
