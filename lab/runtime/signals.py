@@ -94,13 +94,9 @@ def deferred(raise_after: bool = True) -> Iterator[None]:
         yield
         return
     pending: list[int] = []
-    _state.deferring = pending
-
-    def handler(signum, _frame):
-        pending.append(signum)
-
     try:
-        with _handlers(handler, (signal.SIGINT,) + STOPPING):
+        with _remembered() as pending:
+            _state.deferring = pending
             yield
     finally:
         _state.deferring = None
@@ -125,13 +121,21 @@ def held() -> Iterator[None]:
         yield
         return
     pending: list[int] = []
-
-    def handler(signum, _frame):
-        pending.append(signum)
-
     try:
-        with _handlers(handler, (signal.SIGINT,) + STOPPING):
+        with _remembered() as pending:
             yield
     finally:
         if pending:
             signal.raise_signal(pending[0])     # handled before raise_signal returns
+
+
+@contextmanager
+def _remembered() -> Iterator[list[int]]:
+    """SIGINT, SIGTERM and SIGHUP appended to the yielded list, not handled, during the body."""
+    pending: list[int] = []
+
+    def handler(signum, _frame):
+        pending.append(signum)
+
+    with _handlers(handler, (signal.SIGINT,) + STOPPING):
+        yield pending
