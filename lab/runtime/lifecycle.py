@@ -318,35 +318,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         if any(m.name == host.name for w in plan.wires for m in w.members) and _needs_address(host):
             _external_host_up(host)
     for node in plan.nodes:
-        render = renders[node.name]
-        if more_health.ovs_state(node) == "dead":
-            more_health.restart_ovs(node, plan.datapath, lambda daemon, pid, n=node: state.ledger.record(
-                "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
-        rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
-        rebuilt += new_nics.get(node.name, []) + more_health.recreate_agent_ports(plan, node)
-        rebuilt += _repair_l3(plan, node, render, state.ledger)
-        for d in node.dhcp_servers:
-            pid = agents.dnsmasq_pid(d)
-            if netns.exists(d.netns) and processes.alive(pid, d.dir):
-                continue
-            if processes.alive(pid, d.dir):
-                processes.stop(pid)   # its namespace is gone from /run/netns: free it
-            if not netns.exists(d.netns):
-                _agent_namespace(plan, node, d.netns, (d.port,), state.ledger)
-                agents.dhcp_links(d)
-                rebuilt.append(d.port.ovs_dev)
-            with signals.held():    # recorded before a signal stops `up` (signals.held)
-                pid = agents.dnsmasq_start(d, render.dhcp[d.name])
-                state.ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
-        if rebuilt:
-            # the veths are new: make OVS open them again
-            args: list[str] = []
-            for dev in rebuilt:
-                args += (["--"] if args else []) + ["--if-exists", "del-port", dev]   # on any bridge
-            ovs.vsctl(node.rundir, args)
-        _node_configure(node, render)
-        if node.tunnel:
-            _tunnel_endpoint(node)
+        _repair_node(state, node, renders[node.name], new_nics.get(node.name, []), record)
     metadata_service.ensure(plan, state.scenario(), lambda **e: state.ledger.record("process", **e))
     relearn = inventory.repair(plan)     # links up, addresses, routes, neighbours, sysctls
     missing = agents.dhcp_leases(plan, relearn, state.directory) if relearn else []
@@ -354,6 +326,49 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
     return UpResult(state.lab, time.monotonic() - started, repaired=problems, missing_leases=missing)
+
+
+def _repair_node(state: LabState, node: NodePlan, render: NodeRender, new_nics: list[str], record) -> None:
+    """One node of a lab that is up: its Open vSwitch if dead, vanished instance, agent and
+    L3 namespaces remade, dnsmasq restarted; the new veths re-opened by OVS; rows, flows and
+    iptables re-applied."""
+    plan = state.plan
+    if more_health.ovs_state(node) == "dead":
+        more_health.restart_ovs(node, plan.datapath, lambda daemon, pid: state.ledger.record(
+            "process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir))
+    rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
+    rebuilt += new_nics + more_health.recreate_agent_ports(plan, node)
+    rebuilt += _repair_l3(plan, node, render, state.ledger)
+    rebuilt += _repair_dhcp(plan, node, render, state.ledger)
+    if rebuilt:
+        # the veths are new: make OVS open them again
+        args: list[str] = []
+        for dev in rebuilt:
+            args += (["--"] if args else []) + ["--if-exists", "del-port", dev]   # on any bridge
+        ovs.vsctl(node.rundir, args)
+    _node_configure(node, render)
+    if node.tunnel:
+        _tunnel_endpoint(node)
+
+
+def _repair_dhcp(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> list[str]:
+    """Each DHCP server of NODE whose dnsmasq is dead or whose namespace vanished: the
+    namespace and its port remade, dnsmasq started again. The OVS devices made anew."""
+    rebuilt = []
+    for d in node.dhcp_servers:
+        pid = agents.dnsmasq_pid(d)
+        if netns.exists(d.netns) and processes.alive(pid, d.dir):
+            continue
+        if processes.alive(pid, d.dir):
+            processes.stop(pid)   # its namespace is gone from /run/netns: free it
+        if not netns.exists(d.netns):
+            _agent_namespace(plan, node, d.netns, (d.port,), ledger)
+            agents.dhcp_links(d)
+            rebuilt.append(d.port.ovs_dev)
+        with signals.held():    # recorded before a signal stops `up` (signals.held)
+            pid = agents.dnsmasq_start(d, render.dhcp[d.name])
+            ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
+    return rebuilt
 
 
 def _repair_l3(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> list[str]:
