@@ -296,7 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"neutron-lab {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    _lifecycle_commands(sub)
+    _inspection_commands(sub)
+    s = sub.add_parser("cleanup", help="remove one lab whatever its state (even after kill -9); "
+                       "without LAB, list every lab and remove them with --yes")
+    s.add_argument("lab", nargs="?")
+    s.add_argument("-y", "--yes", action="store_true", help="remove every lab without asking")
+    s.set_defaults(fn=cmd_cleanup)
+    return p
 
+
+def _lifecycle_commands(sub) -> None:
+    """list, show, up, down, status."""
     s = sub.add_parser("list", help="scenarios (built-in, and any paths given)")
     s.add_argument("paths", nargs="*")
     s.set_defaults(fn=cmd_list)
@@ -326,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_status)
 
+
+def _inspection_commands(sub) -> None:
+    """exec, check, capture, trace, graph, flows: what looks at a lab that is up."""
     s = sub.add_parser("exec", help="run a command at a target (instance, node, wire, router, DHCP server, external host)",
                        usage="lab exec LAB TARGET -- COMMAND...")
     s.add_argument("lab")
@@ -370,13 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bridge", nargs="?", help="br-int, br-tun, br-vlan... (default: all of the node's)")
     s.add_argument("--diff", action="store_true", help="only what changed since the previous call")
     s.set_defaults(fn=cmd_flows)
-
-    s = sub.add_parser("cleanup", help="remove one lab whatever its state (even after kill -9); "
-                       "without LAB, list every lab and remove them with --yes")
-    s.add_argument("lab", nargs="?")
-    s.add_argument("-y", "--yes", action="store_true", help="remove every lab without asking")
-    s.set_defaults(fn=cmd_cleanup)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -318,35 +318,7 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
         if any(m.name == host.name for w in plan.wires for m in w.members) and _needs_address(host):
             _external_host_up(host)
     for node in plan.nodes:
-        render = renders[node.name]
-        if more_health.ovs_state(node) == "dead":
-            more_health.restart_ovs(node, plan.datapath, lambda daemon, pid, n=node: state.ledger.record(
-                "process", pid=pid, daemon=daemon, node=n.name, rundir=n.rundir))
-        rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
-        rebuilt += new_nics.get(node.name, []) + more_health.recreate_agent_ports(plan, node)
-        rebuilt += _repair_l3(plan, node, render, state.ledger)
-        for d in node.dhcp_servers:
-            pid = agents.dnsmasq_pid(d)
-            if netns.exists(d.netns) and processes.alive(pid, d.dir):
-                continue
-            if processes.alive(pid, d.dir):
-                processes.stop(pid)   # its namespace is gone from /run/netns: free it
-            if not netns.exists(d.netns):
-                _agent_namespace(plan, node, d.netns, (d.port,), state.ledger)
-                agents.dhcp_links(d)
-                rebuilt.append(d.port.ovs_dev)
-            with signals.held():    # recorded before a signal stops `up` (signals.held)
-                pid = agents.dnsmasq_start(d, render.dhcp[d.name])
-                state.ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
-        if rebuilt:
-            # the veths are new: make OVS open them again
-            args: list[str] = []
-            for dev in rebuilt:
-                args += (["--"] if args else []) + ["--if-exists", "del-port", dev]   # on any bridge
-            ovs.vsctl(node.rundir, args)
-        _node_configure(node, render)
-        if node.tunnel:
-            _tunnel_endpoint(node)
+        _repair_node(state, node, renders[node.name], new_nics.get(node.name, []), record)
     metadata_service.ensure(plan, state.scenario(), lambda **e: state.ledger.record("process", **e))
     relearn = inventory.repair(plan)     # links up, addresses, routes, neighbours, sysctls
     missing = agents.dhcp_leases(plan, relearn, state.directory) if relearn else []
@@ -354,6 +326,49 @@ def _reconcile(state: LabState, renders: dict[str, NodeRender], progress: Progre
     if left:
         raise LabStateError(f"lab {state.lab} could not be repaired: {'; '.join(left)}")
     return UpResult(state.lab, time.monotonic() - started, repaired=problems, missing_leases=missing)
+
+
+def _repair_node(state: LabState, node: NodePlan, render: NodeRender, new_nics: list[str], record) -> None:
+    """One node of a lab that is up: its Open vSwitch if dead, vanished instance, agent and
+    L3 namespaces remade, dnsmasq restarted; the new veths re-opened by OVS; rows, flows and
+    iptables re-applied."""
+    plan = state.plan
+    if more_health.ovs_state(node) == "dead":
+        more_health.restart_ovs(node, plan.datapath, lambda daemon, pid: state.ledger.record(
+            "process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir))
+    rebuilt = more_health.recreate_instances(plan, node, record, lambda ns: _prepare_namespace(ns, False))
+    rebuilt += new_nics + more_health.recreate_agent_ports(plan, node)
+    rebuilt += _repair_l3(plan, node, render, state.ledger)
+    rebuilt += _repair_dhcp(plan, node, render, state.ledger)
+    if rebuilt:
+        # the veths are new: make OVS open them again
+        args: list[str] = []
+        for dev in rebuilt:
+            args += (["--"] if args else []) + ["--if-exists", "del-port", dev]   # on any bridge
+        ovs.vsctl(node.rundir, args)
+    _node_configure(node, render)
+    if node.tunnel:
+        _tunnel_endpoint(node)
+
+
+def _repair_dhcp(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> list[str]:
+    """Each DHCP server of NODE whose dnsmasq is dead or whose namespace vanished: the
+    namespace and its port remade, dnsmasq started again. The OVS devices made anew."""
+    rebuilt = []
+    for d in node.dhcp_servers:
+        pid = agents.dnsmasq_pid(d)
+        if netns.exists(d.netns) and processes.alive(pid, d.dir):
+            continue
+        if processes.alive(pid, d.dir):
+            processes.stop(pid)   # its namespace is gone from /run/netns: free it
+        if not netns.exists(d.netns):
+            _agent_namespace(plan, node, d.netns, (d.port,), ledger)
+            agents.dhcp_links(d)
+            rebuilt.append(d.port.ovs_dev)
+        with signals.held():    # recorded before a signal stops `up` (signals.held)
+            pid = agents.dnsmasq_start(d, render.dhcp[d.name])
+            ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
+    return rebuilt
 
 
 def _repair_l3(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> list[str]:
@@ -463,90 +478,120 @@ def _external_host_up(host) -> None:
 
 
 def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, progress: Progress) -> None:
-    timings: dict[str, float] = {}
     t0 = time.monotonic()
-    routers = plan.routers_on(node.name)
-    rundir = Path(node.rundir)
-    rundir.mkdir(parents=True, exist_ok=True)
+    Path(node.rundir).mkdir(parents=True, exist_ok=True)
     # the node's ovsdb-server starts while the kernel plumbing is made (it waits on I/O);
     # ovs-vswitchd once the node namespace's links exist (it re-reads them after each change)
-    daemons: dict = {}
-    links_made = threading.Event()
-
-    def start_ovs() -> None:
-        try:
-            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath,
-                                                          before_vswitchd=links_made.wait)):
-                ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
-            daemons["ok"] = time.monotonic() - t0
-        except BaseException as exc:  # handed to the node's thread below
-            daemons["error"] = exc
-
-    ovs_thread = threading.Thread(target=start_ovs, name=f"ovs-{node.name}")
-    ovs_thread.start()
+    daemons = _OvsStart(plan, node, ledger, t0)
     try:
         # 0. the firewall before the ports exist: iptables-restore resolves every port number
         # through getaddrinfo, which dumps each address of the namespace (seconds at 500 ports)
-        timings.update(_node_firewall(node, render))
-        # 1. kernel plumbing: NICs up, and each instance plugged by the node's firewall driver
-        plug = plugs.driver(node.firewall_driver)
-        with netns.entered(node.netns), Links(node.netns) as links, links.batched():
-            if node.nics:
-                links.tx_checksum_off(*node.nics)
-                links.up(*node.nics)
-            for p in node.ports:
-                plug.make(links, p)
-            # routers and DHCP servers: a veth each port, tap... here on br-int, qr-/qg-/ns-
-            # in their namespace (ovs_use_veth = True)
-            owned = [(r.netns, r.ports) for r in routers] + [(d.netns, (d.port,)) for d in node.dhcp_servers]
-            owned += [(f.netns, f.ports) for f in plan.fips_on(node.name)]     # DVR: fg-
-            for owner_netns, ports in owned:
-                for port in ports:
-                    links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
-                               mtu=port.mtu, up=True)
-                    links.tx_checksum_off(port.ovs_dev)
-        links_made.set()
+        timings = _node_firewall(node, render)
+        # 1. kernel plumbing: NICs, plugs and the agents' ports in the node namespace, then
+        # the namespaces at their other ends
+        _node_namespace_links(plan, node)
+        daemons.links_made.set()
         timings["node links"] = time.monotonic() - t0
-        for p in node.ports:
-            with netns.entered(p.netns), Links(p.netns) as links, links.batched():
-                links.tx_checksum_off("eth0")
-                if p.address == "static":
-                    links.add_address("eth0", p.ip, p.prefixlen)
-                links.up("eth0")
-                if p.address == "static":
-                    links.default_route(p.gateway, "eth0")
-        for f in plan.fips_on(node.name):
-            fips_rt.link_up(plan, f)    # rfp-/fpr- first: qrouter-'s table 16 routes through rfp-
-        for r in routers:
-            agents.router_links(r)
-        for f in plan.fips_on(node.name):
-            fips_rt.namespace_up(f)
-        for d in node.dhcp_servers:
-            agents.dhcp_links(d)
+        _owner_links(plan, node)
         timings["links"] = time.monotonic() - t0
     finally:
-        links_made.set()
-        ovs_thread.join()
-    if "error" in daemons:
-        raise daemons["error"]
-    timings["ovs daemons"] = daemons["ok"]
+        daemons.links_made.set()
+        daemons.join()
+    timings["ovs daemons"] = daemons.took()
     # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
     timings.update(_node_configure(node, render, firewall=False))
     if node.tunnel:
         _tunnel_endpoint(node)
     # 3. the agents' namespaces: l3 agent rules, dnsmasq
     t = time.monotonic()
-    for r in routers:
+    _node_agents(plan, node, render, ledger)
+    if plan.routers_on(node.name) or node.dhcp_servers:
+        timings["agents"] = time.monotonic() - t
+    progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
+             f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
+
+
+class _OvsStart:
+    """A node's ovsdb-server and ovs-vswitchd started from a thread of their own, vswitchd
+    once LINKS_MADE is set; each recorded in the ledger as it starts."""
+
+    def __init__(self, plan: Plan, node: NodePlan, ledger: Ledger, t0: float) -> None:
+        self.links_made = threading.Event()
+        self._result: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(plan, node, ledger, t0), name=f"ovs-{node.name}")
+        self._thread.start()
+
+    def _run(self, plan: Plan, node: NodePlan, ledger: Ledger, t0: float) -> None:
+        try:
+            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath,
+                                                          before_vswitchd=self.links_made.wait)):
+                ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
+            self._result["ok"] = time.monotonic() - t0
+        except BaseException as exc:  # handed to the node's thread by join()
+            self._result["error"] = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def took(self) -> float:
+        """Once joined: seconds from the node's start until both daemons ran; what stopped
+        them, raised."""
+        if "error" in self._result:
+            raise self._result["error"]
+        return self._result["ok"]
+
+
+def _node_namespace_links(plan: Plan, node: NodePlan) -> None:
+    """In the node namespace, one batch: NICs up, each instance plugged by the node's firewall
+    driver, and a veth for each router, DHCP and fip- port (tap... on br-int, qr-/qg-/ns-/fg-
+    in their namespace: ovs_use_veth = True)."""
+    plug = plugs.driver(node.firewall_driver)
+    owned = [(r.netns, r.ports) for r in plan.routers_on(node.name)]
+    owned += [(d.netns, (d.port,)) for d in node.dhcp_servers]
+    owned += [(f.netns, f.ports) for f in plan.fips_on(node.name)]     # DVR: fg-
+    with netns.entered(node.netns), Links(node.netns) as links, links.batched():
+        if node.nics:
+            links.tx_checksum_off(*node.nics)
+            links.up(*node.nics)
+        for p in node.ports:
+            plug.make(links, p)
+        for owner_netns, ports in owned:
+            for port in ports:
+                links.veth(port.ovs_dev, port.ns_dev, peer_netns=owner_netns, peer_mac=port.mac,
+                           mtu=port.mtu, up=True)
+                links.tx_checksum_off(port.ovs_dev)
+
+
+def _owner_links(plan: Plan, node: NodePlan) -> None:
+    """The other ends: each instance's eth0 (and its static address and route), the fip-
+    namespaces, routers and DHCP servers of NODE."""
+    for p in node.ports:
+        with netns.entered(p.netns), Links(p.netns) as links, links.batched():
+            links.tx_checksum_off("eth0")
+            if p.address == "static":
+                links.add_address("eth0", p.ip, p.prefixlen)
+            links.up("eth0")
+            if p.address == "static":
+                links.default_route(p.gateway, "eth0")
+    for f in plan.fips_on(node.name):
+        fips_rt.link_up(plan, f)    # rfp-/fpr- first: qrouter-'s table 16 routes through rfp-
+    for r in plan.routers_on(node.name):
+        agents.router_links(r)
+    for f in plan.fips_on(node.name):
+        fips_rt.namespace_up(f)
+    for d in node.dhcp_servers:
+        agents.dhcp_links(d)
+
+
+def _node_agents(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> None:
+    """The l3 agent's rules in each router and fip- namespace; dnsmasq of each DHCP server."""
+    for r in plan.routers_on(node.name):
         agents.router_rules(plan, r, render.routers[r.name])
     for f in plan.fips_on(node.name):
         fips_rt.rules(plan, f, render.fips[f.name])
     for d in node.dhcp_servers:
         pid = agents.dnsmasq_start(d, render.dhcp[d.name])
         ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
-    if routers or node.dhcp_servers:
-        timings["agents"] = time.monotonic() - t
-    progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
-             f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
 
 
 def _tunnel_endpoint(node: NodePlan) -> None:
