@@ -756,9 +756,9 @@ def health_report(state: LabState) -> tuple[list[str], list[Fault]]:
 
 
 def lab_faults(plan: Plan) -> list[Fault]:
-    """Every fault, from each source: the lab's namespaces and daemons, each node's, each
-    namespace's kernel state (links, addresses, routes, neighbours, sysctls), iptables, the
-    metadata service."""
+    """Every fault, source by source: the lab's namespaces and daemons, each node's
+    (`_node_faults`), each namespace's kernel state (links, addresses, routes, neighbours,
+    sysctls), iptables, the metadata service."""
     dead = inventory.daemon_faults(plan)
     faults = _namespace_faults(plan) + dead
     for node in plan.nodes:
@@ -768,20 +768,35 @@ def lab_faults(plan: Plan) -> list[Fault]:
     return faults
 
 
+def _node_faults(plan: Plan, node: NodePlan, ovs_dead: bool) -> list[Fault]:
+    """NODE's faults from each node source; those that ask its Open vSwitch only while both
+    daemons run (a dead one explains them)."""
+    sources = _NODE_SOURCES if ovs_dead else _NODE_OVS_SOURCES + _NODE_SOURCES
+    return [f for source in sources for f in source(plan, node)]
+
+
 def _ovs_daemons(node: NodePlan) -> set[str]:
     return {f"{d} of {node.name}" for d in ovs.DAEMONS}     # as inventory.daemons names them
 
 
-def _node_faults(plan: Plan, node: NodePlan, ovs_dead: bool) -> list[Fault]:
-    """NODE's: its OVS ports, flows and a restarted Open vSwitch (not when a daemon is dead:
-    that explains them), its plugs' devices, its routers' and fip-'s rules and routes, its ipsets."""
-    lab = plan.lab
-    faults = [] if ovs_dead else (_port_faults(plan, node) + inventory.flow_faults(node, plan.cookie, lab)
-                                  + [f for f in [more_health.ovs_fault(node, lab)] if f])
-    faults += _plug_faults(node, lab)
-    faults += [f for r in plan.routers_on(node.name) for f in agents.router_faults(r, lab)]
-    faults += [f for x in plan.fips_on(node.name) for f in fips_rt.faults(x, lab)]
-    return faults + [f for f in [ipsets.node_fault(node, lab)] if f]
+def _flow_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return inventory.flow_faults(node, plan.cookie, plan.lab)
+
+
+def _ovs_restarted(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for f in [more_health.ovs_fault(node, plan.lab)] if f]
+
+
+def _router_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for r in plan.routers_on(node.name) for f in agents.router_faults(r, plan.lab)]
+
+
+def _fip_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for x in plan.fips_on(node.name) for f in fips_rt.faults(x, plan.lab)]
+
+
+def _ipset_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for f in [ipsets.node_fault(node, plan.lab)] if f]
 
 
 def _namespace_faults(plan: Plan) -> list[Fault]:
@@ -830,16 +845,21 @@ def _port_faults(plan: Plan, node: NodePlan) -> list[Fault]:
     return out
 
 
-def _plug_faults(node: NodePlan, lab: str) -> list[Fault]:
+def _plug_faults(plan: Plan, node: NodePlan) -> list[Fault]:
     """Devices of the instances' plugs that the node namespace lacks (`up` makes a plug again
     only with its instance's namespace)."""
     if not node.ports or not netns.exists(node.netns):
         return []
-    plug = plugs.driver(node.firewall_driver)
+    plug, lab = plugs.driver(node.firewall_driver), plan.lab
     with netns.entered(node.netns), Links(node.netns) as links:
         return [Fault("plug-device-missing", node.name, node.netns, f"{p.instance}'s {dev}", "present", "missing",
                       f"`lab up {lab}` cannot make it alone: run `lab down {lab}` and `lab up` again")
                 for p in node.ports for dev in plug.missing(links, p)]
+
+
+# each node's fault sources, in the order status names them
+_NODE_OVS_SOURCES = (_port_faults, _flow_faults, _ovs_restarted)     # ask the node's Open vSwitch
+_NODE_SOURCES = (_plug_faults, _router_faults, _fip_faults, _ipset_faults)
 
 
 def status(lab: str | None = None) -> list[dict]:

@@ -135,7 +135,7 @@ def test_a_plug_device_missing(classic, monkeypatch, every_namespace):
     gone = vm1.plug.devices[0].name
     links = FakeLinks(d.name for p in node.ports for d in p.plug.devices if d.name != gone)
     monkeypatch.setattr(lifecycle, "Links", links)
-    [f] = lifecycle._plug_faults(node, classic.lab)
+    [f] = lifecycle._plug_faults(classic, node)
     assert (f.kind, f.who, f.netns, f.what) == ("plug-device-missing", "compute1", node.netns, f"vm1's {gone}")
     assert f.text().startswith(f"compute1: vm1's {gone} is missing; `lab up {classic.lab}` cannot make it alone")
 
