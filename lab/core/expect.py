@@ -122,7 +122,7 @@ def _routers(plan: Plan) -> list[Expected]:
 
 def _fips(plan: Plan) -> list[Expected]:
     """DVR's fip- namespaces: fg- with its address and proxy ARP, an fpr- per router link
-    (proxy_delay is left out: this kernel reads it back as 0, as it would under Neutron)."""
+    (both made again by `up`; proxy_delay is left out: this kernel reads it back as 0, as it would under Neutron)."""
     out = []
     for f in plan.fip_namespaces:
         g = f.gateway
@@ -132,7 +132,7 @@ def _fips(plan: Plan) -> list[Expected]:
                                        *(Address(x.fpr_dev, x.fpr_ip, 31) for x in f.links)),
                             sysctls=IPV6_OFF + routers.FIP_SYSCTLS
                             + ((f"net.ipv4.conf.{g.ns_dev}.proxy_arp", "1"),),
-                            remade=(g.ns_dev,)))
+                            remade=(g.ns_dev, *(x.fpr_dev for x in f.links))))   # fip.link_up
     return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lab.budget import budget
 from lab.runtime import gateway, netns, processes, signals
+from lab.runtime.faults import Fault
 from lab.errors import LabError
 from lab.runtime.kernel import Links
 from lab.paths import lab_dir
@@ -64,14 +65,15 @@ def router_neighbours(r: RouterInstance) -> None:
             links.permanent_neighbour(n.dev, n.ip, n.mac)
 
 
-def router_problems(r: RouterInstance) -> list[str]:
+def router_faults(r: RouterInstance, lab: str) -> list[Fault]:
     """What a router instance that exists lacks of DVR's SNAT redirect rules (its permanent
     neighbour entries are compared by lab/runtime/inventory.py)."""
     if not r.rules or not netns.exists(r.netns):
         return []
     with netns.entered(r.netns), Links(r.netns) as links:
         have = links.rules()
-    return [f"{r.name}: no rule from {x.source} lookup {x.table} priority {x.priority}"
+    return [Fault("ip-rule", r.name, r.netns, f"rule from {x.source} lookup {x.table} priority {x.priority}",
+                  "present", "absent", f"`lab up {lab}` puts it back")
             for x in r.rules if (x.priority, x.table, x.source) not in have]
 
 

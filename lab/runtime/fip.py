@@ -10,10 +10,13 @@ lifecycle.py, which owns ordering, the ledger and rollback."""
 from __future__ import annotations
 
 from lab.core import naming, routers
+from lab.core.expect import Route
 from lab.core.plan import FipNamespacePlan, Plan
 from lab.errors import LabError
 from lab.paths import lab_dir
 from lab.runtime import gateway, netns
+from lab.runtime.faults import Fault
+from lab.runtime.inventory import route_words
 from lab.runtime.kernel import Links
 
 
@@ -84,19 +87,21 @@ def rules(plan: Plan, fip: FipNamespacePlan, text: str) -> None:
     record_iptables(rules_file, fip.netns)
 
 
-def problems(fip: FipNamespacePlan) -> list[str]:
-    """What an existing fip- lacks: its fpr- devices, the floating IPs' routes, the rules."""
+def faults(fip: FipNamespacePlan, lab: str) -> list[Fault]:
+    """What an existing fip- lacks beyond what lab/runtime/inventory.py compares (its links,
+    addresses, sysctls): each router's `ip rule iif fpr-`, the floating IPs' /32 routes (read
+    once every fpr- is there: a missing one takes its routes with it)."""
     if not netns.exists(fip.netns):
         return []
-    out = []
+    again = f"`lab up {lab}` puts it back"
     with netns.entered(fip.netns), Links(fip.netns) as links:
-        missing = [x.fpr_dev for x in fip.links if not links.has(x.fpr_dev)]
-        out += [f"{fip.name}: {dev} (to its router's rfp-) is missing" for dev in missing]
         have = links.iif_rules()
-        out += [f"{fip.name}: no rule iif {x.fpr_dev} lookup {x.table}" for x in fip.links
-                if (x.table, x.table, x.fpr_dev) not in have]
-        if not missing:
-            routes = links.routes_via()
-            out += [f"{fip.name}: no route {r.address}/32 via {r.via} dev {r.dev}" for r in fip.routes
-                    if (f"{r.address}/32", r.via) not in routes]
+        out = [Fault("ip-rule", fip.name, fip.netns, f"rule iif {x.fpr_dev} lookup {x.table}", "present", "absent",
+                     again) for x in fip.links if (x.table, x.table, x.fpr_dev) not in have]
+        if any(not links.has(x.fpr_dev) for x in fip.links):
+            return out
+        routes = links.routes_via()
+        out += [Fault("route", fip.name, fip.netns, route_words(Route(f"{r.address}/32", r.via, r.dev)),
+                      "present", "absent", again)
+                for r in fip.routes if (f"{r.address}/32", r.via) not in routes]
     return out

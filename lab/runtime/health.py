@@ -1,6 +1,8 @@
 """What `status` sees beyond namespaces, daemons, OVS ports and flows, and how `up` repairs it
 in place (issue 13 §1-2):
 
+Each difference is a `Fault` (lab/runtime/faults.py).
+
 - iptables: right after `up` applies a namespace's rules (a node's firewall, a router's l3
   agent rules, a DVR fip-'s) it saves `iptables-save` of that namespace without counters beside the rules
   file (`<file>.applied`); `status` compares the namespace's rules now with it, so an
@@ -19,6 +21,7 @@ from lab.core import naming
 from lab.core.plan import Plan
 from lab.errors import LabError
 from lab.runtime import gateway, netns
+from lab.runtime.faults import Fault, unreadable
 from lab.runtime.kernel import Links
 
 APPLIED = ".applied"
@@ -40,9 +43,9 @@ def record_iptables(rules_file: Path, ns: str) -> None:
     Path(str(rules_file) + APPLIED).write_text("\n".join(iptables_now(ns)) + "\n")
 
 
-def iptables_problem(who: str, rules_file: Path, ns: str, lab: str) -> str | None:
-    """How NS's rules differ from what was applied from RULES_FILE, in words; None when equal
-    (or when nothing was recorded)."""
+def iptables_fault(who: str, rules_file: Path, ns: str, lab: str) -> Fault | None:
+    """How NS's rules differ from what was applied from RULES_FILE (every `-A` rule missing
+    or unexpected); None when equal (or when nothing was recorded)."""
     applied_file = Path(str(rules_file) + APPLIED)
     if not applied_file.exists() or not netns.exists(ns):
         return None
@@ -50,18 +53,17 @@ def iptables_problem(who: str, rules_file: Path, ns: str, lab: str) -> str | Non
     try:
         now = iptables_now(ns)
     except LabError as exc:
-        return f"{who}: cannot read its iptables rules ({exc})"
+        return unreadable(who, ns, "iptables rules", exc, lab)
     if now == applied:
         return None
-    missing = [r for r in applied if r not in now and r.startswith("-A ")]
-    extra = [r for r in now if r not in applied and r.startswith("-A ")]
-    example = f"; first missing: `{missing[0]}`" if missing else (f"; first unexpected: `{extra[0]}`"
-                                                                 if extra else "")
-    return (f"{who}: its iptables rules differ from what `up` applied ({len(missing)} rule(s) missing, "
-            f"{len(extra)} unexpected{example}); `lab up {lab}` re-applies them")
+    missing = tuple(r for r in applied if r not in now and r.startswith("-A "))
+    extra = tuple(r for r in now if r not in applied and r.startswith("-A "))
+    return Fault("iptables", who, ns, str(rules_file), "the rules `up` applied",
+                 f"{len(missing)} missing, {len(extra)} unexpected", f"`lab up {lab}` re-applies them",
+                 missing=missing, unexpected=extra)
 
 
-def iptables_problems(plan: Plan) -> list[str]:
+def iptables_faults(plan: Plan) -> list[Fault]:
     """Each namespace whose rules `up` applied and recorded: the nodes' firewalls, every router
     instance's l3 agent rules (a DVR qrouter-'s DNAT and float-snat, snat-'s SNAT) and each
     fip-'s (lab/runtime/fip.py: `rules`)."""
@@ -70,7 +72,7 @@ def iptables_problems(plan: Plan) -> list[str]:
     owners += [(f"router {r.name}", lab_dir(plan.lab) / naming.router_rules_file(r.name), r.netns)
                for r in plan.router_instances]
     owners += [(f.name, lab_dir(plan.lab) / naming.router_rules_file(f.name), f.netns) for f in plan.fip_namespaces]
-    return [p for who, rules_file, ns in owners if (p := iptables_problem(who, rules_file, ns, plan.lab))]
+    return [f for who, rules_file, ns in owners if (f := iptables_fault(who, rules_file, ns, plan.lab))]
 
 
 # --------------------------------------------------------------------------- a node's Open vSwitch
@@ -91,11 +93,12 @@ def ovs_state(node) -> str:
     return "normal" if any("table=23" in line for line in out.splitlines()) else "restarted"
 
 
-def ovs_problems(plan: Plan) -> list[str]:
-    """Nodes whose Open vSwitch runs but was restarted (dead daemons are named by lifecycle.health)."""
-    return [f"{n.name}: Open vSwitch was restarted (no canary flow in br-int table 23) and lost the "
-            f"lab's flows; `lab up {plan.lab}` re-applies its rows, flows and ports"
-            for n in plan.nodes if netns.exists(n.netns) and ovs_state(n) == "restarted"]
+def ovs_fault(node, lab: str) -> Fault | None:
+    """NODE's Open vSwitch runs but was restarted (a dead daemon is a `daemon` fault)."""
+    if not netns.exists(node.netns) or ovs_state(node) != "restarted":
+        return None
+    return Fault("ovs-restarted", node.name, node.netns, f"{naming.BR_INT} table 23", "canary flow", "absent",
+                 f"`lab up {lab}` re-applies its rows, flows and ports")
 
 
 def restart_ovs(node, datapath: str, record) -> None:

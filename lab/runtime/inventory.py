@@ -3,7 +3,8 @@
 
 Cheap: one netlink dump per kind (links, addresses, routes, neighbours) per namespace, not a
 call per object, and one read per sysctl. Each difference is a `Fault` that says what is
-wrong and what `lab up` does about it; `status --json` lists them (`faults`).
+wrong and what `lab up` does about it (lab/runtime/faults.py); `status --json` lists them
+(`faults`).
 
 Also here, as tables a new daemon or bridge adds one entry to: the lab's daemons (`daemons`)
 and each bridge's flows counted per table (`flow_faults`).
@@ -11,7 +12,7 @@ and each bridge's flows counted per table (`flow_faults`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.core import naming
@@ -19,37 +20,8 @@ from lab.core.expect import Expected, Route, expected
 from lab.core.plan import Plan
 from lab.errors import LabError
 from lab.runtime import gateway, netns, ovs, processes
+from lab.runtime.faults import Fault
 from lab.runtime.kernel import NUD_PERMANENT, Links
-
-
-@dataclass(frozen=True)
-class Fault:
-    kind: str        # link-missing, link-down, address, route, neighbour, sysctl, flows, foreign-flows, daemon
-    who: str         # "instance vm1", "router router1", "compute1"
-    netns: str
-    what: str        # the object: a device, an address, a route, a sysctl, a bridge table
-    expected: str
-    found: str
-    repair: str      # what `lab up` does about it, or what to run instead
-
-    def text(self) -> str:
-        return f"{self.who + ': ' if self.who else ''}{_PHRASES[self.kind](self)}; {self.repair}"
-
-    def to_json(self) -> dict:
-        return asdict(self) | {"text": self.text()}
-
-
-_PHRASES = {
-    "link-missing": lambda f: f"{f.what} is missing",
-    "link-down": lambda f: f"{f.what} is down (it cannot send or receive)",
-    "address": lambda f: f"{f.what.split(' on ')[1]} lacks its address {f.expected}",
-    "route": lambda f: f"no {f.what}",
-    "neighbour": lambda f: f"no permanent neighbour entry {f.expected} on {f.what}",
-    "sysctl": lambda f: f"sysctl {f.what} is {f.found}, expected {f.expected}",
-    "flows": lambda f: f"{f.what} has {f.found} of the lab's {f.expected} flows",
-    "foreign-flows": lambda f: f"{f.what} has {f.found} flow(s) the lab did not install (another cookie)",
-    "daemon": lambda f: f"{f.what} is not running",
-}
 
 
 # --------------------------------------------------------------------------- reading a namespace

@@ -16,6 +16,7 @@ from lab.core.ipsets import node_sets, parse_restore
 from lab.core.plan import NodePlan, Plan
 from lab.errors import LabError
 from lab.runtime import gateway, netns
+from lab.runtime.faults import Fault, unreadable
 
 
 def needed(plan: Plan) -> bool:
@@ -35,9 +36,10 @@ def sets_now(ns: str) -> dict[str, set[str]]:
     return parse_restore(gateway.run(["ipset", "save"], netns=ns).stdout)
 
 
-def node_problem(node: NodePlan, lab: str) -> str | None:
-    """How NODE's sets differ from its ipset.restore, in words; None when they agree (or when
-    the node has no sets, or its namespace is gone: that is reported on its own)."""
+def node_fault(node: NodePlan, lab: str) -> Fault | None:
+    """How NODE's sets differ from its ipset.restore (`missing`/`unexpected`: "SET" for a whole
+    set, "SET MEMBER" for a member); None when they agree (or when the node has no sets, or its
+    namespace is gone: that is a fault of its own)."""
     path = Path(node.rundir) / naming.NODE_IPSET_FILE
     if not path.is_file() or not netns.exists(node.netns):
         return None
@@ -45,23 +47,44 @@ def node_problem(node: NodePlan, lab: str) -> str | None:
     try:
         have = sets_now(node.netns)
     except LabError as exc:
-        return f"{node.name}: cannot read its ipsets ({exc})"
-    wrong = []
+        return unreadable(node.name, node.netns, "ipsets", exc, lab)
+    missing, extra = _differences(want, have)
+    if not missing and not extra:
+        return None
+    return Fault("ipset", node.name, node.netns, str(path), "the sets of ipset.restore",
+                 "; ".join(_words(want, missing, extra)), f"`lab up {lab}` re-applies them",
+                 missing=tuple(missing), unexpected=tuple(extra))
+
+
+def _differences(want: dict[str, set[str]], have: dict[str, set[str]]) -> tuple[list[str], list[str]]:
+    """("SET" or "SET MEMBER" missing, "SET MEMBER" unexpected), set by set in name order."""
+    missing, extra = [], []
     for name, members in sorted(want.items()):
         if name not in have:
-            wrong.append(f"set {name} is missing")
+            missing.append(name)
             continue
-        missing, extra = sorted(members - have[name]), sorted(have[name] - members)
-        if missing:
-            wrong.append(f"set {name} lacks {len(missing)} member(s) ({', '.join(missing[:3])}"
-                         f"{', ...' if len(missing) > 3 else ''})")
-        if extra:
-            wrong.append(f"set {name} has {len(extra)} unexpected member(s) ({', '.join(extra[:3])}"
-                         f"{', ...' if len(extra) > 3 else ''})")
-    if not wrong:
-        return None
-    return f"{node.name}: its remote-group ipsets differ from the plan: {'; '.join(wrong)}; `lab up {lab}` re-applies them"
+        missing += [f"{name} {m}" for m in sorted(members - have[name])]
+        extra += [f"{name} {m}" for m in sorted(have[name] - members)]
+    return missing, extra
 
 
-def problems(plan: Plan) -> list[str]:
-    return [p for node in plan.nodes if (p := node_problem(node, plan.lab))]
+def _words(want: dict[str, set[str]], missing: list[str], extra: list[str]) -> list[str]:
+    """Per set: missing, or how many members it lacks and has too many (the first three)."""
+    def listed(entries, name):
+        members = [e.split(" ", 1)[1] for e in entries if e.startswith(f"{name} ")]
+        return len(members), f"{', '.join(members[:3])}{', ...' if len(members) > 3 else ''}"
+    out = []
+    for name in sorted(want):
+        if name in missing:
+            out.append(f"set {name} is missing")
+            continue
+        (lacks, first_lacks), (more, first_more) = listed(missing, name), listed(extra, name)
+        if lacks:
+            out.append(f"set {name} lacks {lacks} member(s) ({first_lacks})")
+        if more:
+            out.append(f"set {name} has {more} unexpected member(s) ({first_more})")
+    return out
+
+
+def faults(plan: Plan) -> list[Fault]:
+    return [f for node in plan.nodes if (f := node_fault(node, plan.lab))]

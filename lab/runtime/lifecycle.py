@@ -23,6 +23,7 @@ from lab.runtime import agents, gateway, locks, netns, ovs, plugs, processes, si
 from lab.runtime import fip as fips_rt
 from lab.runtime import health as more_health
 from lab.runtime import inventory, ipsets
+from lab.runtime.faults import Fault, unreadable
 from lab.runtime import metadata as metadata_service
 from lab.core import naming
 from lab.core import plugs as core_plugs
@@ -793,66 +794,117 @@ def health(state: LabState) -> list[str]:
     return health_report(state)[0]
 
 
-def health_report(state: LabState) -> tuple[list[str], list[inventory.Fault]]:
-    """What is missing from a lab that is up, in words, and the faults among it that
-    lab/runtime/inventory.py found (for `status --json`): namespaces gone, daemons dead, OVS
-    ports gone or mis-tagged (read from each node's OVSDB through the IDL), flows per table,
-    iptables, and each namespace's links, addresses, routes, neighbours and sysctls."""
+def health_report(state: LabState) -> tuple[list[str], list[Fault]]:
+    """What is wrong with a lab that is up: each fault (lab/runtime/faults.py) and its sentence."""
+    faults = lab_faults(state.plan)
+    return [f.text() for f in faults], faults
+
+
+def lab_faults(plan: Plan) -> list[Fault]:
+    """Every fault, source by source: the lab's namespaces and daemons, each node's
+    (`_node_faults`), each namespace's kernel state (links, addresses, routes, neighbours,
+    sysctls), iptables, the metadata service."""
+    dead = inventory.daemon_faults(plan)
+    faults = _namespace_faults(plan) + dead
+    for node in plan.nodes:
+        faults += _node_faults(plan, node, ovs_dead=any(f.what in _ovs_daemons(node) for f in dead))
+    for source in (inventory.kernel_faults, more_health.iptables_faults, metadata_service.faults):
+        faults += source(plan)
+    return faults
+
+
+def _node_faults(plan: Plan, node: NodePlan, ovs_dead: bool) -> list[Fault]:
+    """NODE's faults from each node source; those that ask its Open vSwitch only while both
+    daemons run (a dead one explains them)."""
+    sources = _NODE_SOURCES if ovs_dead else _NODE_OVS_SOURCES + _NODE_SOURCES
+    return [f for source in sources for f in source(plan, node)]
+
+
+def _ovs_daemons(node: NodePlan) -> set[str]:
+    return {f"{d} of {node.name}" for d in ovs.DAEMONS}     # as inventory.daemons names them
+
+
+def _flow_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return inventory.flow_faults(node, plan.cookie, plan.lab)
+
+
+def _ovs_restarted(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for f in [more_health.ovs_fault(node, plan.lab)] if f]
+
+
+def _router_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for r in plan.routers_on(node.name) for f in agents.router_faults(r, plan.lab)]
+
+
+def _fip_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for x in plan.fips_on(node.name) for f in fips_rt.faults(x, plan.lab)]
+
+
+def _ipset_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    return [f for f in [ipsets.node_fault(node, plan.lab)] if f]
+
+
+def _namespace_faults(plan: Plan) -> list[Fault]:
+    rebuilt = _rebuildable(plan)
+    return [Fault("namespace-missing", "", ns, ns, "present", "missing",
+                  f"`lab up {plan.lab}` rebuilds it" if ns in rebuilt else
+                  f"it cannot be rebuilt in place: `lab down {plan.lab}`, then `lab up`")
+            for ns in plan.namespaces() if not netns.exists(ns)]
+
+
+def _expected_ports(plan: Plan, node: NodePlan) -> dict[str, tuple[str, int | None]]:
+    """NODE's OVS ports: name -> (bridge, tag)."""
+    expected = {b.nic: (b.bridge, None) for b in node.physical_bridges}
+    expected |= {b.int_patch: (naming.BR_INT, None) for b in node.physical_bridges}
+    expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
+    expected |= {p.ovs_port: (naming.BR_INT, p.local_vlan) for p in node.ports}
+    if node.tunnel:
+        expected |= {naming.PATCH_TUN: (naming.BR_INT, None), naming.PATCH_INT: (naming.BR_TUN, None)}
+        expected |= {p.name: (naming.BR_TUN, None) for p in node.tunnel.ports}
+    expected |= {p.ovs_dev: (naming.BR_INT, p.local_vlan)
+                 for p in [d.port for d in node.dhcp_servers]
+                 + [q for r in plan.routers_on(node.name) for q in r.ports]
+                 + [f.gateway for f in plan.fips_on(node.name)]}
+    return expected
+
+
+def _port_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    """NODE's OVS ports (read from its OVSDB through the IDL): missing, on the wrong bridge
+    or tag, without an OpenFlow port."""
     from lab.runtime.ovsdb import OvsdbError, read_ports
-    problems = []
-    faults: list[inventory.Fault] = []
-    rebuilt = _rebuildable(state.plan)
-    for ns in state.plan.namespaces():
-        if not netns.exists(ns):
-            problems.append(f"namespace {ns} is missing; " + (f"`lab up {state.lab}` rebuilds it" if ns in rebuilt
-                            else f"it cannot be rebuilt in place: `lab down {state.lab}`, then `lab up`"))
-    dead = inventory.daemon_faults(state.plan)
-    faults += dead
-    for node in state.plan.nodes:
-        if any(f.what in (f"{d} of {node.name}" for d in ovs.DAEMONS) for f in dead):
-            continue
-        try:
-            ports = read_ports(node.rundir)
-        except OvsdbError as exc:
-            problems.append(f"{node.name}: {exc}")
-            continue
-        expected = {b.nic: (b.bridge, None) for b in node.physical_bridges}
-        expected |= {b.int_patch: (naming.BR_INT, None) for b in node.physical_bridges}
-        expected |= {b.phy_patch: (b.bridge, None) for b in node.physical_bridges}
-        expected |= {p.ovs_port: (naming.BR_INT, p.local_vlan) for p in node.ports}
-        if node.tunnel:
-            expected |= {naming.PATCH_TUN: (naming.BR_INT, None), naming.PATCH_INT: (naming.BR_TUN, None)}
-            expected |= {p.name: (naming.BR_TUN, None) for p in node.tunnel.ports}
-        expected |= {p.ovs_dev: (naming.BR_INT, p.local_vlan)
-                     for p in [d.port for d in node.dhcp_servers]
-                     + [q for r in state.plan.routers_on(node.name) for q in r.ports]
-                     + [f.gateway for f in state.plan.fips_on(node.name)]}
-        problems += _plug_problems(node)
-        problems += [p for r in state.plan.routers_on(node.name) for p in agents.router_problems(r)]
-        problems += [p for f in state.plan.fips_on(node.name) for p in fips_rt.problems(f)]
-        for name, (bridge, tag) in expected.items():
-            row = ports.get(name)
-            if row is None:
-                problems.append(f"{node.name}: port {name} is missing from {bridge}")
-            elif row.bridge != bridge or row.tag != tag:
-                problems.append(f"{node.name}: port {name} is on {row.bridge} tag {row.tag}, "
-                                f"expected {bridge} tag {tag}")
-            elif row.error or row.ofport in (None, -1):
-                problems.append(f"{node.name}: port {name} has no OpenFlow port ({row.error or 'ofport -1'})")
-        faults += inventory.flow_faults(node, state.plan.cookie, state.lab)
-    faults += inventory.kernel_faults(state.plan)
-    problems += (more_health.ovs_problems(state.plan) + ipsets.problems(state.plan)
-                 + more_health.iptables_problems(state.plan) + metadata_service.problems(state.plan))
-    return problems + [f.text() for f in faults], faults
+    try:
+        ports = read_ports(node.rundir)
+    except OvsdbError as exc:
+        return [unreadable(node.name, node.netns, "OVSDB", exc, plan.lab)]
+    again = f"`lab up {plan.lab}` applies the node's OVSDB transaction again"
+    out = []
+    for name, (bridge, tag) in _expected_ports(plan, node).items():
+        row, want = ports.get(name), f"{bridge} tag {tag}"
+        if row is None:
+            out.append(Fault("port-missing", node.name, node.netns, name, want, "missing", again))
+        elif row.bridge != bridge or row.tag != tag:
+            out.append(Fault("port-misplaced", node.name, node.netns, name, want, f"{row.bridge} tag {row.tag}", again))
+        elif row.error or row.ofport in (None, -1):
+            out.append(Fault("port-no-ofport", node.name, node.netns, name, "an OpenFlow port",
+                             row.error or "ofport -1", again + " and re-adds the ports whose devices it makes again"))
+    return out
 
 
-def _plug_problems(node: NodePlan) -> list[str]:
-    """Devices of the instances' plugs that the node namespace lacks."""
+def _plug_faults(plan: Plan, node: NodePlan) -> list[Fault]:
+    """Devices of the instances' plugs that the node namespace lacks (`up` makes a plug again
+    only with its instance's namespace)."""
     if not node.ports or not netns.exists(node.netns):
         return []
-    plug = plugs.driver(node.firewall_driver)
+    plug, lab = plugs.driver(node.firewall_driver), plan.lab
     with netns.entered(node.netns), Links(node.netns) as links:
-        return [f"{node.name}: {p.instance}'s {dev} is missing" for p in node.ports for dev in plug.missing(links, p)]
+        return [Fault("plug-device-missing", node.name, node.netns, f"{p.instance}'s {dev}", "present", "missing",
+                      f"`lab up {lab}` cannot make it alone: run `lab down {lab}` and `lab up` again")
+                for p in node.ports for dev in plug.missing(links, p)]
+
+
+# each node's fault sources, in the order status names them
+_NODE_OVS_SOURCES = (_port_faults, _flow_faults, _ovs_restarted)     # ask the node's Open vSwitch
+_NODE_SOURCES = (_plug_faults, _router_faults, _fip_faults, _ipset_faults)
 
 
 def status(lab: str | None = None) -> list[dict]:

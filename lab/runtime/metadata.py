@@ -25,6 +25,7 @@ from lab.core.scenario import Scenario
 from lab.errors import LabError
 from lab.paths import STATE_ROOT
 from lab.runtime import gateway, netns, processes, signals
+from lab.runtime.faults import Fault
 
 Record = Callable[..., None]        # record(daemon=..., pid=..., node=..., rundir=...)
 
@@ -147,19 +148,17 @@ def _in_netns(pid: int | None, name: str) -> bool:
     return (st.st_dev, st.st_ino) == netns.inode(name)
 
 
-def problems(plan: Plan) -> list[str]:
-    """What `lab status` says of the metadata service."""
+def faults(plan: Plan) -> list[Fault]:
+    """The metadata service's processes that are not running (where they should run)."""
     proxies = metadata.proxies(plan)
     if not proxies:
         return []
-    out = []
     fix = f"`lab up {plan.lab}` starts it again"
-    if not server_alive(server_of(plan)):
-        out.append(f"the metadata server of lab {plan.lab} is not running; {fix}")
-    out += [f"the metadata agent of {a.node} is not running; {fix}" for a in metadata.agents(plan)
-            if not agent_alive(a)]
-    out += [f"the metadata proxy (haproxy) of {p.name} is not running in {p.netns}; {fix}"
-            for p in proxies if not proxy_alive(p)]
+    def fault(what, ns):
+        return Fault("metadata", "", ns, what, "running", "not running", fix)
+    out = [] if server_alive(server_of(plan)) else [fault(f"the metadata server of lab {plan.lab}", "")]
+    out += [fault(f"the metadata agent of {a.node}", a.netns) for a in metadata.agents(plan) if not agent_alive(a)]
+    out += [fault(f"the metadata proxy (haproxy) of {p.name}", p.netns) for p in proxies if not proxy_alive(p)]
     return out
 
 

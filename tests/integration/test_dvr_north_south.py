@@ -244,8 +244,12 @@ def test_deleted_dvr_iptables_rule_is_reported_and_repaired(live, inject):
     assert status.returncode == 1, status.stdout
     words = f"{who}: its iptables rules differ from what `up` applied (1 rule(s) missing, 0 unexpected; " \
             f"first missing: `-A {' '.join(rule)}`)"
-    problems = json.loads(lab("status", name, "--json", check=False).stdout)["problems"]
+    doc = json.loads(lab("status", name, "--json", check=False).stdout)
+    problems = doc["problems"]
     assert [p for p in problems if p.startswith(words)] == problems, problems    # that one, nothing else
+    [fault] = doc["faults"]
+    assert (fault["kind"], fault["who"], fault["missing"], fault["unexpected"]) == \
+        ("iptables", who, [f"-A {' '.join(rule)}"], []), fault
     up = lab_up(scenario)
     assert "repaired" in up.stdout and words in up.stdout, up.stdout
     assert lab("status", name).returncode == 0

@@ -99,4 +99,8 @@ def test_status_sees_a_missing_tap(live):
     lab("exec", LAB, "compute2", "--", "ip", "link", "del", vm4.ovs_port)
     out = lab("status", LAB, "--json", check=False)
     assert out.returncode == 1
-    assert f"compute2: vm4's {vm4.ovs_port} is missing" in json.loads(out.stdout)["problems"]
+    doc = json.loads(out.stdout)
+    [fault] = [f for f in doc["faults"] if f["kind"] == "plug-device-missing"]
+    assert (fault["who"], fault["what"]) == ("compute2", f"vm4's {vm4.ovs_port}")
+    assert fault["text"].startswith(f"compute2: vm4's {vm4.ovs_port} is missing; ")
+    assert doc["problems"] == [f["text"] for f in doc["faults"]]

@@ -33,8 +33,10 @@ def _status_names(*words: str) -> list[str]:
     out = lab("status", NAME, check=False)
     assert out.returncode == 1, out.stdout
     assert all(w in out.stdout for w in words), out.stdout
-    problems = json.loads(lab("status", NAME, "--json", check=False).stdout)["problems"]
+    doc = json.loads(lab("status", NAME, "--json", check=False).stdout)
+    problems = doc["problems"]
     assert any(all(w in p for w in words) for p in problems), problems
+    assert problems == [f["text"] for f in doc["faults"]], doc["faults"]     # every problem is a fault
     return problems
 
 

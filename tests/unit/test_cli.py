@@ -449,6 +449,18 @@ def test_status_json(capsys, up_lab):
     assert status == 1 and [x["lab"] for x in json.loads(out)["labs"]] == [LAB]
 
 
+def test_status_json_problems_are_the_faults_texts(capsys, up_lab):
+    """A damaged lab (every namespace gone, every daemon dead): each problem is a fault."""
+    _, out, _ = run(capsys, "status", LAB, "--json")
+    doc = json.loads(out)
+    assert doc["problems"] == [f["text"] for f in doc["faults"]] and doc["problems"]
+    kinds = [f["kind"] for f in doc["faults"]]
+    assert kinds.count("namespace-missing") == len(up_lab.namespaces())
+    assert kinds.count("daemon") == 2 * len(up_lab.nodes) + len(up_lab.dhcp_servers)
+    gone = next(f for f in doc["faults"] if f["kind"] == "namespace-missing")
+    assert gone["netns"] == gone["what"] == up_lab.namespaces()[0] and gone["found"] == "missing"
+
+
 def test_status_with_no_lab_up(capsys, state_root):
     assert run(capsys, "status") == (0, "no lab is up\n", "")
     status, out, _ = run(capsys, "status", "--json")

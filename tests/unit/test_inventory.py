@@ -154,9 +154,9 @@ def test_status_compares_the_iptables_of_every_dvr_namespace(dvr, monkeypatch):
     from lab.paths import lab_dir
     from lab.runtime import health
     asked = {}
-    monkeypatch.setattr(health, "iptables_problem",
+    monkeypatch.setattr(health, "iptables_fault",
                         lambda who, rules_file, ns, lab: asked.setdefault(ns, (who, rules_file)) and None)
-    assert health.iptables_problems(dvr) == []
+    assert health.iptables_faults(dvr) == []
     for f in dvr.fip_namespaces:
         assert asked[f.netns] == (f.name, lab_dir(dvr.lab) / naming.router_rules_file(f.name))
     for r in dvr.router_instances:
@@ -172,9 +172,9 @@ def test_a_rule_gone_from_a_fip_namespace_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(health, "iptables_now", lambda ns: applied)
     monkeypatch.setattr(health.netns, "exists", lambda ns: True)
     health.record_iptables(rules, "nlab.x.compute1.fip-1")
-    assert health.iptables_problem("fip-ext-net@compute1", rules, "nlab.x.compute1.fip-1", "x") is None
+    assert health.iptables_fault("fip-ext-net@compute1", rules, "nlab.x.compute1.fip-1", "x") is None
     monkeypatch.setattr(health, "iptables_now", lambda ns: applied[:3] + applied[4:])
-    p = health.iptables_problem("fip-ext-net@compute1", rules, "nlab.x.compute1.fip-1", "x")
+    p = health.iptables_fault("fip-ext-net@compute1", rules, "nlab.x.compute1.fip-1", "x").text()
     assert p == ("fip-ext-net@compute1: its iptables rules differ from what `up` applied (1 rule(s) missing, "
                  "0 unexpected; first missing: `-A neutron-l3-agent-PREROUTING -j CT --notrack`); "
                  "`lab up x` re-applies them")
