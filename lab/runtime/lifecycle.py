@@ -530,12 +530,25 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     if "error" in daemons:
         raise daemons["error"]
     timings["ovs daemons"] = daemons["ok"]
-    # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
-    timings.update(_node_configure(node, render, firewall=False))
-    if node.tunnel:
-        _tunnel_endpoint(node)
-    # 3. the agents' namespaces: l3 agent rules, dnsmasq
+    # 2. one OVSDB transaction, one flow bundle per bridge; meanwhile 3. the agents'
+    # namespaces (l3 agent rules, dnsmasq), which need their links, not OVS
+    agent_work = _Background(f"agents-{node.name}", _node_agents, plan, node, render, ledger)
+    try:
+        timings.update(_node_configure(node, render, firewall=False))
+        if node.tunnel:
+            _tunnel_endpoint(node)
+    except BaseException:
+        agent_work.join()       # what it started is in the ledger before the rollback reads it
+        raise
+    timings.update(agent_work.result())
+    progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
+             f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
+
+
+def _node_agents(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> dict[str, float]:
+    """The l3 agent's rules of NODE's routers and floating IP namespaces, its dnsmasq."""
     t = time.monotonic()
+    routers = plan.routers_on(node.name)
     for r in routers:
         agents.router_rules(plan, r, render.routers[r.name])
     for f in plan.fips_on(node.name):
@@ -543,10 +556,32 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     for d in node.dhcp_servers:
         pid = agents.dnsmasq_start(d, render.dhcp[d.name])
         ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
-    if routers or node.dhcp_servers:
-        timings["agents"] = time.monotonic() - t
-    progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
-             f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
+    return {"agents": time.monotonic() - t} if routers or node.dhcp_servers else {}
+
+
+class _Background(threading.Thread):
+    """FN(*ARGS) in a thread of its own, started at once; `result()` waits for it and returns
+    what it returned or raises what it raised."""
+
+    def __init__(self, name: str, fn: Callable, *args):
+        super().__init__(name=name)
+        self._call = (fn, args)
+        self._outcome: tuple[bool, object] = (False, None)
+        self.start()
+
+    def run(self) -> None:
+        fn, args = self._call
+        try:
+            self._outcome = (True, fn(*args))
+        except BaseException as exc:  # handed to the caller by result()
+            self._outcome = (False, exc)
+
+    def result(self):
+        self.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
 
 
 def _tunnel_endpoint(node: NodePlan) -> None:
