@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from lab.core.plan import Plan
-from lab.core.scenario import Check, Scenario
 from lab.errors import LabError, LabStateError
 from lab.paths import check_lab_name
+
+if TYPE_CHECKING:       # imported where used: `lab --help` and `lab list` need no plan
+    from lab.core.plan import Plan
+    from lab.core.scenario import Check, Scenario
 
 SCHEMA_VERSION = 1      # of every JSON document `lab ... --json` prints (see docs/api.md)
 Progress = Callable[[str], None] | None

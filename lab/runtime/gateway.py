@@ -13,10 +13,12 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from lab.budget import budget
-from lab.errors import CommandError, MissingProgram
+from lab.errors import CommandError, LabError, MissingProgram
 from lab.runtime import netns as namespaces
 
 DEFAULT_TIMEOUT = 30.0
@@ -50,6 +52,57 @@ def run(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str]
     if check and proc.returncode != 0:
         raise CommandError(full, proc.returncode, proc.stdout, proc.stderr, netns)
     return proc
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command for `run_together`: as `run` takes it."""
+
+    argv: Sequence[str]
+    netns: str | None = None
+    env: Mapping[str, str] | None = None
+
+
+def run_together(commands: Sequence[Command], timeout: float = DEFAULT_TIMEOUT
+                 ) -> list[subprocess.CompletedProcess | LabError]:
+    """Start every command at once, then wait for each (one TIMEOUT for all, like `run`'s):
+    for each, in order, its completed process or the error `run` would have raised. Nothing is
+    raised for one command's failure: every command is waited for (or killed at the deadline)
+    and the caller decides. For starters of daemons that return once the daemon is ready."""
+    seconds = budget(timeout)
+    deadline = time.monotonic() + seconds
+    started = [_start(c) for c in commands]
+    return [_finish(s, c.netns, deadline, seconds) for s, c in zip(started, commands)]
+
+
+def _start(c: Command) -> tuple[list[str], subprocess.Popen | LabError]:
+    full = in_netns(c.argv, c.netns)
+    try:
+        return full, subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=_env(c.env))
+    except FileNotFoundError:
+        return full, MissingProgram(f"program not found: {full[0]} (needed for: {' '.join(full)})")
+    except OSError as exc:
+        return full, CommandError(full, None, "", str(exc), c.netns, reason="could not be started")
+
+
+def _finish(started: tuple[list[str], subprocess.Popen | LabError], netns: str | None,
+            deadline: float, seconds: float) -> subprocess.CompletedProcess | LabError:
+    full, proc = started
+    if isinstance(proc, LabError):
+        return proc
+    try:
+        out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired as exc:    # as `run` does: killed, reaped, its pipes closed
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        return CommandError(full, None, _text(exc.stdout), _text(exc.stderr), netns,
+                            reason=f"timed out after {seconds:g}s")
+    if proc.returncode != 0:
+        return CommandError(full, proc.returncode, out, err, netns)
+    return subprocess.CompletedProcess(full, proc.returncode, out, err)
 
 
 def spawn(argv: Sequence[str], *, netns: str | None = None, env: Mapping[str, str] | None = None,

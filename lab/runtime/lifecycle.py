@@ -483,7 +483,8 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     Path(node.rundir).mkdir(parents=True, exist_ok=True)
     # the node's ovsdb-server starts while the kernel plumbing is made (it waits on I/O);
     # ovs-vswitchd once the node namespace's links exist (it re-reads them after each change)
-    daemons = _OvsStart(plan, node, ledger, t0)
+    links_made = threading.Event()
+    daemons = _Background(f"ovs-{node.name}", _node_ovs, plan, node, ledger, links_made.wait, t0)
     try:
         # 0. the firewall before the ports exist: iptables-restore resolves every port number
         # through getaddrinfo, which dumps each address of the namespace (seconds at 500 ports)
@@ -491,55 +492,61 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
         # 1. kernel plumbing: NICs, plugs and the agents' ports in the node namespace, then
         # the namespaces at their other ends
         _node_namespace_links(plan, node)
-        daemons.links_made.set()
+        links_made.set()
         timings["node links"] = time.monotonic() - t0
         _owner_links(plan, node)
         timings["links"] = time.monotonic() - t0
     finally:
-        daemons.links_made.set()
+        links_made.set()
         daemons.join()
-    timings["ovs daemons"] = daemons.took()
-    # 2. one OVSDB transaction, one flow bundle per bridge, one iptables-restore
-    timings.update(_node_configure(node, render, firewall=False))
-    if node.tunnel:
-        _tunnel_endpoint(node)
-    # 3. the agents' namespaces: l3 agent rules, dnsmasq
-    t = time.monotonic()
-    _node_agents(plan, node, render, ledger)
-    if plan.routers_on(node.name) or node.dhcp_servers:
-        timings["agents"] = time.monotonic() - t
+    timings["ovs daemons"] = daemons.result()
+    # 2. one OVSDB transaction, one flow bundle per bridge; meanwhile 3. the agents'
+    # namespaces (l3 agent rules, dnsmasq), which need their links, not OVS
+    agent_work = _Background(f"agents-{node.name}", _node_agents, plan, node, render, ledger)
+    try:
+        timings.update(_node_configure(node, render, firewall=False))
+        if node.tunnel:
+            _tunnel_endpoint(node)
+    finally:
+        agent_work.join()       # what it started is in the ledger before the rollback reads it
+    timings.update(agent_work.result())
     progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
              f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
 
 
-class _OvsStart:
-    """A node's ovsdb-server and ovs-vswitchd started from a thread of their own, vswitchd
-    once LINKS_MADE is set; each recorded in the ledger as it starts."""
+def _node_ovs(plan: Plan, node: NodePlan, ledger: Ledger, before_vswitchd: Callable[[], object],
+              t0: float) -> float:
+    """NODE's ovsdb-server, then (once BEFORE_VSWITCHD returns) ovs-vswitchd, each recorded in
+    the ledger; seconds since T0 when both run."""
+    for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath,
+                                                  before_vswitchd=before_vswitchd)):
+        ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
+    return time.monotonic() - t0
 
-    def __init__(self, plan: Plan, node: NodePlan, ledger: Ledger, t0: float) -> None:
-        self.links_made = threading.Event()
-        self._result: dict = {}
-        self._thread = threading.Thread(target=self._run, args=(plan, node, ledger, t0), name=f"ovs-{node.name}")
-        self._thread.start()
 
-    def _run(self, plan: Plan, node: NodePlan, ledger: Ledger, t0: float) -> None:
+class _Background(threading.Thread):
+    """FN(*ARGS) in a thread of its own, started at once; `result()` waits for it and returns
+    what it returned or raises what it raised."""
+
+    def __init__(self, name: str, fn: Callable, *args):
+        super().__init__(name=name)
+        self._call = (fn, args)
+        self._outcome: tuple[bool, object] = (False, None)
+        self.start()
+
+    def run(self) -> None:
+        fn, args = self._call
         try:
-            for daemon, pid in zip(ovs.DAEMONS, ovs.start(node.netns, node.rundir, plan.datapath,
-                                                          before_vswitchd=self.links_made.wait)):
-                ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
-            self._result["ok"] = time.monotonic() - t0
-        except BaseException as exc:  # handed to the node's thread by join()
-            self._result["error"] = exc
+            self._outcome = (True, fn(*args))
+        except BaseException as exc:  # handed to the caller by result()
+            self._outcome = (False, exc)
 
-    def join(self) -> None:
-        self._thread.join()
-
-    def took(self) -> float:
-        """Once joined: seconds from the node's start until both daemons ran; what stopped
-        them, raised."""
-        if "error" in self._result:
-            raise self._result["error"]
-        return self._result["ok"]
+    def result(self):
+        self.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
 
 
 def _node_namespace_links(plan: Plan, node: NodePlan) -> None:
@@ -584,15 +591,19 @@ def _owner_links(plan: Plan, node: NodePlan) -> None:
         agents.dhcp_links(d)
 
 
-def _node_agents(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> None:
-    """The l3 agent's rules in each router and fip- namespace; dnsmasq of each DHCP server."""
-    for r in plan.routers_on(node.name):
+def _node_agents(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger) -> dict[str, float]:
+    """The l3 agent's rules in each router and fip- namespace; dnsmasq of each DHCP server.
+    Its timing, if NODE has any."""
+    t = time.monotonic()
+    routers = plan.routers_on(node.name)
+    for r in routers:
         agents.router_rules(plan, r, render.routers[r.name])
     for f in plan.fips_on(node.name):
         fips_rt.rules(plan, f, render.fips[f.name])
     for d in node.dhcp_servers:
         pid = agents.dnsmasq_start(d, render.dhcp[d.name])
         ledger.record("process", pid=pid, daemon="dnsmasq", node=node.name, rundir=d.dir)
+    return {"agents": time.monotonic() - t} if routers or node.dhcp_servers else {}
 
 
 def _tunnel_endpoint(node: NodePlan) -> None:

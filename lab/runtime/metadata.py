@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -56,64 +57,93 @@ def write_files(plan: Plan, scenario: Scenario) -> metadata.Server:
 
 
 def ensure(plan: Plan, scenario: Scenario, record: Record) -> list[str]:
-    """Start whatever part of the metadata service is not running; what was started."""
+    """Start whatever part of the metadata service is not running, all at once; what was
+    started. When one does not come up: LabError naming it, the others recorded all the same."""
     proxies = metadata.proxies(plan)
     if not proxies:
         return []
     gateway.require("haproxy")
     srv = write_files(plan, scenario)
-    started = []
-    # each start and its ledger entry under signals.held(): a signal waits until the daemon is
-    # recorded, so a rollback stops it by pid (it cannot come up after the rollback's sweep)
+    starts = _dead(plan, srv, proxies)
+    if not starts:
+        return []
+    # the starts and their ledger entries under signals.held(): a signal waits until every
+    # daemon that came up is recorded, so a rollback stops it by pid (none comes up after the
+    # rollback's sweep)
+    with signals.held():
+        failed = _start_together(starts, record)
+    if failed:
+        raise LabError("the metadata service did not start: " + "; ".join(failed))
+    return [s.what for s in starts]
+
+
+@dataclass(frozen=True)
+class _Start:
+    """One daemon to start: what it is (errors, `up`'s list), its ledger entry, its pid file
+    and the mark that proves a pid is it, the files to prepare, its starting command."""
+
+    what: str
+    daemon: str
+    node: str | None
+    rundir: str
+    pidfile: str
+    mark: str
+    command: gateway.Command
+    config: tuple[str, str] | None = None       # (path, text) written before it starts
+
+
+def _dead(plan: Plan, srv: metadata.Server, proxies: tuple[metadata.Proxy, ...]) -> list[_Start]:
+    """The server, agents and haproxy that are not running, as starts."""
+    starts = []
     if not server_alive(srv):
-        with signals.held():
-            record(daemon="metadata-server", pid=_start_server(srv), node=None, rundir=str(Path(srv.socket).parent))
-        started.append("metadata server")
-    for a in metadata.agents(plan):
-        if not agent_alive(a):
-            with signals.held():
-                record(daemon="metadata-agent", pid=_start_agent(a, srv), node=a.node, rundir=plan.node(a.node).rundir)
-            started.append(f"metadata agent of {a.node}")
-    for p in proxies:
-        if not proxy_alive(p):
-            with signals.held():
-                record(daemon="haproxy", pid=_start_proxy(p), node=p.node, rundir=plan.node(p.node).rundir)
-            started.append(f"metadata proxy of {p.name}")
-    return started
+        starts.append(_server_start(srv))
+    starts += [_agent_start(a, srv, plan.node(a.node).rundir) for a in metadata.agents(plan) if not agent_alive(a)]
+    starts += [_proxy_start(p, plan.node(p.node).rundir) for p in proxies if not proxy_alive(p)]
+    return starts
 
 
-def _start_server(srv: metadata.Server) -> int:
-    _stop_stale(srv.pidfile, str(Path(srv.socket).parent))
-    gateway.run([sys.executable, "-m", "lab.services.metadata_server", "--socket", srv.socket,
-                 "--instances", srv.instances, "--secret-file", srv.secret, "--pidfile", srv.pidfile,
-                 "--log", srv.log], env=_env())
-    return _pid(srv.pidfile, "metadata server")
+def _start_together(starts: list[_Start], record: Record) -> list[str]:
+    """Every start's starter at once (each returns once its daemon listens and wrote its pid
+    file: the agent needs the server's socket only when a request comes, haproxy the agent's
+    only when it forwards one); each daemon that runs recorded. What failed, and why."""
+    for s in starts:
+        _stop_stale(s.pidfile, s.mark)
+        Path(s.pidfile).unlink(missing_ok=True)
+        if s.config:
+            Path(s.config[0]).parent.mkdir(parents=True, exist_ok=True)
+            Path(s.config[0]).write_text(s.config[1])
+    failed = []
+    for s, result in zip(starts, gateway.run_together([s.command for s in starts])):
+        pid = processes.read_pidfile(s.pidfile)
+        if isinstance(result, LabError) or pid is None:
+            why = result if isinstance(result, LabError) else f"started but wrote no pid file {s.pidfile}"
+            failed.append(f"{s.what}: {why}")
+            if not processes.alive(pid, s.mark):
+                continue        # a daemon that runs all the same is recorded, to be stopped
+        record(daemon=s.daemon, pid=pid, node=s.node, rundir=s.rundir)
+    return failed
 
 
-def _start_agent(a: metadata.Agent, srv: metadata.Server) -> int:
-    _stop_stale(a.pidfile, a.socket)
-    gateway.run([sys.executable, "-m", "lab.services.metadata_agent", "--socket", a.socket,
-                 "--ports", srv.ports, "--server-socket", srv.socket, "--secret-file", srv.secret,
-                 "--pidfile", a.pidfile, "--log", a.log], netns=a.netns, env=_env())
-    return _pid(a.pidfile, f"metadata agent of {a.node}")
+def _server_start(srv: metadata.Server) -> _Start:
+    rundir = str(Path(srv.socket).parent)
+    return _Start("metadata server", "metadata-server", None, rundir, srv.pidfile, rundir, gateway.Command(
+        [sys.executable, "-m", "lab.services.metadata_server", "--socket", srv.socket, "--instances", srv.instances,
+         "--secret-file", srv.secret, "--pidfile", srv.pidfile, "--log", srv.log], env=_env()))
 
 
-def _start_proxy(p: metadata.Proxy) -> int:
+def _agent_start(a: metadata.Agent, srv: metadata.Server, rundir: str) -> _Start:
+    return _Start(f"metadata agent of {a.node}", "metadata-agent", a.node, rundir, a.pidfile, a.socket, gateway.Command(
+        [sys.executable, "-m", "lab.services.metadata_agent", "--socket", a.socket, "--ports", srv.ports,
+         "--server-socket", srv.socket, "--secret-file", srv.secret, "--pidfile", a.pidfile, "--log", a.log],
+        netns=a.netns, env=_env()))
+
+
+def _proxy_start(p: metadata.Proxy, rundir: str) -> _Start:
     """haproxy -f CONFIG in the proxy's namespace, as the metadata driver's ProcessManager
     starts it (it daemonizes once bound and writes its pid file)."""
-    _stop_stale(p.pidfile, p.config)
-    Path(p.config).parent.mkdir(parents=True, exist_ok=True)
-    Path(p.config).write_text(metadata.haproxy_config(p))
-    Path(p.pidfile).unlink(missing_ok=True)
-    gateway.run(["haproxy", "-f", p.config], netns=p.netns)
-    return _pid(p.pidfile, f"haproxy for {p.name}")
-
-
-def _pid(pidfile: str, what: str) -> int:
-    pid = processes.read_pidfile(pidfile)
-    if pid is None:
-        raise LabError(f"{what} started but wrote no pid file {pidfile}")
-    return pid
+    return _Start(f"metadata proxy of {p.name}", "haproxy", p.node, rundir, p.pidfile, p.config,
+                  gateway.Command(["haproxy", "-f", p.config], netns=p.netns),
+                  config=(p.config, metadata.haproxy_config(p)))
 
 
 def _stop_stale(pidfile: str, mark: str) -> None:

@@ -83,7 +83,8 @@ def test_classic_vlan_ledger_size_is_known(clean_host):
     (19, signal.SIGTERM),   # OVS daemons starting
     (23, signal.SIGHUP),    # every OVS daemon up: rows, flows, iptables
     (24, signal.SIGTERM),   # dnsmasq starting
-    (27, signal.SIGHUP),    # the metadata service starting
+    (26, signal.SIGTERM),   # every dnsmasq up: the metadata service's starters running together
+    (27, signal.SIGHUP),    # the metadata service's daemons being recorded
     (LEDGER_ENTRIES, signal.SIGTERM),   # waiting for DHCP leases
 ])
 def test_a_signal_during_up_rolls_back(clean_host, entries, signum):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,26 +30,33 @@ def plan(tmp_path):
     return build_plan(load_scenario("classic-vlan"), state_root=str(tmp_path))
 
 
-def test_a_signal_while_the_metadata_agent_starts_finds_it_in_the_ledger(plan, monkeypatch):
-    """The flaky test_signals[27-1]: SIGHUP right after the server's entry, while the agent's
-    starter runs. The agent must be recorded before Terminated reaches `up`."""
-    recorded: list[tuple[str, int]] = []
+def _daemons_start(plan, monkeypatch, during=lambda: None):
+    """ensure's starters replaced: each writes its pid file (101, 102, ...) and none runs a
+    program; DURING runs while they start."""
     monkeypatch.setattr(gateway, "require", lambda *programs: None)
     monkeypatch.setattr(metadata_service, "write_files", lambda plan, scenario: metadata_service.server_of(plan))
     for alive in ("server_alive", "agent_alive", "proxy_alive"):
         monkeypatch.setattr(metadata_service, alive, lambda *args: False)
-    monkeypatch.setattr(metadata_service, "_start_server", lambda srv: 101)
+    monkeypatch.setattr(metadata_service, "_stop_stale", lambda pidfile, mark: None)
 
-    def start_agent(a, srv):
-        _signal_myself(signal.SIGHUP)
-        return 102
-    monkeypatch.setattr(metadata_service, "_start_agent", start_agent)
-    monkeypatch.setattr(metadata_service, "_start_proxy", lambda p: 103)
+    def run_together(commands, timeout=gateway.DEFAULT_TIMEOUT):
+        during()
+        return [subprocess.CompletedProcess(c.argv, 0, "", "") for c in commands]
+    monkeypatch.setattr(gateway, "run_together", run_together)
+    pids = iter(range(101, 200))
+    monkeypatch.setattr(processes, "read_pidfile", lambda path: next(pids))
+
+
+def test_a_signal_while_the_metadata_service_starts_finds_every_daemon_in_the_ledger(plan, monkeypatch):
+    """The flaky test_signals[27-1]: SIGHUP while the metadata service's starters run. Every
+    daemon that came up must be recorded before Terminated reaches `up`."""
+    recorded: list[tuple[str, int]] = []
+    _daemons_start(plan, monkeypatch, during=lambda: _signal_myself(signal.SIGHUP))
     with pytest.raises(signals.Terminated) as info:
         with signals.as_interrupt():
             metadata_service.ensure(plan, None, lambda **e: recorded.append((e["daemon"], e["pid"])))
     assert info.value.signum == signal.SIGHUP
-    assert recorded == [("metadata-server", 101), ("metadata-agent", 102)]   # no haproxy begun
+    assert recorded == [("metadata-server", 101), ("metadata-agent", 102), ("haproxy", 103), ("haproxy", 104)]
 
 
 def test_the_sweep_looks_again_for_what_was_forked_meanwhile(monkeypatch):
