@@ -125,6 +125,12 @@ class LabStatus:
     def healthy(self) -> bool:
         return not self.problems
 
+    @property
+    def faults(self) -> tuple[dict, ...]:
+        """Each problem as a record (kind, who, netns, what, expected, found, repair, missing,
+        unexpected, text: docs/api.md's fault kinds), as `lab status --json` prints them."""
+        return tuple(self.details.get("faults", ()))
+
     def to_json(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, **self.details}
 

@@ -37,6 +37,8 @@ class Fault:
 
 
 def _iptables(f: Fault) -> str:
+    if f.found == "reordered":
+        return "its iptables rules are the ones `up` applied, in another order"
     example = (f"; first missing: `{f.missing[0]}`" if f.missing else
                f"; first unexpected: `{f.unexpected[0]}`" if f.unexpected else "")
     return (f"its iptables rules differ from what `up` applied ({len(f.missing)} rule(s) missing, "

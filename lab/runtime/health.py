@@ -44,8 +44,9 @@ def record_iptables(rules_file: Path, ns: str) -> None:
 
 
 def iptables_fault(who: str, rules_file: Path, ns: str, lab: str) -> Fault | None:
-    """How NS's rules differ from what was applied from RULES_FILE (every `-A` rule missing
-    or unexpected); None when equal (or when nothing was recorded)."""
+    """How NS's rules differ from what was applied from RULES_FILE (every `-A` rule and every
+    chain with its policy missing or unexpected; or the same, in another order); None when
+    equal (or when nothing was recorded)."""
     applied_file = Path(str(rules_file) + APPLIED)
     if not applied_file.exists() or not netns.exists(ns):
         return None
@@ -56,11 +57,14 @@ def iptables_fault(who: str, rules_file: Path, ns: str, lab: str) -> Fault | Non
         return unreadable(who, ns, "iptables rules", exc, lab)
     if now == applied:
         return None
-    missing = tuple(r for r in applied if r not in now and r.startswith("-A "))
-    extra = tuple(r for r in now if r not in applied and r.startswith("-A "))
-    return Fault("iptables", who, ns, str(rules_file), "the rules `up` applied",
-                 f"{len(missing)} missing, {len(extra)} unexpected", f"`lab up {lab}` re-applies them",
-                 missing=missing, unexpected=extra)
+    missing = tuple(r for r in applied if r not in now and r.startswith(_COMPARED))
+    extra = tuple(r for r in now if r not in applied and r.startswith(_COMPARED))
+    found = f"{len(missing)} missing, {len(extra)} unexpected" if missing or extra else "reordered"
+    return Fault("iptables", who, ns, str(rules_file), "the rules `up` applied", found,
+                 f"`lab up {lab}` re-applies them", missing=missing, unexpected=extra)
+
+
+_COMPARED = ("-A ", ":")    # rules, and chains with their policies (":FORWARD DROP [0:0]")
 
 
 def iptables_faults(plan: Plan) -> list[Fault]:

@@ -54,6 +54,9 @@ def test_status_json_carries_the_schema_version():
     s = api.LabStatus("lab1", "netdev", (), {"lab": "lab1", "problems": []})
     assert s.healthy and s.to_json() == {"schema_version": 1, "lab": "lab1", "problems": []}
     assert not api.LabStatus("lab1", "netdev", ("x",), {}).healthy
+    fault = {"kind": "namespace-missing", "text": "namespace n is missing; ..."}
+    assert api.LabStatus("lab1", "netdev", ("x",), {"faults": [fault]}).faults == (fault,)
+    assert s.faults == ()
 
 
 def test_up_of_a_scenario_object_under_another_name_is_refused():

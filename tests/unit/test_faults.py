@@ -194,6 +194,23 @@ def test_iptables_carries_every_rule_missing_and_unexpected(tmp_path, monkeypatc
         health.iptables_fault("compute1", rules, "nlab.x.compute1", "x").text()
 
 
+def test_iptables_chain_policy_and_order(tmp_path, monkeypatch, every_namespace):
+    rules = tmp_path / "iptables.rules"
+    applied = ["*filter", ":FORWARD ACCEPT [0:0]", ":neutron-filter-top - [0:0]",
+               "-A FORWARD -j neutron-filter-top", "-A FORWARD -j a", "COMMIT"]
+    monkeypatch.setattr(health, "iptables_now", lambda ns: applied)
+    health.record_iptables(rules, "nlab.x.compute1")
+    policy = [":FORWARD DROP [0:0]" if line == ":FORWARD ACCEPT [0:0]" else line for line in applied]
+    monkeypatch.setattr(health, "iptables_now", lambda ns: policy)
+    f = health.iptables_fault("compute1", rules, "nlab.x.compute1", "x")
+    assert (f.missing, f.unexpected) == ((":FORWARD ACCEPT [0:0]",), (":FORWARD DROP [0:0]",))
+    monkeypatch.setattr(health, "iptables_now", lambda ns: applied[:3] + [applied[4], applied[3]] + applied[5:])
+    f = health.iptables_fault("compute1", rules, "nlab.x.compute1", "x")
+    assert (f.found, f.missing, f.unexpected) == ("reordered", (), ())
+    assert f.text() == ("compute1: its iptables rules are the ones `up` applied, in another order; "
+                        "`lab up x` re-applies them")
+
+
 def test_iptables_that_cannot_be_read(tmp_path, monkeypatch, every_namespace):
     rules = tmp_path / "iptables.rules"
     monkeypatch.setattr(health, "iptables_now", lambda ns: ["*filter", "COMMIT"])
