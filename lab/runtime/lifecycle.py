@@ -484,32 +484,31 @@ def _node_up(plan: Plan, node: NodePlan, render: NodeRender, ledger: Ledger, pro
     # the node's ovsdb-server starts while the kernel plumbing is made (it waits on I/O);
     # ovs-vswitchd once the node namespace's links exist (it re-reads them after each change)
     links_made = threading.Event()
-    daemons = _Background(f"ovs-{node.name}", _node_ovs, plan, node, ledger, links_made.wait, t0)
-    try:
-        # 0. the firewall before the ports exist: iptables-restore resolves every port number
-        # through getaddrinfo, which dumps each address of the namespace (seconds at 500 ports)
-        timings = _node_firewall(node, render)
-        # 1. kernel plumbing: NICs, plugs and the agents' ports in the node namespace, then
-        # the namespaces at their other ends
-        _node_namespace_links(plan, node)
-        links_made.set()
-        timings["node links"] = time.monotonic() - t0
-        _owner_links(plan, node)
-        timings["links"] = time.monotonic() - t0
-    finally:
-        links_made.set()
-        daemons.join()
-    timings["ovs daemons"] = daemons.result()
-    # 2. one OVSDB transaction, one flow bundle per bridge; meanwhile 3. the agents'
-    # namespaces (l3 agent rules, dnsmasq), which need their links, not OVS
-    agent_work = _Background(f"agents-{node.name}", _node_agents, plan, node, render, ledger)
-    try:
+    # leaving the `with` waits for both threads: what they started is in the ledger before a
+    # rollback reads it, whatever failed
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"node-{node.name}") as background:
+        daemons = background.submit(_node_ovs, plan, node, ledger, links_made.wait, t0)
+        try:
+            # 0. the firewall before the ports exist: iptables-restore resolves every port number
+            # through getaddrinfo, which dumps each address of the namespace (seconds at 500 ports)
+            timings = _node_firewall(node, render)
+            # 1. kernel plumbing: NICs, plugs and the agents' ports in the node namespace, then
+            # the namespaces at their other ends
+            _node_namespace_links(plan, node)
+            links_made.set()
+            timings["node links"] = time.monotonic() - t0
+            _owner_links(plan, node)
+            timings["links"] = time.monotonic() - t0
+        finally:
+            links_made.set()
+        timings["ovs daemons"] = daemons.result()
+        # 2. one OVSDB transaction, one flow bundle per bridge; meanwhile 3. the agents'
+        # namespaces (l3 agent rules, dnsmasq), which need their links, not OVS
+        agents_done = background.submit(_node_agents, plan, node, render, ledger)
         timings.update(_node_configure(node, render, firewall=False))
         if node.tunnel:
             _tunnel_endpoint(node)
-    finally:
-        agent_work.join()       # what it started is in the ledger before the rollback reads it
-    timings.update(agent_work.result())
+        timings.update(agents_done.result())
     progress(f"  {node.name}: {len(node.ports)} instance port(s), {len(render.flows)} bridges up in "
              f"{time.monotonic() - t0:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()) + ")")
 
@@ -522,31 +521,6 @@ def _node_ovs(plan: Plan, node: NodePlan, ledger: Ledger, before_vswitchd: Calla
                                                   before_vswitchd=before_vswitchd)):
         ledger.record("process", pid=pid, daemon=daemon, node=node.name, rundir=node.rundir)
     return time.monotonic() - t0
-
-
-class _Background(threading.Thread):
-    """FN(*ARGS) in a thread of its own, started at once; `result()` waits for it and returns
-    what it returned or raises what it raised."""
-
-    def __init__(self, name: str, fn: Callable, *args):
-        super().__init__(name=name)
-        self._call = (fn, args)
-        self._outcome: tuple[bool, object] = (False, None)
-        self.start()
-
-    def run(self) -> None:
-        fn, args = self._call
-        try:
-            self._outcome = (True, fn(*args))
-        except BaseException as exc:  # handed to the caller by result()
-            self._outcome = (False, exc)
-
-    def result(self):
-        self.join()
-        ok, value = self._outcome
-        if not ok:
-            raise value
-        return value
 
 
 def _node_namespace_links(plan: Plan, node: NodePlan) -> None:
