@@ -14,6 +14,7 @@ Each difference is a `Fault` (lab/runtime/faults.py).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from lab.budget import budget
@@ -57,14 +58,28 @@ def iptables_fault(who: str, rules_file: Path, ns: str, lab: str) -> Fault | Non
         return unreadable(who, ns, "iptables rules", exc, lab)
     if now == applied:
         return None
-    missing = tuple(r for r in applied if r not in now and r.startswith(_COMPARED))
-    extra = tuple(r for r in now if r not in applied and r.startswith(_COMPARED))
+    missing, extra = _unmatched(applied, now), _unmatched(now, applied)
     found = f"{len(missing)} missing, {len(extra)} unexpected" if missing or extra else "reordered"
     return Fault("iptables", who, ns, str(rules_file), "the rules `up` applied", found,
                  f"`lab up {lab}` re-applies them", missing=missing, unexpected=extra)
 
 
 _COMPARED = ("-A ", ":")    # rules, and chains with their policies (":FORWARD DROP [0:0]")
+
+
+def _unmatched(lines: list[str], others: list[str]) -> tuple[str, ...]:
+    """The rules and chain lines of LINES that OTHERS lack, a repeated one counted each time
+    (a rule added twice is one unexpected rule), in LINES' order."""
+    left = Counter(r for r in others if r.startswith(_COMPARED))
+    out = []
+    for r in lines:
+        if not r.startswith(_COMPARED):
+            continue
+        if left[r]:
+            left[r] -= 1
+        else:
+            out.append(r)
+    return tuple(out)
 
 
 def iptables_faults(plan: Plan) -> list[Fault]:

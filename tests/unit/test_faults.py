@@ -209,6 +209,9 @@ def test_iptables_chain_policy_and_order(tmp_path, monkeypatch, every_namespace)
     assert (f.found, f.missing, f.unexpected) == ("reordered", (), ())
     assert f.text() == ("compute1: its iptables rules are the ones `up` applied, in another order; "
                         "`lab up x` re-applies them")
+    monkeypatch.setattr(health, "iptables_now", lambda ns: applied[:5] + ["-A FORWARD -j a"] + applied[5:])
+    f = health.iptables_fault("compute1", rules, "nlab.x.compute1", "x")      # a rule added twice
+    assert (f.missing, f.unexpected) == ((), ("-A FORWARD -j a",))
 
 
 def test_iptables_that_cannot_be_read(tmp_path, monkeypatch, every_namespace):
