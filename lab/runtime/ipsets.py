@@ -48,43 +48,27 @@ def node_fault(node: NodePlan, lab: str) -> Fault | None:
         have = sets_now(node.netns)
     except LabError as exc:
         return unreadable(node.name, node.netns, "ipsets", exc, lab)
-    missing, extra = _differences(want, have)
-    if not missing and not extra:
+    missing, extra, words = _differences(want, have)
+    if not words:
         return None
-    return Fault("ipset", node.name, node.netns, str(path), "the sets of ipset.restore",
-                 "; ".join(_words(want, missing, extra)), f"`lab up {lab}` re-applies them",
-                 missing=tuple(missing), unexpected=tuple(extra))
+    return Fault("ipset", node.name, node.netns, str(path), "the sets of ipset.restore", "; ".join(words),
+                 f"`lab up {lab}` re-applies them", missing=tuple(missing), unexpected=tuple(extra))
 
 
-def _differences(want: dict[str, set[str]], have: dict[str, set[str]]) -> tuple[list[str], list[str]]:
-    """("SET" or "SET MEMBER" missing, "SET MEMBER" unexpected), set by set in name order."""
-    missing, extra = [], []
+def _differences(want: dict[str, set[str]], have: dict[str, set[str]]) -> tuple[list[str], list[str], list[str]]:
+    """Set by set in name order: "SET" or "SET MEMBER" missing, "SET MEMBER" unexpected, and
+    the same in words (a set missing, or how many members it lacks and has too many, the
+    first three of each)."""
+    missing, extra, words = [], [], []
     for name, members in sorted(want.items()):
         if name not in have:
             missing.append(name)
+            words.append(f"set {name} is missing")
             continue
-        missing += [f"{name} {m}" for m in sorted(members - have[name])]
-        extra += [f"{name} {m}" for m in sorted(have[name] - members)]
-    return missing, extra
-
-
-def _words(want: dict[str, set[str]], missing: list[str], extra: list[str]) -> list[str]:
-    """Per set: missing, or how many members it lacks and has too many (the first three)."""
-    def listed(entries, name):
-        members = [e.split(" ", 1)[1] for e in entries if e.startswith(f"{name} ")]
-        return len(members), f"{', '.join(members[:3])}{', ...' if len(members) > 3 else ''}"
-    out = []
-    for name in sorted(want):
-        if name in missing:
-            out.append(f"set {name} is missing")
-            continue
-        (lacks, first_lacks), (more, first_more) = listed(missing, name), listed(extra, name)
-        if lacks:
-            out.append(f"set {name} lacks {lacks} member(s) ({first_lacks})")
-        if more:
-            out.append(f"set {name} has {more} unexpected member(s) ({first_more})")
-    return out
-
-
-def faults(plan: Plan) -> list[Fault]:
-    return [f for node in plan.nodes if (f := node_fault(node, plan.lab))]
+        for wrong, entries, said in ((sorted(members - have[name]), missing, "lacks {} member(s)"),
+                                     (sorted(have[name] - members), extra, "has {} unexpected member(s)")):
+            if wrong:
+                entries += [f"{name} {m}" for m in wrong]
+                words.append(f"set {name} {said.format(len(wrong))} ({', '.join(wrong[:3])}"
+                             f"{', ...' if len(wrong) > 3 else ''})")
+    return missing, extra, words
