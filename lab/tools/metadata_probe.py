@@ -10,6 +10,8 @@ import http.client
 import json
 import sys
 
+from lab.tools.tcpprobe import connect_from
+
 TOKEN_HEADER = "X-Lab-Probe"
 
 
@@ -23,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--header", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=10.0)
     args = ap.parse_args(argv)
-    conn = http.client.HTTPConnection(args.host, args.port, timeout=args.timeout,
-                                      source_address=("0.0.0.0", args.sport))
+    conn = http.client.HTTPConnection(args.host, args.port, timeout=args.timeout)
     try:
+        # from the chosen port even while an earlier probe's connection from it is in TIME_WAIT
+        conn.sock = connect_from(args.sport, args.host, args.port, args.timeout)
         conn.putrequest("GET", args.path, skip_accept_encoding=True)
         if args.token:
             conn.putheader(TOKEN_HEADER, args.token)     # first, so a short capture holds it

@@ -51,7 +51,7 @@ def send(host: str, port: int, size: int, timeout: float, sport: int = 0, token:
     started = time.monotonic()
     result = {"host": host, "port": port, "bytes": size}
     try:
-        with _connect(host, port, timeout, sport) as conn:
+        with connect_from(sport, host, port, timeout) as conn:
             result["mss"] = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
             conn.sendall(struct.pack("!Q", size) + payload)
             answer = _recv_exact(conn, 32)
@@ -67,9 +67,10 @@ def send(host: str, port: int, size: int, timeout: float, sport: int = 0, token:
     return 0 if result["ok"] else 1
 
 
-def _connect(host: str, port: int, timeout: float, sport: int) -> socket.socket:
+def connect_from(sport: int, host: str, port: int, timeout: float) -> socket.socket:
     """A connection from a known client port (--sport), so captures can tell this probe's
-    segments from any other; SO_REUSEADDR lets a port in TIME_WAIT be used again."""
+    segments from any other; SO_REUSEADDR lets a port in TIME_WAIT be used again (a check
+    run twice within a minute may draw the same port). Also the metadata probe's."""
     conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -60,3 +60,37 @@ def test_a_refused_connection_is_reported(capsys):
     port = _free_port()
     assert tcpprobe.main(["send", "--host", "127.0.0.1", "--port", str(port), "--timeout", "2"]) == 1
     assert json.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_the_metadata_probe_reuses_a_client_port_in_time_wait(capsys):
+    """A check draws its client port at random: a draw that an earlier probe's connection
+    still holds in TIME_WAIT must not fail the check with EADDRINUSE."""
+    import http.server
+
+    from lab.tools import metadata_probe
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    sport = _free_port()
+    first = tcpprobe.connect_from(sport, "127.0.0.1", holder.getsockname()[1], 5)
+    accepted, _ = holder.accept()
+    first.close()          # the client closes first: its port stays in TIME_WAIT
+    accepted.close()
+    holder.close()
+    code = metadata_probe.main(["--host", "127.0.0.1", "--port", str(server.server_address[1]),
+                                "--sport", str(sport), "--timeout", "5"])
+    server.server_close()
+    assert json.loads(capsys.readouterr().out) == {"status": 200, "body": "ok"} and code == 0
